@@ -1,0 +1,64 @@
+// swift-tools-version:6.0
+// libneco: NeCo (Patch Neighbor Consistency) training and inference for DINOv2 ViTs, in Swift over OpenBLAS.
+//
+// Module stack (arrows point down; nothing imports a module above it):
+//
+//   neco (CLI) ─┐
+//               ├─> Neco (Swift API: feature extraction, PCA picture, .npy)
+//               │      ├─> NecoModel (ViT config, parameters, safetensors, forward)
+//               │      │      └─> NecoCore (GEMM wrapper, kernels, threads, errors) ─> COpenBLAS
+//               │      └─> NecoImage (JPEG/PNG decode, PIL-style resize, normalisation, PNG write)
+//               │             ├─> NecoCore
+//               │             └─> CImageIO (libjpeg-turbo with a setjmp error handler, libpng)
+//   _NecoTestSupport (fixtures, assertClose) is used by tests only.
+//
+// Custom compile-time flags:
+//   NECO_INTERNAL_CHECKS  per-element invariant and shape checks inside kernels (off by default;
+//                         enable with `swift build -Xswiftc -DNECO_INTERNAL_CHECKS`).
+//   -target-cpu haswell on NecoCore (see simdSettings below).
+import PackageDescription
+
+// The elementwise kernels (GELU, softmax, LayerNorm) are written as plain loops that LLVM
+// vectorises; building them for Haswell (AVX2 + FMA, every x86 CPU since 2013) lets it use
+// 256-bit registers. Other architectures use the compiler's default target.
+#if arch(x86_64)
+let simdSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let simdSettings: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "neco",
+    products: [
+        .library(name: "Neco", targets: ["Neco"]),
+        .executable(name: "neco", targets: ["neco"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - System libraries and C shims
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CImageIO", path: "Sources/CImageIO",
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+
+        // MARK: - Library layers
+        .target(name: "NecoCore", dependencies: ["COpenBLAS"], swiftSettings: simdSettings),
+        .target(name: "NecoImage", dependencies: ["NecoCore", "CImageIO"]),
+        .target(name: "NecoModel", dependencies: ["NecoCore"]),
+        .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),
+
+        // MARK: - Executables
+        .executableTarget(name: "neco", dependencies: [
+            "Neco", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // MARK: - Tests
+        .target(name: "_NecoTestSupport", dependencies: ["NecoCore", "NecoModel"], path: "Sources/_NecoTestSupport"),
+        .testTarget(name: "NecoCoreTests", dependencies: ["NecoCore", "_NecoTestSupport"]),
+        .testTarget(name: "NecoImageTests", dependencies: ["NecoImage", "_NecoTestSupport"]),
+        .testTarget(name: "NecoModelTests", dependencies: ["NecoModel", "Neco", "_NecoTestSupport"]),
+    ],
+    cxxLanguageStandard: .cxx17
+)

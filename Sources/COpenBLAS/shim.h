@@ -1,0 +1,4 @@
+#ifndef NECO_COPENBLAS_SHIM_H
+#define NECO_COPENBLAS_SHIM_H
+#include <cblas.h>
+#endif

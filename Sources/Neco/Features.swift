@@ -1,0 +1,186 @@
+import NecoCore
+import NecoImage
+import NecoModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Dense features of a batch of images (NECO-SPEC §7).
+///
+/// Letters: B images, h×w patch grid, D embed dim, R registers.
+public struct DenseFeatures: Sendable {
+    public let batch: Int
+    public let gridHeight: Int
+    public let gridWidth: Int
+    public let dim: Int
+    public let registers: Int
+    /// Model input size in pixels.
+    public let inputHeight: Int
+    public let inputWidth: Int
+    /// (B, h, w, D) final-LayerNorm patch tokens (L2-normalised per patch if asked).
+    public var patches: [Float]
+    /// (B, D) CLS token after the final norm.
+    public var cls: [Float]
+    /// (B, R, D) register tokens after the final norm.
+    public var registerTokens: [Float]
+
+    public var patchesPerImage: Int { gridHeight * gridWidth }
+
+    /// Patch features of image `b`, (h·w, D).
+    public func patches(of b: Int) -> ArraySlice<Float> {
+        let n = patchesPerImage * dim
+        return patches[(b * n)..<((b + 1) * n)]
+    }
+}
+
+/// Options for `FeatureExtractor.extract`.
+public struct ExtractOptions: Sendable {
+    /// How decoded pictures become model input (ignored for tensor input).
+    public var resize: ResizeMode = .stretch(height: 224, width: 224)
+    /// L2-normalise every patch feature (`x / max(‖x‖, 1e-12)`).
+    public var l2Normalize = false
+    public init(resize: ResizeMode = .stretch(height: 224, width: 224), l2Normalize: Bool = false) {
+        self.resize = resize
+        self.l2Normalize = l2Normalize
+    }
+}
+
+/// Loads a model once and turns images into dense features. Shareable across threads.
+public final class FeatureExtractor: Sendable {
+    public let model: ViTModel
+
+    public init(model: ViTModel) { self.model = model }
+
+    /// Loads a safetensors checkpoint (any of the three naming schemes).
+    public convenience init(path: String, options: LoadOptions = LoadOptions()) throws {
+        self.init(model: try WeightLoader.load(path: path, options: options))
+    }
+
+    /// Features from normalised images (B, 3, H, W).
+    public func extract(tensor: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
+                        l2Normalize: Bool = false) throws -> DenseFeatures {
+        try model.validateInput(height: height, width: width)
+        let c = model.config
+        let t = model.tokenCount(height: height, width: width)
+        let d = c.embedDim, r = c.registers
+        let gh = height / c.patchSize, gw = width / c.patchSize, n = gh * gw
+        let tokens = try FloatSlab(count: batch * t * d)
+        try model.forward(out: tokens.base, images: tensor, batch: batch, height: height, width: width)
+        var patches = [Float](repeating: 0, count: batch * n * d)
+        var cls = [Float](repeating: 0, count: batch * d)
+        var regs = [Float](repeating: 0, count: batch * r * d)
+        for b in 0..<batch {
+            let row = tokens.base + b * t * d
+            for i in 0..<d { cls[b * d + i] = row[i] }
+            for i in 0..<(r * d) { regs[b * r * d + i] = row[d + i] }
+            let src = row + (1 + r) * d
+            for i in 0..<(n * d) { patches[b * n * d + i] = src[i] }
+        }
+        if l2Normalize { Normalize.l2Rows(&patches, dim: d) }
+        return DenseFeatures(batch: batch, gridHeight: gh, gridWidth: gw, dim: d, registers: r,
+                             inputHeight: height, inputWidth: width, patches: patches, cls: cls, registerTokens: regs)
+    }
+
+    /// Features of decoded pictures, preprocessed with `options.resize`. All pictures must come
+    /// out at the same size (any fixed-size mode guarantees it).
+    public func extract(images: [RGBImage], options: ExtractOptions = ExtractOptions()) throws -> DenseFeatures {
+        guard !images.isEmpty else { throw NecoError.invalidArgument("no images given") }
+        var data: [Float] = []
+        var size: (Int, Int)? = nil
+        for (i, img) in images.enumerated() {
+            let t = try Preprocess.tensor(img, mode: options.resize)
+            if let s = size, s != (t.height, t.width) {
+                throw NecoError.shape("image \(i) preprocesses to \(t.height)×\(t.width), image 0 to \(s.0)×\(s.1); use a fixed-size resize mode to batch them")
+            }
+            size = (t.height, t.width)
+            data.append(contentsOf: t.data)
+        }
+        let (h, w) = size!
+        try model.validateInput(height: h, width: w)
+        return try data.withUnsafeBufferPointer {
+            try extract(tensor: $0.baseAddress!, batch: images.count, height: h, width: w, l2Normalize: options.l2Normalize)
+        }
+    }
+
+    /// Decodes and extracts one file.
+    public func extract(path: String, options: ExtractOptions = ExtractOptions()) throws -> DenseFeatures {
+        try extract(images: [ImageDecoder.load(path: path)], options: options)
+    }
+}
+
+/// Row-wise L2 normalisation and bilinear upsampling of feature maps.
+public enum Normalize {
+    /// x[r, :] /= max(‖x[r, :]‖₂, 1e-12) for every row of width `dim`.
+    public static func l2Rows(_ x: inout [Float], dim: Int) {
+        x.withUnsafeMutableBufferPointer { buf in
+            let rows = buf.count / dim
+            for r in 0..<rows {
+                let p = buf.baseAddress! + r * dim
+                var s: Float = 0
+                for i in 0..<dim { s += p[i] * p[i] }
+                let inv = 1 / max(s.squareRoot(), 1e-12)
+                for i in 0..<dim { p[i] *= inv }
+            }
+        }
+    }
+
+    /// Bilinear upsampling with half-pixel centres (`align_corners=False`, no antialias), as
+    /// `torch.nn.functional.interpolate(mode="bilinear")`: (h, w, D) → (H, W, D).
+    public static func upsampleBilinear(_ src: ArraySlice<Float>, height h: Int, width w: Int, dim d: Int,
+                                        outHeight oh: Int, outWidth ow: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: oh * ow * d)
+        let base = src.startIndex
+        func coord(_ o: Int, _ inSize: Int, _ outSize: Int) -> (Int, Int, Float) {
+            let scale = Float(inSize) / Float(outSize)
+            let u = max((Float(o) + 0.5) * scale - 0.5, 0)
+            let i0 = min(Int(u), inSize - 1)
+            let i1 = min(i0 + 1, inSize - 1)
+            return (i0, i1, u - Float(i0))
+        }
+        let xs = (0..<ow).map { coord($0, w, ow) }
+        src.withUnsafeBufferPointer { sp in
+            out.withUnsafeMutableBufferPointer { op in
+                let s = sp.baseAddress!
+                for oy in 0..<oh {
+                    let (y0, y1, ly) = coord(oy, h, oh)
+                    for ox in 0..<ow {
+                        let (x0, x1, lx) = xs[ox]
+                        let a = s + (y0 * w + x0) * d, b = s + (y0 * w + x1) * d
+                        let c = s + (y1 * w + x0) * d, e = s + (y1 * w + x1) * d
+                        let o = op.baseAddress! + (oy * ow + ox) * d
+                        let w00 = (1 - ly) * (1 - lx), w01 = (1 - ly) * lx, w10 = ly * (1 - lx), w11 = ly * lx
+                        for i in 0..<d { o[i] = w00 * a[i] + w01 * b[i] + w10 * c[i] + w11 * e[i] }
+                    }
+                }
+            }
+        }
+        _ = base
+        return out
+    }
+}
+
+/// Where the setup step puts the embedded default model.
+public enum DefaultModel {
+    /// `$NECO_MODEL`, else `$NECO_CACHE/models/dinov2_vits14_imgfocus.safetensors`
+    /// (`$NECO_CACHE` defaults to `~/.cache/neco`).
+    public static var path: String {
+        if let m = getenv("NECO_MODEL"), m.pointee != 0 { return String(cString: m) }
+        return cacheDirectory + "/models/dinov2_vits14_imgfocus.safetensors"
+    }
+    public static var cacheDirectory: String {
+        if let c = getenv("NECO_CACHE"), c.pointee != 0 { return String(cString: c) }
+        let home = getenv("HOME").map { String(cString: $0) } ?? "."
+        return home + "/.cache/neco"
+    }
+    public static var photosDirectory: String { cacheDirectory + "/photos" }
+
+    /// Loads the default model with a clear message if the setup step has not run.
+    public static func load(options: LoadOptions = LoadOptions()) throws -> ViTModel {
+        let p = path
+        guard FileIO.exists(p) else {
+            throw NecoError.io("default model not found at \(p): run scripts/setup.sh (or set NECO_MODEL)")
+        }
+        return try WeightLoader.load(path: p, options: options)
+    }
+}

@@ -1,0 +1,41 @@
+/// Fully connected layer with PyTorch's weight layout: y = x · Wᵀ + b.
+///
+/// Shapes: input (rows, inDim); weight (outDim, inDim); bias (outDim); out (rows, outDim).
+/// Backward accumulates (`+=`): dInput += dOut · W; dWeight += dOutᵀ · x; dBias += Σ_rows dOut.
+public enum Linear {
+    @inlinable
+    public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               rows: Int, inDim: Int, outDim: Int) {
+        if let bias {
+            // Pre-fill each row with the bias, then accumulate the product (beta = 1).
+            Threads.parallelFor(rows, minChunk: 64) { s, e in
+                for r in s..<e { (out + r * outDim).update(from: bias, count: outDim) }
+            }
+            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true, beta: 1)
+        } else {
+            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true)
+        }
+    }
+
+    @inlinable
+    public static func backward(dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
+                                dBias: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
+                                input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                rows: Int, inDim: Int, outDim: Int) {
+        if let dInput {
+            // dInput (rows, inDim) += dOut (rows, outDim) · W (outDim, inDim)
+            Gemm.gemm(out: dInput, a: dOut, b: weight, m: rows, n: inDim, k: outDim, beta: 1)
+        }
+        if let dWeight {
+            // dWeight (outDim, inDim) += dOutᵀ (outDim, rows) · x (rows, inDim)
+            Gemm.gemm(out: dWeight, a: dOut, b: input, m: outDim, n: inDim, k: rows, transA: true, beta: 1)
+        }
+        if let dBias {
+            for r in 0..<rows {
+                let g = dOut + r * outDim
+                for j in 0..<outDim { dBias[j] += g[j] }
+            }
+        }
+    }
+}

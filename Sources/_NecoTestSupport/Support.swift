@@ -1,0 +1,93 @@
+import NecoCore
+import NecoModel
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Test helpers shared by every test target: fixture loading and the one tolerance-aware check.
+
+/// Absolute path of the repository root, derived from this file's location.
+public let repositoryRoot: String = {
+    var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)  // Sources/_NecoTestSupport/Support.swift
+    return parts.joined(separator: "/")
+}()
+
+/// Path of a committed fixture under Tests/Fixtures.
+public func fixturePath(_ relative: String) -> String { repositoryRoot + "/Tests/Fixtures/" + relative }
+
+/// Cache directory where the setup step puts the default model and sample photos.
+public var necoCache: String {
+    if let env = getenv("NECO_CACHE") { return String(cString: env) }
+    return String(cString: getenv("HOME")) + "/.cache/neco"
+}
+
+/// A loaded fixture file (safetensors with metadata format = neco-fixture).
+public struct Fixture {
+    public let file: SafetensorsFile
+    public init(_ relative: String) throws {
+        file = try SafetensorsFile(path: fixturePath(relative))
+    }
+    public func floats(_ name: String) throws -> [Float] { try file.floats(name) }
+    public func shape(_ name: String) -> [Int] { file.info(name)?.shape ?? [] }
+    public var metadata: [String: String] { file.metadata }
+}
+
+/// Summary of how far `actual` is from `expected`.
+public struct Closeness: CustomStringConvertible {
+    public var maxAbs: Double = 0
+    public var maxRel: Double = 0
+    public var nmse: Double = 0
+    public var mismatches: [(Int, Float, Float)] = []
+    public var description: String {
+        let shown = mismatches.prefix(5).map { "[\($0.0)] \($0.1) vs \($0.2)" }.joined(separator: ", ")
+        return "max abs \(maxAbs), max rel \(maxRel), nmse \(nmse)" + (mismatches.isEmpty ? "" : "; first mismatches: \(shown)")
+    }
+}
+
+public func closeness<A: Collection, B: Collection>(_ actual: A, _ expected: B, rtol: Double, atol: Double) -> Closeness
+where A.Element == Float, B.Element == Float {
+    var c = Closeness()
+    var errSq = 0.0, refSq = 0.0
+    for (i, (a, e)) in zip(actual, expected).enumerated() {
+        let diff = abs(Double(a) - Double(e))
+        c.maxAbs = max(c.maxAbs, diff)
+        if e != 0 { c.maxRel = max(c.maxRel, diff / abs(Double(e))) }
+        errSq += diff * diff
+        refSq += Double(e) * Double(e)
+        if !(diff <= atol + rtol * abs(Double(e))) && c.mismatches.count < 5 { c.mismatches.append((i, a, e)) }
+        if a.isNaN != e.isNaN && c.mismatches.count < 5 { c.mismatches.append((i, a, e)) }
+    }
+    c.nmse = refSq > 0 ? errSq / refSq : errSq
+    return c
+}
+
+/// The one tolerance-aware assertion: shapes (counts) first, then |a − e| ≤ atol + rtol·|e| everywhere.
+@discardableResult
+public func assertClose<A: Collection, B: Collection>(_ actual: A, _ expected: B, rtol: Double = 1e-4, atol: Double = 1e-5,
+                                                     _ label: String = "", file: StaticString = #filePath, line: UInt = #line) -> Closeness
+where A.Element == Float, B.Element == Float {
+    guard actual.count == expected.count else {
+        XCTFail("\(label): count \(actual.count) != expected \(expected.count)", file: file, line: line)
+        return Closeness()
+    }
+    let c = closeness(actual, expected, rtol: rtol, atol: atol)
+    if !c.mismatches.isEmpty { XCTFail("\(label): \(c)", file: file, line: line) }
+    return c
+}
+
+/// Deterministic pseudo-random floats for tests (SplitMix64 → uniform [-1, 1)).
+public struct TestRNG {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
+    public mutating func floats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in uniform() * scale } }
+}

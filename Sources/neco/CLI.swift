@@ -1,0 +1,225 @@
+import ArgumentParser
+import Neco
+import NecoCore
+import NecoImage
+import NecoModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct NecoCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "neco",
+        abstract: "NeCo dense features for DINO / DINOv2 Vision Transformers.",
+        subcommands: [Info.self, Extract.self, PCACommand.self, Demo.self, Bench.self])
+}
+
+/// Model selection shared by every subcommand.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Safetensors checkpoint (Meta, timm or Hugging Face keys). Default: the embedded DINOv2 ViT-S/14.")
+    var model: String?
+    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16); checked against the weights.")
+    var config: String?
+    @Option(name: .long, help: "Register tokens to build (0 drops register weights).")
+    var registers: Int?
+    @Option(name: .long, help: "Position-embedding resampling rule: neco, bicubic or antialias (default: the checkpoint's own).")
+    var posRule: String?
+    @Option(name: .long, help: "Attention heads (default: embed dim / 64).")
+    var heads: Int?
+    @Option(name: .long, help: "Threads for GEMMs and kernels (default: all cores).")
+    var threads: Int?
+
+    func applyThreads() throws {
+        if let t = threads {
+            guard t >= 1 && t <= 256 else { throw NecoError.invalidArgument("--threads must be in 1...256") }
+            Threads.setCount(t)
+        }
+    }
+
+    func load() throws -> ViTModel {
+        try applyThreads()
+        var o = LoadOptions(heads: heads, registers: registers)
+        if let r = posRule {
+            guard let rule = PosEmbedRule(rawValue: r) else {
+                throw NecoError.invalidArgument("unknown --pos-rule '\(r)' (use neco, bicubic or antialias)")
+            }
+            o.posEmbedRule = rule
+        }
+        if let c = config {
+            guard let pc = ViTConfig.preset(c, registers: registers ?? 0) else {
+                throw NecoError.invalidArgument("unknown --config '\(c)' (use \(ViTConfig.presetNames.joined(separator: ", ")))")
+            }
+            o.expect = pc
+        }
+        if let m = model { return try WeightLoader.load(path: m, options: o) }
+        return try DefaultModel.load(options: o)
+    }
+}
+
+/// Parses "S" or "HxW".
+func parseSize(_ s: String) throws -> (Int, Int) {
+    let parts = s.lowercased().split(separator: "x")
+    if parts.count == 1, let v = Int(parts[0]), v > 0 { return (v, v) }
+    if parts.count == 2, let h = Int(parts[0]), let w = Int(parts[1]), h > 0, w > 0 { return (h, w) }
+    throw NecoError.invalidArgument("bad size '\(s)': use S or HxW, e.g. 224 or 182x266")
+}
+
+func resizeMode(size: String, crop: Bool, patch: Int) throws -> ResizeMode {
+    let (h, w) = try parseSize(size)
+    guard h % patch == 0, w % patch == 0 else {
+        throw NecoError.invalidArgument("size \(h)x\(w) is not a multiple of the patch size \(patch)")
+    }
+    if crop {
+        guard h == w else { throw NecoError.invalidArgument("--crop needs a square size") }
+        return .shortSideCrop(size: h)
+    }
+    return .stretch(height: h, width: w)
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func peakRSSMiB() -> Double {
+    var u = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+    return Double(u.ru_maxrss) / 1024
+}
+
+func fmt(_ v: Double, _ digits: Int = 2) -> String {
+    var p: Double = 1
+    for _ in 0..<digits { p *= 10 }
+    let r = (v * p).rounded() / p
+    var s = "\(r)"
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
+    } else if digits > 0 { s += "." + String(repeating: "0", count: digits) }
+    return s
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a checkpoint's architecture, parameter count and key scheme.")
+    @OptionGroup var modelOptions: ModelOptions
+
+    func run() throws {
+        let m = try modelOptions.load()
+        let c = m.config
+        print("model        \(m.source)")
+        print("scheme       \(m.scheme.rawValue)")
+        print("config       \(c.name)")
+        print("patch        \(c.patchSize)")
+        print("embed dim    \(c.embedDim)")
+        print("depth        \(c.depth)")
+        print("heads        \(c.heads) × \(c.headDim)")
+        print("feed-forward \(c.ffn.rawValue), width \(c.mlpHidden)")
+        print("LayerScale   \(c.layerScale ? "yes" : "no")")
+        print("registers    \(c.registers)")
+        print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        print("parameters   \(m.params.count)")
+    }
+}
+
+struct Extract: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Extract dense patch features to NumPy .npy files.",
+        discussion: "Each image gives an (h, w, D) float32 array. With --stack (or one image and an --out ending in .npy) the output is one (N, h, w, D) array; otherwise --out is a folder with one <name>.npy per image. A folder argument is walked recursively for JPEG/PNG files.")
+    @OptionGroup var modelOptions: ModelOptions
+    @Argument(help: "Image files or folders.") var inputs: [String]
+    @Option(help: "Input size S or HxW, a multiple of the patch size.") var size: String = "224"
+    @Flag(help: "Resize the shorter side and center-crop instead of stretching.") var crop = false
+    @Flag(help: "L2-normalise each patch feature.") var l2 = false
+    @Flag(help: "Write one stacked (N, h, w, D) array.") var stack = false
+    @Option(help: "Images per forward pass.") var batch: Int = 8
+    @Option(help: "Output .npy file or folder.") var out: String
+
+    func run() throws {
+        let model = try modelOptions.load()
+        let mode = try resizeMode(size: size, crop: crop, patch: model.config.patchSize)
+        guard batch >= 1 && batch <= 256 else { throw NecoError.invalidArgument("--batch must be in 1...256") }
+        var files: [String] = []
+        for i in inputs {
+            if FileIO.isDirectory(i) {
+                let found = try FileIO.listFiles(i, extensions: ["jpg", "jpeg", "png"])
+                guard !found.isEmpty else { throw NecoError.invalidArgument("\(i): no JPEG or PNG files") }
+                files += found
+            } else { files.append(i) }
+        }
+        guard !files.isEmpty else { throw NecoError.invalidArgument("no images given") }
+        let single = stack || (files.count == 1 && out.hasSuffix(".npy"))
+        if !single {
+            if !FileIO.isDirectory(out) && mkdir(out, 0o755) != 0 {
+                throw NecoError.io("\(out): cannot create folder: \(FileIO.errnoString())")
+            }
+        }
+        let extractor = FeatureExtractor(model: model)
+        let options = ExtractOptions(resize: mode, l2Normalize: l2)
+        var stacked: [Float] = []
+        var shape: [Int] = []
+        let t0 = now()
+        var start = 0
+        var usedNames = Set<String>()
+        while start < files.count {
+            let chunk = Array(files[start..<min(files.count, start + batch)])
+            let images = try chunk.map { try ImageDecoder.load(path: $0) }
+            let f = try extractor.extract(images: images, options: options)
+            shape = [f.gridHeight, f.gridWidth, f.dim]
+            for (i, path) in chunk.enumerated() {
+                if single {
+                    stacked += f.patches(of: i)
+                } else {
+                    var name = String(path.split(separator: "/").last ?? "image")
+                    if let dot = name.lastIndex(of: ".") { name = String(name[..<dot]) }
+                    var unique = name, k = 1
+                    while usedNames.contains(unique) { k += 1; unique = "\(name)_\(k)" }
+                    usedNames.insert(unique)
+                    try Npy.write(out + "/" + unique + ".npy", shape: shape, data: Array(f.patches(of: i)))
+                }
+            }
+            start += chunk.count
+            let rate = Double(start) / max(now() - t0, 1e-9)
+            if files.count > 1 {
+                var line = "\r[\(start)/\(files.count)] \(fmt(rate, 1)) img/s"
+                if start == files.count { line += "\n" }
+                writeStderr(line)
+            }
+        }
+        if single {
+            let fullShape = (stack || files.count > 1) ? [files.count] + shape : shape
+            try Npy.write(out, shape: fullShape, data: stacked)
+            print("wrote \(out) \(fullShape)")
+        } else {
+            print("wrote \(files.count) files to \(out)/, each \(shape)")
+        }
+    }
+}
+
+struct PCACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pca",
+        abstract: "Picture of the first 3 principal components of the patch features, next to the image.")
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Input image (JPEG or PNG).") var image: String
+    @Option(help: "Input size S or HxW (multiple of the patch size).") var size: String = "448"
+    @Option(help: "Output PNG.") var out: String
+
+    func run() throws {
+        let model = try modelOptions.load()
+        let mode = try resizeMode(size: size, crop: false, patch: model.config.patchSize)
+        let img = try ImageDecoder.load(path: image)
+        let f = try FeatureExtractor(model: model).extract(images: [img], options: ExtractOptions(resize: mode))
+        let shown = try Preprocess.apply(img, mode: mode)
+        let pic = PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
+        try PNGWriter.write(pic, to: out)
+        print("wrote \(out) (\(pic.width)×\(pic.height), grid \(f.gridHeight)×\(f.gridWidth))")
+    }
+}
+
+/// Writes to standard error without touching the C `stderr` global (not concurrency-safe in Swift 6).
+func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+}
