@@ -1,0 +1,189 @@
+import NecoCore
+import NecoModel
+import XCTest
+import _NecoTestSupport
+
+/// Kernel checks in three oracles: naive reference vs optimised, PyTorch fixtures
+/// (scripts/reference/make_kernel_fixtures.py), and finite differences in Double for backwards.
+final class KernelTests: XCTestCase {
+    /// Single kernels vs PyTorch fp32: both are correctly rounded up to a few ulps of the values
+    /// involved (|x| ≤ ~10), so 2e-6 absolute is tight but safe.
+    static let kernelAtol = 2e-6
+    /// erf by Abramowitz–Stegun 7.1.26 is accurate to 1.5e-7 absolute; GELU multiplies by x/2 (|x| ≤ 8).
+    static let geluAtol = 1e-6
+    /// PyTorch computes the bicubic source coordinates in float32 (up to 1.1e-5 from float64 on values
+    /// ~3); ours are computed in Double, so compare with the float64 reference at 2e-6 and the float32
+    /// one at 2e-5.
+    static let posF64Atol = 2e-6, posF32Atol = 2e-5
+
+    // MARK: GEMM
+
+    func testGemmMatchesNaiveForAllTransposesAndStrides() {
+        var rng = TestRNG(seed: 1)
+        for (m, n, k) in [(1, 1, 1), (7, 5, 3), (33, 17, 65), (64, 130, 31)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1
+                    let a = rng.floats((ta ? k : m) * lda), b = rng.floats((tb ? n : k) * ldb)
+                    let c0 = rng.floats(m * ldc)
+                    var fast = c0, slow = c0
+                    fast.withUnsafeMutableBufferPointer { f in
+                        Gemm.gemm(out: f.baseAddress!, a: a, b: b, m: m, n: n, k: k, transA: ta, transB: tb,
+                                  alpha: 0.5, beta: 0.25, lda: lda, ldb: ldb, ldc: ldc)
+                    }
+                    slow.withUnsafeMutableBufferPointer { s in
+                        Gemm.gemmReference(out: s.baseAddress!, a: a, b: b, m: m, n: n, k: k, transA: ta, transB: tb,
+                                           alpha: 0.5, beta: 0.25, lda: lda, ldb: ldb, ldc: ldc)
+                    }
+                    // K ≤ 65 products of values in [-1, 1]: fp32 summation error ≲ 1e-5.
+                    assertClose(fast, slow, rtol: 1e-5, atol: 2e-5, "gemm \(m)x\(n)x\(k) tA=\(ta) tB=\(tb)")
+                }
+            }
+        }
+    }
+
+    // MARK: PyTorch fixtures
+
+    func testLayerNormMatchesTorch() throws {
+        let fx = try Fixture("kernels/layernorm.safetensors")
+        let x = try fx.floats("x"), w = try fx.floats("weight"), b = try fx.floats("bias")
+        var y = [Float](repeating: 0, count: x.count)
+        y.withUnsafeMutableBufferPointer {
+            LayerNorm.forward(out: $0.baseAddress!, mean: nil, rstd: nil, input: x, weight: w, bias: b, rows: 5, dim: 37)
+        }
+        assertClose(y, try fx.floats("y"), rtol: 0, atol: Self.kernelAtol, "layernorm vs torch fp32")
+        assertClose(y, try fx.floats("y64"), rtol: 0, atol: Self.kernelAtol, "layernorm vs torch fp64")
+    }
+
+    func testGELUMatchesTorch() throws {
+        let fx = try Fixture("kernels/gelu.safetensors")
+        let x = try fx.floats("x")
+        var y = [Float](repeating: 0, count: x.count)
+        y.withUnsafeMutableBufferPointer { GELU.forward(out: $0.baseAddress!, input: x, count: x.count) }
+        let c = assertClose(y, try fx.floats("y64"), rtol: 0, atol: Self.geluAtol, "gelu vs torch fp64")
+        print("  gelu: \(c)")
+        assertClose(y, try fx.floats("y"), rtol: 0, atol: Self.geluAtol, "gelu vs torch fp32")
+    }
+
+    func testSoftmaxMatchesTorch() throws {
+        let fx = try Fixture("kernels/softmax.safetensors")
+        var x = try fx.floats("x")
+        x.withUnsafeMutableBufferPointer { Softmax.forwardInPlace($0.baseAddress!, rows: 7, cols: 53) }
+        assertClose(x, try fx.floats("y64"), rtol: 1e-5, atol: 1e-7, "softmax vs torch fp64")
+    }
+
+    func testAttentionMatchesTorch() throws {
+        let fx = try Fixture("kernels/attention.safetensors")
+        let x = try fx.floats("x")
+        let (bsz, t, d, heads) = (2, 11, 48, 6)
+        var qkv = [Float](repeating: 0, count: bsz * t * 3 * d)
+        var merged = [Float](repeating: 0, count: bsz * t * d)
+        var out = merged
+        var probs = [Float](repeating: 0, count: bsz * heads * t * t)
+        let qw = try fx.floats("qkv_weight"), qb = try fx.floats("qkv_bias")
+        let pw = try fx.floats("proj_weight"), pb = try fx.floats("proj_bias")
+        qkv.withUnsafeMutableBufferPointer { Linear.forward(out: $0.baseAddress!, input: x, weight: qw, bias: qb, rows: bsz * t, inDim: d, outDim: 3 * d) }
+        merged.withUnsafeMutableBufferPointer { m in
+            probs.withUnsafeMutableBufferPointer { p in
+                Attention.forward(out: m.baseAddress!, probs: p.baseAddress!, scratch: nil, qkv: qkv, batch: bsz, tokens: t,
+                                  heads: heads, headDim: 8, scale: 1 / Float(8).squareRoot())
+            }
+        }
+        out.withUnsafeMutableBufferPointer { Linear.forward(out: $0.baseAddress!, input: merged, weight: pw, bias: pb, rows: bsz * t, inDim: d, outDim: d) }
+        assertClose(probs, try fx.floats("attn"), rtol: 0, atol: Self.kernelAtol, "attention probabilities")
+        assertClose(merged, try fx.floats("merged"), rtol: 0, atol: Self.kernelAtol, "attention heads")
+        assertClose(out, try fx.floats("out64"), rtol: 0, atol: Self.kernelAtol, "attention output")
+        // The scratch path (no saved probabilities) gives the same result.
+        var merged2 = [Float](repeating: 0, count: merged.count)
+        var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t))
+        merged2.withUnsafeMutableBufferPointer { m in
+            scratch.withUnsafeMutableBufferPointer { s in
+                Attention.forward(out: m.baseAddress!, probs: nil, scratch: s.baseAddress!, qkv: qkv, batch: bsz, tokens: t,
+                                  heads: heads, headDim: 8, scale: 1 / Float(8).squareRoot())
+            }
+        }
+        XCTAssertEqual(merged, merged2)
+    }
+
+    func testPatchEmbedMatchesTorchConv() throws {
+        let fx = try Fixture("kernels/patch_embed.safetensors")
+        let img = try fx.floats("image"), w = try fx.floats("weight"), b = try fx.floats("bias")
+        var tokens = [Float](repeating: 0, count: 2 * 6 * 16)
+        var cols = [Float](repeating: 0, count: 6 * 588)
+        for n in 0..<2 {
+            cols.withUnsafeMutableBufferPointer { c in
+                img.withUnsafeBufferPointer { ip in
+                    PatchEmbed.im2col(cols: c.baseAddress!, image: ip.baseAddress! + n * 3 * 28 * 42, channels: 3, height: 28, width: 42, patch: 14)
+                }
+            }
+            tokens.withUnsafeMutableBufferPointer { tp in
+                Linear.forward(out: tp.baseAddress! + n * 6 * 16, input: cols, weight: w, bias: b, rows: 6, inDim: 588, outDim: 16)
+            }
+        }
+        assertClose(tokens, try fx.floats("tokens64"), rtol: 0, atol: 1e-5, "patch embed vs conv2d")  // K = 588 terms
+    }
+
+    func testPosEmbedRulesMatchTorch() throws {
+        let fx = try Fixture("kernels/posembed.safetensors")
+        let pe = try fx.floats("pe")
+        let rules: [(PosEmbedRule, String)] = [(.neco, "neco"), (.bicubic, "size"), (.antialias, "antialias")]
+        for (h, w) in [(16, 16), (7, 7), (32, 32), (13, 19), (40, 40), (1, 1)] {
+            for (rule, name) in rules {
+                var out = [Float](repeating: 0, count: h * w * 8)
+                var scratch = [Float](repeating: 0, count: h * 37 * 8)
+                out.withUnsafeMutableBufferPointer { o in
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        PosEmbed.resample(out: o.baseAddress!, table: pe, scratch: s.baseAddress!, grid: 37, height: h, width: w, dim: 8, rule: rule)
+                    }
+                }
+                let c = assertClose(out, try fx.floats("\(name)_\(h)x\(w)_f64"), rtol: 0, atol: Self.posF64Atol, "\(name) \(h)x\(w) vs f64")
+                assertClose(out, try fx.floats("\(name)_\(h)x\(w)"), rtol: 0, atol: Self.posF32Atol, "\(name) \(h)x\(w) vs f32")
+                if h == 16 { print("  pos \(name) 16x16: \(c)") }
+            }
+        }
+        // Small 5×5 tables (what the tiny models use), up- and downsampling.
+        let small = try fx.floats("pe_small")
+        for (h, w) in [(3, 4), (8, 7)] {
+            for (rule, name) in rules {
+                var out = [Float](repeating: 0, count: h * w * 8)
+                var scratch = [Float](repeating: 0, count: h * 5 * 8)
+                out.withUnsafeMutableBufferPointer { o in
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        PosEmbed.resample(out: o.baseAddress!, table: small, scratch: s.baseAddress!, grid: 5, height: h, width: w, dim: 8, rule: rule)
+                    }
+                }
+                assertClose(out, try fx.floats("small_\(name)_\(h)x\(w)_f64"), rtol: 0, atol: Self.posF64Atol, "small \(name) \(h)x\(w)")
+            }
+        }
+    }
+
+    /// NECO-SPEC §9.4 test vectors for the NeCo rule (taps and weights per output index).
+    func testNecoRuleSpecVectors() {
+        let w7 = PosEmbed.weights(rule: .neco, inSize: 37, outSize: 7)
+        func row(_ w: [Float], _ d: Int, _ n: Int) -> [Float] { Array(w[(d * n)..<((d + 1) * n)]) }
+        let r0 = row(w7, 0, 37)
+        XCTAssertEqual(r0[1], -0.063372, accuracy: 1e-6); XCTAssertEqual(r0[2], 0.976367, accuracy: 1e-6)
+        XCTAssertEqual(r0[3], 0.094490, accuracy: 1e-6); XCTAssertEqual(r0[4], -0.007485, accuracy: 1e-6)
+        let r6 = row(w7, 6, 37)
+        XCTAssertEqual(r6[32], -0.109964, accuracy: 1e-6); XCTAssertEqual(r6[35], -0.065484, accuracy: 1e-6)
+        let w32 = PosEmbed.weights(rule: .neco, inSize: 37, outSize: 32)
+        let q0 = row(w32, 0, 37)  // taps (0,0,1,2) clamped: weights on index 0 add up
+        XCTAssertEqual(q0[0], -0.048838 + 0.987449, accuracy: 2e-6)
+        XCTAssertEqual(q0[1], 0.065425, accuracy: 1e-6); XCTAssertEqual(q0[2], -0.004036, accuracy: 1e-6)
+        let q31 = row(w32, 31, 37)  // taps (34,35,36,36)
+        XCTAssertEqual(q31[34], -0.022255, accuracy: 1e-6); XCTAssertEqual(q31[36], 0.926202 - 0.093907, accuracy: 2e-6)
+    }
+
+    // MARK: Threads
+
+    func testParallelForCoversEveryIndexOnce() {
+        for n in [0, 1, 2, 3, 17, 1000] {
+            var hits = [Int](repeating: 0, count: n)
+            hits.withUnsafeMutableBufferPointer { h in
+                let p = h.baseAddress
+                Threads.parallelFor(n) { s, e in for i in s..<e { p![i] += 1 } }
+            }
+            XCTAssertEqual(hits, [Int](repeating: 1, count: n))
+        }
+    }
+}
