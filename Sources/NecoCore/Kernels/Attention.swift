@@ -6,8 +6,8 @@
 ///     P = softmax(q·kᵀ · scale) (T, T);  out[:, head·E ..< head·E+E] = P · v
 /// out (B, T, D) holds the heads concatenated in head order (before the output projection).
 ///
-/// The (b, head) pairs run in parallel over `Threads.count` workers with OpenBLAS switched to one
-/// thread (many small GEMMs scale better this way than one threaded GEMM at a time).
+/// The (b, head) pairs run in parallel over `Threads.count` workers, each with single-threaded
+/// GEMMs (many small GEMMs scale better this way than one split GEMM at a time).
 public enum Attention {
     /// Scratch floats needed when `probs` is nil: one (T, T) score matrix per worker.
     public static func scratchCount(tokens: Int) -> Int { Threads.count * tokens * tokens }
@@ -22,7 +22,7 @@ public enum Attention {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
-        Threads.withSingleThreadedBLAS {
+        do {
             Threads.parallelChunks(pairs) { slot, s, e in
                 for pair in s..<e {
                     let b = pair / heads, h = pair % heads
@@ -32,11 +32,11 @@ public enum Attention {
                     let v = base + 2 * d + h * headDim
                     let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * t * t)
                     // scores (T, T) = q (T, E) · kᵀ
-                    Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d)
+                    Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d, parallel: false)
                     Softmax.forwardInPlace(p, rows: t, cols: t, scale: scale)
                     // out_h (T, E) = P (T, T) · v (T, E)
                     Gemm.gemm(out: out + b * t * d + h * headDim, a: p, b: v, m: t, n: headDim, k: t,
-                              ldb: 3 * d, ldc: d)
+                              ldb: 3 * d, ldc: d, parallel: false)
                 }
             }
         }
@@ -54,7 +54,7 @@ public enum Attention {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
-        Threads.withSingleThreadedBLAS {
+        do {
             Threads.parallelChunks(pairs) { slot, s, e in
                 let ds = scratch + slot * t * t
                 for pair in s..<e {
@@ -67,15 +67,15 @@ public enum Attention {
                     let dO = dOut + b * t * d + h * headDim
                     // dV (T, E) += Pᵀ (T, T) · dO (T, E)
                     Gemm.gemm(out: dv, a: p, b: dO, m: t, n: headDim, k: t, transA: true, beta: 1,
-                              ldb: d, ldc: 3 * d)
+                              ldb: d, ldc: 3 * d, parallel: false)
                     // dP (T, T) = dO (T, E) · vᵀ
-                    Gemm.gemm(out: ds, a: dO, b: v, m: t, n: t, k: headDim, transB: true, lda: d, ldb: 3 * d)
+                    Gemm.gemm(out: ds, a: dO, b: v, m: t, n: t, k: headDim, transB: true, lda: d, ldb: 3 * d, parallel: false)
                     Softmax.backward(dInput: ds, dOut: ds, probs: p, rows: t, cols: t, scale: scale,
                                      accumulate: false)
                     // dQ (T, E) += dS (T, T) · k (T, E);  dK (T, E) += dSᵀ · q
-                    Gemm.gemm(out: dq, a: ds, b: k, m: t, n: headDim, k: t, beta: 1, ldb: 3 * d, ldc: 3 * d)
+                    Gemm.gemm(out: dq, a: ds, b: k, m: t, n: headDim, k: t, beta: 1, ldb: 3 * d, ldc: 3 * d, parallel: false)
                     Gemm.gemm(out: dk, a: ds, b: q, m: t, n: headDim, k: t, transA: true, beta: 1,
-                              ldb: 3 * d, ldc: 3 * d)
+                              ldb: 3 * d, ldc: 3 * d, parallel: false)
                 }
             }
         }

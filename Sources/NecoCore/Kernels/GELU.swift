@@ -4,13 +4,25 @@ public enum GELU {
     @usableFromInline static let invSqrt2: Float = 0.707_106_781_186_547_5
     @usableFromInline static let invSqrt2Pi: Float = 0.398_942_280_401_432_7
 
-    /// out (count) = gelu(input (count)); `out` may alias `input`.
+    /// out (count) = gelu(input (count)); `out` must not overlap `input` (use `forwardInPlace`).
     @inlinable
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
         Threads.parallelFor(count, minChunk: 1 << 15) { s, e in
             for i in s..<e {
                 let x = input[i]
                 out[i] = 0.5 * x * (1 + FastMath.erf(x * invSqrt2))
+            }
+        }
+    }
+
+    /// In place: x (count) = gelu(x). (A separate entry point because with `out == input` the
+    /// vectoriser's runtime alias check fails and `forward` would fall back to scalar code.)
+    @inlinable
+    public static func forwardInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        Threads.parallelFor(count, minChunk: 1 << 15) { s, e in
+            for i in s..<e {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + FastMath.erf(v * invSqrt2))
             }
         }
     }

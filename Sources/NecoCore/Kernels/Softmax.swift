@@ -15,18 +15,17 @@ public enum Softmax {
         }
     }
 
-    /// Maximum of n values, with 8 independent lanes so the loop vectorises.
+    /// Maximum of n values, with 4 independent accumulators.
     @inlinable @inline(__always)
     public static func maxOf(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var lanes = SIMD8<Float>(repeating: -.infinity)
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
         var j = 0
-        while j + 8 <= n {
-            lanes = pointwiseMax(lanes, UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
-            j += 8
+        while j + 4 <= n {
+            m0 = max(m0, x[j]); m1 = max(m1, x[j + 1]); m2 = max(m2, x[j + 2]); m3 = max(m3, x[j + 3])
+            j += 4
         }
-        var m = lanes.max()
-        while j < n { m = max(m, x[j]); j += 1 }
-        return m
+        while j < n { m0 = max(m0, x[j]); j += 1 }
+        return max(max(m0, m1), max(m2, m3))
     }
 
     /// Sum of n values in 8 lanes (a fixed order, so results are reproducible).

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets everything up (idempotent) and runs every test: the Swift test suites and the C/C++ CTest
+# suite (examples, install-tree consumers, the C abuse test). Exit status 0 means all passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+echo "== swift test (release: the parity tests run full-size ViT forwards)"
+swift test -c release
+if [ -f CMakeLists.txt ]; then
+  echo "== cmake + ctest"
+  cmake -S . -B .build/cmake -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/.build/cmake-install" >/dev/null
+  cmake --build .build/cmake -j"$(nproc)"
+  ctest --test-dir .build/cmake --output-on-failure
+fi
+echo "== all tests passed"
