@@ -1,0 +1,77 @@
+import Foundation
+import XCTest
+import _NecoTestSupport
+
+/// The `neco` executable end to end: real work on the default model, and one-line errors with a
+/// non-zero exit status on bad input.
+final class CLITests: XCTestCase {
+    func runTool(_ args: [String]) throws -> (Int32, String, String) {
+        var products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for b in Bundle.allBundles where b.bundlePath.hasSuffix(".xctest") { products = b.bundleURL.deletingLastPathComponent() }
+        let exe = products.appendingPathComponent("neco").path
+        guard FileManager.default.isExecutableFile(atPath: exe) else {
+            throw NSError(domain: "CLITests", code: 1, userInfo: [NSLocalizedDescriptionKey: "neco executable not built at \(exe)"])
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    var tmp: String!
+    override func setUpWithError() throws {
+        tmp = NSTemporaryDirectory() + "neco-cli-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: tmp) }
+
+    func assertOneLineError(_ args: [String], contains: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (rc, out, err) = try runTool(args)
+        XCTAssertNotEqual(rc, 0, "expected failure for \(args)", file: file, line: line)
+        let msg = (err + out).trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(msg.contains(contains), "'\(msg)' lacks '\(contains)'", file: file, line: line)
+        XCTAssertFalse(msg.contains("Fatal error") || msg.contains("Stack dump"), "crashed: \(msg)", file: file, line: line)
+        XCTAssertLessThanOrEqual(msg.split(separator: "\n").count, 2, "not a one-line error: \(msg)", file: file, line: line)
+    }
+
+    func testInfoOnTinyModel() throws {
+        let (rc, out, _) = try runTool(["info", "--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--heads", "4"])
+        XCTAssertEqual(rc, 0)
+        XCTAssertTrue(out.contains("scheme       timm"), out)
+        XCTAssertTrue(out.contains("registers    4"), out)
+    }
+
+    func testExtractWritesNpy() throws {
+        let img = fixturePath("image/rgb.png")
+        let outFile = tmp + "/f.npy"
+        let (rc, out, err) = try runTool(["extract", "--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--heads", "4",
+                                          img, img, "--size", "42x56", "--stack", "--out", outFile])
+        XCTAssertEqual(rc, 0, err)
+        XCTAssertTrue(out.contains("[2, 3, 4, 32]"), out)
+        let data = try Data(contentsOf: URL(fileURLWithPath: outFile))
+        XCTAssertEqual(Array(data.prefix(6)), [0x93] + Array("NUMPY".utf8))
+        // Header (128 bytes incl. magic) + 2·3·4·32 floats.
+        XCTAssertEqual(data.count, 128 + 2 * 3 * 4 * 32 * 4)
+    }
+
+    func testBadInputsGiveOneLineErrors() throws {
+        let tiny = ["--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--heads", "4"]
+        try assertOneLineError(["info", "--model", "/nonexistent.safetensors"], contains: "/nonexistent.safetensors")
+        try assertOneLineError(["extract"] + tiny + ["/nonexistent.png", "--out", tmp + "/x.npy"], contains: "/nonexistent.png")
+        let junk = tmp + "/junk.jpg"
+        try Data((0..<100).map { UInt8($0 * 7 % 256) }).write(to: URL(fileURLWithPath: junk))
+        try assertOneLineError(["extract"] + tiny + [junk, "--out", tmp + "/x.npy"], contains: "junk.jpg")
+        try assertOneLineError(["extract"] + tiny + [fixturePath("image/rgb.png"), "--size", "50", "--out", tmp + "/x.npy"],
+                               contains: "multiple of the patch size")
+        try assertOneLineError(["info", "--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--pos-rule", "nearest"],
+                               contains: "unknown --pos-rule")
+        try assertOneLineError(["info", "--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--config", "vitb14"],
+                               contains: "does not fit the weights")
+    }
+}
