@@ -10,9 +10,8 @@ final class ViTParityTests: XCTestCase {
     /// Tiny random models: fp32 forward vs timm's fp32 forward. The two differ only by summation
     /// order; both are within 3e-6 of a float64 run, so 2e-5 absolute leaves a wide margin.
     static let tinyAtol = 2e-5
-    /// Full-size ViT-S/14 (12 blocks, values up to ~3.6): PyTorch's own fp32 result is 3.3e-4 from
-    /// float64, and the bound on final tokens is 1e-4 relative to that reference scale.
-    static let fullAtol = 1e-3
+    /// Full-size ViT-S/14 (12 blocks, outputs up to ~3.9): the bound on final tokens is 1e-4.
+    static let fullAtol = 1e-4
     /// Real weights on a real photo vs ONNX Runtime on the publisher's graph: 1e-4 (the bound).
     static let defaultModelAtol = 1e-4
 
@@ -145,17 +144,26 @@ enum FormulaWeights {
         return h
     }
 
+    /// Uniform [-1, 1) from a 32-bit integer mix of the flat index and the key hash (exact on both sides).
+    static func hash(_ i: Int, _ h: UInt32) -> Double {
+        var x = UInt32(truncatingIfNeeded: i) &* 2_654_435_761 &+ h
+        x ^= x >> 16
+        x = x &* 0x85EB_CA6B
+        x ^= x >> 13
+        x = x &* 0xC2B2_AE35
+        x ^= x >> 16
+        return Double(x) / 4_294_967_296 * 2 - 1
+    }
+
     static func values(_ key: String, count: Int) -> [Float] {
         let h = fnv1a(key)
-        let phase = Double(h % 1000) / 1000 * 2 * Double.pi
-        let freq = 0.1 + Double((h >> 10) % 1000) / 1000
         let (a, b): (Double, Double)
         if key.hasSuffix("norm1.weight") || key.hasSuffix("norm2.weight") || key == "norm.weight" { (a, b) = (1, 0.1) }
         else if key.hasSuffix(".gamma") { (a, b) = (0.1, 0.05) }
         else if key.hasSuffix(".bias") { (a, b) = (0, 0.02) }
         else if ["cls_token", "reg_token", "pos_embed"].contains(key) { (a, b) = (0, 0.5) }
         else { (a, b) = (0, 0.05) }
-        return (0..<count).map { Float(a + b * sin(freq * Double($0) + phase)) }
+        return (0..<count).map { Float(a + b * hash($0, h)) }
     }
 
     static func vits14Reg4() -> DictionaryTensorSource {

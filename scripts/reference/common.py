@@ -167,14 +167,27 @@ def formula_kind(key):
     return "other"
 
 
+def formula_hash(i, h):
+    """Uniform values in [-1, 1) from a 32-bit integer mix of the flat index i and the key hash h.
+
+    x = (i * 2654435761 + h) mod 2^32; x ^= x >> 16; x = x * 0x85EBCA6B mod 2^32; x ^= x >> 13;
+    x = x * 0xC2B2AE35 mod 2^32; x ^= x >> 16; value = x / 2^32 * 2 - 1 (exact integer arithmetic).
+    """
+    m = np.uint64(0xFFFFFFFF)
+    x = (i.astype(np.uint64) * np.uint64(2654435761) + np.uint64(h)) & m
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x85EBCA6B)) & m
+    x ^= x >> np.uint64(13)
+    x = (x * np.uint64(0xC2B2AE35)) & m
+    x ^= x >> np.uint64(16)
+    return x.astype(np.float64) / 4294967296.0 * 2.0 - 1.0
+
+
 def formula_tensor(key, shape):
     """Deterministic float32 tensor for state-dict entry `key` of the given shape."""
     h = fnv1a32(key)
-    phase = (h % 1000) / 1000.0 * 2.0 * math.pi
-    freq = 0.1 + ((h >> 10) % 1000) / 1000.0
     n = int(np.prod(shape)) if len(shape) else 1
-    i = np.arange(n, dtype=np.float64)
-    base = np.sin(freq * i + phase)
+    base = formula_hash(np.arange(n, dtype=np.uint64), h)
     kind = formula_kind(key)
     if kind == "norm_weight":
         value = 1.0 + 0.1 * base

@@ -251,7 +251,8 @@ def tiny_swiglu(seed=400):
 FORMULA_TEXT = (
     "For every state-dict entry of timm vit_small_patch14_reg4_dinov2 (img_size 518) with key k and n elements, "
     "flat C-order index i: h = FNV-1a-32(utf8(k)) (offset 2166136261, prime 16777619, mod 2^32); "
-    "phase = (h % 1000)/1000*2*pi; freq = 0.1 + ((h >> 10) % 1000)/1000; base = sin(freq*i + phase) in float64; "
+    "x = (i*2654435761 + h) mod 2^32; x ^= x>>16; x = x*0x85EBCA6B mod 2^32; x ^= x>>13; "
+    "x = x*0xC2B2AE35 mod 2^32; x ^= x>>16; base = x/2^32*2 - 1 (float64); "
     "value = 1 + 0.1*base if k ends with norm1.weight or norm2.weight or k == norm.weight; "
     "0.1 + 0.05*base if k ends with .gamma; 0.02*base if k ends with .bias; "
     "0.5*base if k in (cls_token, reg_token, pos_embed); else 0.05*base; cast to float32. "
