@@ -48,10 +48,19 @@ let package = Package(
         .target(name: "NecoImage", dependencies: ["NecoCore", "CImageIO"]),
         .target(name: "NecoModel", dependencies: ["NecoCore"]),
         .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),
+        .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel"]),
+
+        // MARK: - ONNX export
+        // C++ over Debian's libonnx-dev 1.12 + libprotobuf-dev 3.21 behind a plain-C header
+        // (docs: BUILD-NOTES §2-3). ONNX_ML=1 and ONNX_NAMESPACE=onnx are required by the headers.
+        .target(name: "ONNXBridge", path: "Sources/ONNXBridge",
+                cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx")],
+                linkerSettings: [.linkedLibrary("onnx"), .linkedLibrary("onnx_proto"), .linkedLibrary("protobuf")]),
+        .target(name: "NecoONNX", dependencies: ["NecoModel", "ONNXBridge"]),
 
         // MARK: - Executables
         .executableTarget(name: "neco", dependencies: [
-            "Neco", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Neco", "NecoONNX", "NecoTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: - Tests
@@ -59,6 +68,30 @@ let package = Package(
         .testTarget(name: "NecoCoreTests", dependencies: ["NecoCore", "_NecoTestSupport"]),
         .testTarget(name: "NecoImageTests", dependencies: ["NecoImage", "_NecoTestSupport"]),
         .testTarget(name: "NecoModelTests", dependencies: ["NecoModel", "Neco", "_NecoTestSupport"]),
+        .testTarget(name: "NecoTrainTests", dependencies: ["NecoTrain", "NecoModel", "NecoCore", "_NecoTestSupport"]),
+        .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "ONNXBridge", "Neco", "NecoImage", "NecoModel",
+                                                          "_NecoTestSupport"]),
     ],
     cxxLanguageStandard: .cxx17
 )
+
+// MARK: - C ABI: libneco.so (include/neco.h)
+//
+// `NecoCAPI` holds the `@_cdecl` entry points only (validation, handles, status mapping);
+// `NecoEval` the neighbour search; `CNecoSupport` the thread-local last-error buffer and log sink.
+// The dynamic product `NecoCAPI` is libneco.so: it exports exactly the names listed in neco.map
+// and has the soname libneco.so. SwiftPM names the file libNecoCAPI.so because the product name
+// `neco` is taken by the CLI (SwiftPM ignores a second product of the same name); CMakeLists.txt
+// builds it with `-Xswiftc -static-stdlib` (users need no Swift runtime) and copies it to
+// libneco.so. SwiftPM does not track neco.map: after editing it, delete the .so or touch a source.
+let necoPackageRoot = String(#filePath.dropLast("/Package.swift".count))
+package.products.append(.library(name: "NecoCAPI", type: .dynamic, targets: ["NecoCAPI"]))
+package.targets += [
+    .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
+    .target(name: "NecoEval", dependencies: ["NecoCore"]),
+    .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "CNecoSupport"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(necoPackageRoot)/neco.map",
+                                           "-Xlinker", "-soname=libneco.so"])]),
+    .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore"]),
+    .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "Neco", "NecoEval", "NecoCore", "_NecoTestSupport"]),
+]
