@@ -1,0 +1,224 @@
+/* PNG decoding (libpng low-level reader, errors caught with setjmp) and encoding (libpng
+ * simplified writer, which catches its own errors). */
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+
+#include "cimageio.h"
+#include "internal.h"
+
+struct png_guard {
+    jmp_buf jump;
+    int32_t status; /* returned after the longjmp */
+    const uint8_t * data;
+    size_t n_data;
+    size_t pos;
+    char message[CIMAGEIO_ERR_LEN];
+};
+
+static void guard_fail(struct png_guard * g, int32_t status) {
+    g->status = status;
+    longjmp(g->jump, 1);
+}
+
+/* libpng error callback. Never returns (libpng requires that). */
+static void guard_error(png_structp png, png_const_charp msg) {
+    struct png_guard * g = (struct png_guard *)png_get_error_ptr(png);
+    snprintf(g->message, sizeof g->message, "%s", msg != NULL ? msg : "libpng error");
+    guard_fail(g, CIMAGEIO_ERR_FORMAT);
+}
+
+/* libpng warning callback: nothing is printed. */
+static void guard_warning(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
+
+/* Reads from the in-memory file; running past its end is an error ("truncated"). */
+static void guard_read(png_structp png, png_bytep dst, size_t n) {
+    struct png_guard * g = (struct png_guard *)png_get_io_ptr(png);
+    if (n > g->n_data - g->pos) {
+        png_error(png, "unexpected end of file (truncated PNG)");
+    }
+    memcpy(dst, g->data + g->pos, n);
+    g->pos += n;
+}
+
+static uint32_t be32(const uint8_t * p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image * out,
+                            char * err, size_t err_len) {
+    if (out == NULL) {
+        cimageio_set_err(err, err_len, "output image pointer is NULL");
+        return CIMAGEIO_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    if (data == NULL || n_data == 0) {
+        cimageio_set_err(err, err_len, "empty input");
+        return CIMAGEIO_ERR_FORMAT;
+    }
+
+    /* Refuse oversized pictures from the IHDR bytes alone: png_read_info would first read on to
+     * the first IDAT, and a huge claimed size should not depend on what follows. */
+    if (n_data >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        const uint32_t w = be32(data + 16), h = be32(data + 20);
+        if (w > 0 && h > 0 && !cimageio_size_ok(w, h)) {
+            char msg[CIMAGEIO_ERR_LEN];
+            snprintf(msg, sizeof msg, "image of %u x %u pixels exceeds the decoder's limits",
+                     (unsigned)w, (unsigned)h);
+            cimageio_set_err(err, err_len, msg);
+            return CIMAGEIO_ERR_TOO_LARGE;
+        }
+    }
+
+    struct png_guard guard;
+    memset(&guard, 0, sizeof guard);
+    guard.data = data;
+    guard.n_data = n_data;
+    png_structp volatile png = NULL;
+    png_infop volatile info = NULL;
+    uint8_t * volatile pixels = NULL; /* (H, W, C) decoded, C = 3 or 4, compacted to (H, W, 3) */
+    png_bytep * volatile rows = NULL; /* (H) row pointers into pixels */
+
+    /* Set before png_create_read_struct: libpng may report errors from there on. */
+    if (setjmp(guard.jump)) {
+        png_structp p = png;
+        png_infop i = info;
+        if (p != NULL) png_destroy_read_struct(&p, i != NULL ? &i : NULL, NULL);
+        free(pixels);
+        free(rows);
+        cimageio_set_err(err, err_len, guard.message);
+        return guard.status;
+    }
+
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &guard, guard_error, guard_warning);
+    if (png == NULL) {
+        snprintf(guard.message, sizeof guard.message, "cannot create a libpng reader");
+        guard_fail(&guard, CIMAGEIO_ERR_TOO_LARGE);
+    }
+    info = png_create_info_struct(png);
+    if (info == NULL) {
+        snprintf(guard.message, sizeof guard.message, "cannot create a libpng info struct");
+        guard_fail(&guard, CIMAGEIO_ERR_TOO_LARGE);
+    }
+    png_set_read_fn(png, &guard, guard_read);
+    /* Pillow refuses a bad CRC in any chunk (unless LOAD_TRUNCATED_IMAGES); libpng would only
+     * warn for ancillary chunks. */
+    png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+    /* A backstop for the IHDR check above; the pixel-count check follows png_read_info. */
+    png_set_user_limits(png, CIMAGEIO_MAX_SIDE, CIMAGEIO_MAX_SIDE);
+
+    png_read_info(png, info);
+    const png_uint_32 width = png_get_image_width(png, info);
+    const png_uint_32 height = png_get_image_height(png, info);
+    if (!cimageio_size_ok(width, height)) {
+        snprintf(guard.message, sizeof guard.message,
+                 "image of %u x %u pixels exceeds the decoder's limits", (unsigned)width,
+                 (unsigned)height);
+        guard_fail(&guard, CIMAGEIO_ERR_TOO_LARGE);
+    }
+    const int color_type = png_get_color_type(png, info);
+    const int bit_depth = png_get_bit_depth(png, info);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (bit_depth == 16) png_set_strip_16(png); /* keep the high byte, as Pillow's "RGB;16B" */
+    if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) {
+        png_set_gray_to_rgb(png);
+    }
+    (void)png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+
+    const size_t channels = png_get_channels(png, info);
+    const size_t rowbytes = png_get_rowbytes(png, info);
+    if (png_get_bit_depth(png, info) != 8 || (channels != 3 && channels != 4) ||
+        rowbytes != (size_t)width * channels) {
+        snprintf(guard.message, sizeof guard.message,
+                 "unsupported PNG layout (color type %d, bit depth %d)", color_type, bit_depth);
+        guard_fail(&guard, CIMAGEIO_ERR_FORMAT);
+    }
+    pixels = malloc(rowbytes * height);
+    rows = malloc(sizeof(png_bytep) * height);
+    if (pixels == NULL || rows == NULL) {
+        snprintf(guard.message, sizeof guard.message, "out of memory for %u x %u pixels",
+                 (unsigned)width, (unsigned)height);
+        guard_fail(&guard, CIMAGEIO_ERR_TOO_LARGE);
+    }
+    for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + rowbytes * y;
+    png_read_image(png, rows);
+    /* Chunks after the image data are not read: Pillow ignores a missing IEND too. */
+
+    if (channels == 4) {
+        /* Drop alpha in place (Pillow's RGBA -> RGB); dst index 3i never passes src index 4i. */
+        uint8_t * p = pixels;
+        const size_t n = (size_t)width * height;
+        for (size_t i = 0; i < n; i++) {
+            p[3 * i + 0] = p[4 * i + 0];
+            p[3 * i + 1] = p[4 * i + 1];
+            p[3 * i + 2] = p[4 * i + 2];
+        }
+        uint8_t * shrunk = realloc(pixels, n * 3);
+        if (shrunk != NULL) pixels = shrunk;
+    }
+
+    png_structp p = png;
+    png_infop i = info;
+    png_destroy_read_struct(&p, &i, NULL);
+    free(rows);
+    out->width = (int32_t)width;
+    out->height = (int32_t)height;
+    out->pixels = pixels;
+    return CIMAGEIO_OK;
+}
+
+int32_t cimageio_encode_png(const uint8_t * rgb, int32_t width, int32_t height,
+                            uint8_t ** out_png, size_t * out_len, char * err, size_t err_len) {
+    if (out_png == NULL || out_len == NULL || rgb == NULL) {
+        cimageio_set_err(err, err_len, "a pointer argument is NULL");
+        return CIMAGEIO_ERR_INVALID_ARG;
+    }
+    *out_png = NULL;
+    *out_len = 0;
+    if (width < 1 || height < 1) {
+        cimageio_set_err(err, err_len, "image width and height must be at least 1");
+        return CIMAGEIO_ERR_INVALID_ARG;
+    }
+    if (!cimageio_size_ok((uint64_t)width, (uint64_t)height)) {
+        cimageio_set_err(err, err_len, "image exceeds the encoder's size limits");
+        return CIMAGEIO_ERR_TOO_LARGE;
+    }
+
+    png_image image;
+    memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    image.width = (png_uint_32)width;
+    image.height = (png_uint_32)height;
+    image.format = PNG_FORMAT_RGB;
+
+    /* First call: size only. */
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&image, NULL, &size, 0, rgb, 0, NULL)) {
+        cimageio_set_err(err, err_len, image.message);
+        png_image_free(&image);
+        return CIMAGEIO_ERR_FORMAT;
+    }
+    uint8_t * buffer = malloc(size > 0 ? size : 1);
+    if (buffer == NULL) {
+        cimageio_set_err(err, err_len, "out of memory for the PNG buffer");
+        png_image_free(&image);
+        return CIMAGEIO_ERR_TOO_LARGE;
+    }
+    if (!png_image_write_to_memory(&image, buffer, &size, 0, rgb, 0, NULL)) {
+        cimageio_set_err(err, err_len, image.message);
+        png_image_free(&image);
+        free(buffer);
+        return CIMAGEIO_ERR_FORMAT;
+    }
+    png_image_free(&image);
+    *out_png = buffer;
+    *out_len = size;
+    return CIMAGEIO_OK;
+}

@@ -1,0 +1,237 @@
+import Foundation
+import NecoCore
+import NecoImage
+import XCTest
+import _NecoTestSupport
+
+/// Decoding parity with Pillow's `Image.open(f).convert("RGB")`, and bad input.
+final class DecodeTests: XCTestCase {
+    func testEveryFixtureMatchesPillowExactly() throws {
+        let cases = try ImageFixtures.cases("decode")
+        XCTAssertGreaterThanOrEqual(cases.count, 13)
+        for c in cases {
+            let (file, expectedName) = (c.fields[0], c.fields[1])
+            let width = Int(c.fields[2])!, height = Int(c.fields[3])!
+            let image = try ImageDecoder.load(path: ImageFixtures.path(file))
+            XCTAssertEqual(image.width, width, file)
+            XCTAssertEqual(image.height, height, file)
+            let expected = try ImageFixtures.rgb(expectedName, width: width, height: height)
+            let d = byteDiff(image.pixels, expected.pixels)
+            // libjpeg-turbo ISLOW + fancy upsampling is what Pillow uses: exact for JPEG too.
+            XCTAssertEqual(d.max, 0, "\(file): max |diff| \(d.max) over \(d.count) values")
+        }
+    }
+
+    func testSniff() {
+        XCTAssertEqual(ImageDecoder.sniff([0xFF, 0xD8, 0xFF, 0xE0]), .jpeg)
+        XCTAssertEqual(ImageDecoder.sniff([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]), .png)
+        XCTAssertNil(ImageDecoder.sniff([0x89, 0x50, 0x4E, 0x47]))
+        XCTAssertNil(ImageDecoder.sniff([]))
+        XCTAssertNil(ImageDecoder.sniff(Array("GIF89a".utf8)))
+    }
+
+    func testMissingFileIsIOErrorNamingTheFile() {
+        let p = ImageFixtures.path("does-not-exist.png")
+        assertThrowsNeco(.io, [p]) { try ImageDecoder.load(path: p) }
+    }
+
+    func testDirectoryIsIOError() {
+        let p = ImageFixtures.path("")
+        assertThrowsNeco(.io, [p]) { try ImageDecoder.load(path: p) }
+    }
+
+    func testEmptyFileIsFormatError() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = dir + "/empty.jpg"
+        try FileIO.writeAtomically(p, bytes: [])
+        assertThrowsNeco(.format, [p, "not a JPEG or PNG image"]) { try ImageDecoder.load(path: p) }
+    }
+
+    func testRandomBytesAreFormatError() {
+        var rng = TestRNG(seed: 1)
+        let junk = (0..<1000).map { _ in rng.byte() }
+        assertThrowsNeco(.format, ["junk.bin", "not a JPEG or PNG image"]) {
+            try ImageDecoder.decode(bytes: [0x12] + junk, name: "junk.bin")
+        }
+    }
+
+    func testRandomBytesAfterMagicNeverCrash() {
+        // Valid magic, garbage body: both decoders must fail cleanly.
+        var rng = TestRNG(seed: 2)
+        for magic in [[0xFF, 0xD8, 0xFF] as [UInt8], [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]] {
+            for n in [0, 1, 7, 100, 5000] {
+                let body = (0..<n).map { _ in rng.byte() }
+                assertThrowsNeco(.format, ["junk.img", "cannot decode"], "magic \(magic) + \(n) bytes") {
+                    try ImageDecoder.decode(bytes: magic + body, name: "junk.img")
+                }
+            }
+        }
+    }
+
+    func testTruncatedJPEG() throws {
+        let full = try ImageFixtures.bytes("rgb_q90.jpg")
+        assertThrowsNeco(.format, ["cut.jpg", "JPEG"], "first 100 bytes") {
+            try ImageDecoder.decode(bytes: Array(full.prefix(100)), name: "cut.jpg")
+        }
+        // Cut inside the entropy-coded data: libjpeg would only warn and pad with grey; Pillow
+        // reports a truncated file, and so do we.
+        assertThrowsNeco(.format, ["cut.jpg", "Premature end of JPEG file"], "70 %") {
+            try ImageDecoder.decode(bytes: Array(full.prefix(full.count * 7 / 10)), name: "cut.jpg")
+        }
+        let progressive = try ImageFixtures.bytes("rgb_prog.jpg")
+        assertThrowsNeco(.format, ["cut.jpg"], "progressive, 60 %") {
+            try ImageDecoder.decode(bytes: Array(progressive.prefix(progressive.count * 6 / 10)), name: "cut.jpg")
+        }
+        assertThrowsNeco(.format, ["cut.jpg"], "magic only") {
+            try ImageDecoder.decode(bytes: [0xFF, 0xD8, 0xFF], name: "cut.jpg")
+        }
+    }
+
+    func testJPEGWithoutEOIIsTruncated() throws {
+        // Pillow reports "image file is truncated" even when only the final EOI marker is missing.
+        let full = try ImageFixtures.bytes("rgb_q90.jpg")
+        XCTAssertEqual(Array(full.suffix(2)), [0xFF, 0xD9])
+        assertThrowsNeco(.format, ["no-eoi.jpg", "Premature end of JPEG file"]) {
+            try ImageDecoder.decode(bytes: Array(full.dropLast(2)), name: "no-eoi.jpg")
+        }
+        // Bytes after EOI are ignored.
+        let image = try ImageDecoder.decode(bytes: full + [0, 1, 2, 3], name: "trailing.jpg")
+        XCTAssertEqual(image.pixels, try ImageFixtures.rgb("rgb_q90_jpg.rgb", width: 61, height: 47).pixels)
+    }
+
+    func testTruncatedPNG() throws {
+        let full = try ImageFixtures.bytes("rgb.png")
+        for n in [8, 20, 33, 100, full.count / 2, full.count - 30] {
+            assertThrowsNeco(.format, ["cut.png", "PNG"], "first \(n) of \(full.count) bytes") {
+                try ImageDecoder.decode(bytes: Array(full.prefix(n)), name: "cut.png")
+            }
+        }
+    }
+
+    func testCorruptPNGCRC() throws {
+        let full = try ImageFixtures.bytes("rgb.png")
+        // IHDR: bytes 8..<33 (length, type, 13 data bytes, CRC at 29..<33).
+        var badIHDRCRC = full
+        badIHDRCRC[30] ^= 0xFF
+        assertThrowsNeco(.format, ["crc.png", "CRC"], "IHDR CRC") {
+            try ImageDecoder.decode(bytes: badIHDRCRC, name: "crc.png")
+        }
+        // A wrong IDAT CRC.
+        let idat = try XCTUnwrap(findChunk(full, "IDAT"))
+        let idatLength = Int(full[idat]) << 24 | Int(full[idat + 1]) << 16 | Int(full[idat + 2]) << 8 | Int(full[idat + 3])
+        var badIDATCRC = full
+        badIDATCRC[idat + 8 + idatLength] ^= 0x01
+        assertThrowsNeco(.format, ["crc.png", "CRC"], "IDAT CRC") {
+            try ImageDecoder.decode(bytes: badIDATCRC, name: "crc.png")
+        }
+        // A flipped byte inside the IDAT data: zlib usually notices before the CRC does.
+        var badIDAT = full
+        badIDAT[idat + 8 + 10] ^= 0x01
+        assertThrowsNeco(.format, ["crc.png", "cannot decode PNG"], "IDAT data") {
+            try ImageDecoder.decode(bytes: badIDAT, name: "crc.png")
+        }
+        // An ancillary chunk with a bad CRC is refused too (as Pillow does).
+        let gamma = try ImageFixtures.bytes("gamma.png")
+        let gAMA = try XCTUnwrap(findChunk(gamma, "gAMA"))
+        var badGamma = gamma
+        badGamma[gAMA + 8 + 4] ^= 0x55   // first CRC byte (4 data bytes)
+        assertThrowsNeco(.format, ["crc.png"], "gAMA CRC") {
+            try ImageDecoder.decode(bytes: badGamma, name: "crc.png")
+        }
+    }
+
+    func testHugePNGHeaderIsRefusedBeforeAllocating() throws {
+        // A valid IHDR claiming 60000 x 60000 (3.6 G pixels) and no data.
+        var ihdr: [UInt8] = Array("IHDR".utf8)
+        for v in [UInt32(60000), UInt32(60000)] { ihdr += [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+        ihdr += [8, 2, 0, 0, 0]
+        let crc = crc32(ihdr)
+        let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + ihdr
+            + [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
+        assertThrowsNeco(.outOfMemory, ["huge.png", "60000 x 60000"]) {
+            try ImageDecoder.decode(bytes: png, name: "huge.png")
+        }
+    }
+
+    func testHugeJPEGHeaderIsRefusedBeforeAllocating() throws {
+        var jpeg = try ImageFixtures.bytes("rgb_q90.jpg")
+        // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+        let sof = try XCTUnwrap((0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
+        jpeg[sof + 5] = 0xFF; jpeg[sof + 6] = 0x00   // height 65280
+        jpeg[sof + 7] = 0xFF; jpeg[sof + 8] = 0x00   // width 65280
+        assertThrowsNeco(.outOfMemory, ["huge.jpg", "65280 x 65280"]) {
+            try ImageDecoder.decode(bytes: jpeg, name: "huge.jpg")
+        }
+    }
+
+    func testProgressiveJPEGWithTooManyScansIsRefused() throws {
+        // Repeat the first scan of a progressive file 600 times: libjpeg only warns about the bogus
+        // progression, so without a limit it would walk the coefficient buffer 600 times.
+        let full = try ImageFixtures.bytes("rgb_prog.jpg")
+        let sos = try XCTUnwrap((0..<(full.count - 1)).first { full[$0] == 0xFF && full[$0 + 1] == 0xDA })
+        var end = sos + 2
+        while end + 1 < full.count {
+            if full[end] == 0xFF && full[end + 1] != 0 && !(0xD0...0xD7).contains(full[end + 1]) && end > sos + 4 { break }
+            end += 1
+        }
+        let scan = Array(full[sos..<end])
+        var bytes = Array(full[..<sos])
+        for _ in 0..<600 { bytes += scan }
+        bytes += full[sos...]
+        assertThrowsNeco(.format, ["scans.jpg", "more than 500 scans"]) {
+            try ImageDecoder.decode(bytes: bytes, name: "scans.jpg")
+        }
+    }
+
+    func testGarbageInsideJPEGScanNeverCrashes() throws {
+        // Flip bytes all over the entropy-coded data; the decoder may succeed (libjpeg resyncs) or
+        // throw .format, but must never exit or trap.
+        let full = try ImageFixtures.bytes("rgb_q90.jpg")
+        var rng = TestRNG(seed: 3)
+        for _ in 0..<50 {
+            var b = full
+            for _ in 0..<20 { b[rng.index(2..<b.count)] = rng.byte() }
+            do { _ = try ImageDecoder.decode(bytes: b, name: "fuzz.jpg") } catch let e as NecoError {
+                XCTAssertTrue(e.kind == .format || e.kind == .outOfMemory, e.message)
+                XCTAssertTrue(e.message.hasPrefix("fuzz.jpg: "), e.message)
+            }
+        }
+    }
+
+    func testGarbageInsidePNGNeverCrashes() throws {
+        let full = try ImageFixtures.bytes("palette.png")
+        var rng = TestRNG(seed: 4)
+        for _ in 0..<50 {
+            var b = full
+            for _ in 0..<5 { b[rng.index(8..<b.count)] = rng.byte() }
+            do { _ = try ImageDecoder.decode(bytes: b, name: "fuzz.png") } catch let e as NecoError {
+                XCTAssertTrue(e.kind == .format || e.kind == .outOfMemory, e.message)
+                XCTAssertTrue(e.message.hasPrefix("fuzz.png: "), e.message)
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    /// Offset of the first chunk of `type` (its length field), or nil.
+    private func findChunk(_ png: [UInt8], _ type: String) -> Int? {
+        var at = 8
+        let t = Array(type.utf8)
+        while at + 8 <= png.count {
+            let length = Int(png[at]) << 24 | Int(png[at + 1]) << 16 | Int(png[at + 2]) << 8 | Int(png[at + 3])
+            if Array(png[(at + 4)..<(at + 8)]) == t { return at }
+            at += 12 + length
+        }
+        return nil
+    }
+
+    private func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = (c & 1) != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
+        }
+        return c ^ 0xFFFF_FFFF
+    }
+}
