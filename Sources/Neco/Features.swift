@@ -24,6 +24,9 @@ public struct DenseFeatures: Sendable {
     public var cls: [Float]
     /// (B, R, D) register tokens after the final norm.
     public var registerTokens: [Float]
+    /// (B, H, W, D) patch features upsampled to the input's pixel grid (bilinear, half-pixel
+    /// centres), when `ExtractOptions.upsampleToPixels` is set; empty otherwise.
+    public var pixels: [Float] = []
 
     public var patchesPerImage: Int { gridHeight * gridWidth }
 
@@ -40,9 +43,14 @@ public struct ExtractOptions: Sendable {
     public var resize: ResizeMode = .stretch(height: 224, width: 224)
     /// L2-normalise every patch feature (`x / max(‖x‖, 1e-12)`).
     public var l2Normalize = false
-    public init(resize: ResizeMode = .stretch(height: 224, width: 224), l2Normalize: Bool = false) {
+    /// Also fill `DenseFeatures.pixels` with features upsampled to the model input's pixel grid
+    /// (B·H·W·D floats: 77 MB per 224×224 image for D = 384).
+    public var upsampleToPixels = false
+    public init(resize: ResizeMode = .stretch(height: 224, width: 224), l2Normalize: Bool = false,
+                upsampleToPixels: Bool = false) {
         self.resize = resize
         self.l2Normalize = l2Normalize
+        self.upsampleToPixels = upsampleToPixels
     }
 }
 
@@ -59,7 +67,7 @@ public final class FeatureExtractor: Sendable {
 
     /// Features from normalised images (B, 3, H, W).
     public func extract(tensor: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
-                        l2Normalize: Bool = false) throws -> DenseFeatures {
+                        l2Normalize: Bool = false, upsampleToPixels: Bool = false) throws -> DenseFeatures {
         try model.validateInput(height: height, width: width)
         let c = model.config
         let t = model.tokenCount(height: height, width: width)
@@ -78,8 +86,19 @@ public final class FeatureExtractor: Sendable {
             for i in 0..<(n * d) { patches[b * n * d + i] = src[i] }
         }
         if l2Normalize { Normalize.l2Rows(&patches, dim: d) }
-        return DenseFeatures(batch: batch, gridHeight: gh, gridWidth: gw, dim: d, registers: r,
-                             inputHeight: height, inputWidth: width, patches: patches, cls: cls, registerTokens: regs)
+        var f = DenseFeatures(batch: batch, gridHeight: gh, gridWidth: gw, dim: d, registers: r,
+                              inputHeight: height, inputWidth: width, patches: patches, cls: cls, registerTokens: regs)
+        if upsampleToPixels {
+            guard batch * height * width * d <= 1 << 31 else {
+                throw NecoError(.outOfMemory, "upsampled features would need \(batch * height * width * d * 4) bytes")
+            }
+            f.pixels.reserveCapacity(batch * height * width * d)
+            for b in 0..<batch {
+                f.pixels += Normalize.upsampleBilinear(f.patches(of: b), height: gh, width: gw, dim: d,
+                                                       outHeight: height, outWidth: width)
+            }
+        }
+        return f
     }
 
     /// Features of decoded pictures, preprocessed with `options.resize`. All pictures must come
@@ -99,7 +118,8 @@ public final class FeatureExtractor: Sendable {
         let (h, w) = size!
         try model.validateInput(height: h, width: w)
         return try data.withUnsafeBufferPointer {
-            try extract(tensor: $0.baseAddress!, batch: images.count, height: h, width: w, l2Normalize: options.l2Normalize)
+            try extract(tensor: $0.baseAddress!, batch: images.count, height: h, width: w, l2Normalize: options.l2Normalize,
+                        upsampleToPixels: options.upsampleToPixels)
         }
     }
 
