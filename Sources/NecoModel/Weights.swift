@@ -63,6 +63,9 @@ public struct LoadOptions: Sendable {
 public enum WeightLoader {
     /// Keys that exist in checkpoints but are not used by the forward pass.
     static let ignored: Set<String> = ["mask_token", "embeddings.mask_token"]
+    /// Key prefixes that are not part of the backbone: NeCo's projection head, which libneco's
+    /// training checkpoints store next to the student (NeCo's own loader drops head keys too).
+    public static let ignoredPrefixes = ["projection_head."]
 
     public static func detectScheme(_ names: [String]) -> WeightScheme {
         if names.contains(where: { $0.hasPrefix("embeddings.") || $0.hasPrefix("encoder.layer.") }) { return .huggingFace }
@@ -252,7 +255,9 @@ public enum WeightLoader {
             }
         }
         if registers == 0 && weightRegisters > 0 { used.insert(regKey) }  // XR: register weights dropped on purpose
-        let unexpected = names.filter { !used.contains($0) && !ignored.contains($0) }
+        let unexpected = names.filter { name in
+            !used.contains(name) && !ignored.contains(name) && !ignoredPrefixes.contains { name.hasPrefix($0) }
+        }
         if !missing.isEmpty || !badShape.isEmpty || !unexpected.isEmpty {
             var parts: [String] = []
             if !missing.isEmpty { parts.append("missing keys: \(missing.joined(separator: ", "))") }
