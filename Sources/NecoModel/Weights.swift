@@ -119,7 +119,7 @@ public enum WeightLoader {
         guard let clsShape = shape(clsKey), let dim = clsShape.last, dim > 0 else {
             throw NecoError.format("no '\(clsKey)' tensor: not a DINO/DINOv2 ViT checkpoint (scheme \(scheme.rawValue); keys: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", …" : ""))")
         }
-        guard let pw = shape(patchKey + ".weight"), pw.count == 4, pw[2] == pw[3] else {
+        guard let pw = shape(patchKey + ".weight"), pw.count == 4, pw[2] == pw[3], pw[0] == dim, pw[1] >= 1, pw[2] >= 1 else {
             throw NecoError.format("missing or malformed '\(patchKey).weight' (expected (D, C, P, P))")
         }
         var depth = 0
@@ -128,22 +128,37 @@ public enum WeightLoader {
         let b0 = "\(blockPrefix)0."
         let ffn: FFNKind
         let hidden: Int
+        func matrix(_ key: String) -> [Int]? {
+            guard let s = shape(key), s.count == 2, s[0] > 0, s[1] > 0 else { return nil }
+            return s
+        }
         if hf {
-            if let w = shape(b0 + "mlp.weights_in.weight") { ffn = .swiglu; hidden = w[0] / 2 }
-            else if let w = shape(b0 + "mlp.fc1.weight") { ffn = .mlp; hidden = w[0] }
-            else { throw NecoError.format("block 0 has no feed-forward weights (mlp.fc1 / mlp.weights_in)") }
-        } else if let w = shape(b0 + "mlp.w12.weight") {
+            if let w = matrix(b0 + "mlp.weights_in.weight") { ffn = .swiglu; hidden = w[0] / 2 }
+            else if let w = matrix(b0 + "mlp.fc1.weight") { ffn = .mlp; hidden = w[0] }
+            else { throw NecoError.format("block 0 has no 2-D feed-forward weights (mlp.fc1 / mlp.weights_in)") }
+        } else if let w = matrix(b0 + "mlp.w12.weight") {
             ffn = .swiglu; hidden = w[0] / 2
-        } else if let w1 = shape(b0 + "mlp.fc1.weight"), let w2 = shape(b0 + "mlp.fc2.weight"), w2.count == 2 {
+        } else if let w1 = matrix(b0 + "mlp.fc1.weight"), let w2 = matrix(b0 + "mlp.fc2.weight") {
             if w1[0] == 2 * w2[1] { ffn = .swiglu; hidden = w2[1] } else { ffn = .mlp; hidden = w1[0] }
         } else {
-            throw NecoError.format("block 0 has no feed-forward weights (mlp.fc1 / mlp.w12)")
+            throw NecoError.format("block 0 has no 2-D feed-forward weights (mlp.fc1 / mlp.w12)")
         }
+        guard hidden >= 1 else { throw NecoError.format("block 0 feed-forward width is 0") }
         let layerScale = nameSet.contains(hf ? b0 + "layer_scale1.lambda1" : b0 + "ls1.gamma")
         let weightRegisters = shape(regKey).map { $0.count >= 2 ? $0[$0.count - 2] : 0 } ?? 0
+        guard weightRegisters >= 0, weightRegisters <= 64 else {
+            throw NecoError.format("'\(regKey)' holds \(weightRegisters) register tokens (at most 64 supported)")
+        }
         guard let posShape = shape(posKey), posShape.count >= 2 else { throw NecoError.format("no '\(posKey)' tensor") }
         let posRows = posShape[posShape.count - 2]
-        func isqrt(_ v: Int) -> Int? { let r = Int(Double(v).squareRoot().rounded()); return r * r == v ? r : nil }
+        guard posRows >= 1, posRows <= 1 << 20, posShape.last == dim else {
+            throw NecoError.format("'\(posKey)' has shape \(posShape); expected (1, G² or 1 + G², \(dim))")
+        }
+        func isqrt(_ v: Int) -> Int? {
+            guard v >= 1 else { return nil }
+            let r = Int(Double(v).squareRoot().rounded())
+            return r * r == v ? r : nil
+        }
         let posHasCLS: Bool
         let grid: Int
         if let g = isqrt(posRows - 1), posRows > 1 { posHasCLS = true; grid = g }

@@ -103,6 +103,18 @@ final class WeightErrorTests: XCTestCase {
         }
     }
 
+    /// Degenerate shapes that once reached an index or a NaN-to-Int conversion in the loader.
+    func testDegenerateShapes() throws {
+        let scalarFC = try rewrite("scalar.safetensors") { t in
+            if let i = t.firstIndex(where: { $0.0 == "blocks.0.mlp.fc1.weight" }) { t[i] = (t[i].0, [], [0]) }
+        }
+        expectError(.format, containing: [scalarFC, "feed-forward"]) { _ = try WeightLoader.load(path: scalarFC, options: LoadOptions(heads: 4)) }
+        let emptyPos = try rewrite("emptypos.safetensors") { t in
+            if let i = t.firstIndex(where: { $0.0 == "pos_embed" }) { t[i] = (t[i].0, [1, 0, 32], []) }
+        }
+        expectError(.format, containing: [emptyPos, "pos_embed"]) { _ = try WeightLoader.load(path: emptyPos, options: LoadOptions(heads: 4)) }
+    }
+
     func testNonFiniteWeights() throws {
         let path = try rewrite("nan.safetensors") { t in
             if let i = t.firstIndex(where: { $0.0 == "blocks.0.ls1.gamma" }) { t[i].2[3] = .nan }

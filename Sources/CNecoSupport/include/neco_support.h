@@ -1,0 +1,45 @@
+/* neco_support.h: C helpers for NecoCAPI (not public API; none of these names is exported from
+ * libneco.so: neco.map lists the public names explicitly).
+ *
+ *   - a thread-local last-error buffer behind neco_last_error();
+ *   - the process-global log sink behind neco_log_set();
+ *   - static strings for neco_status_str() and neco_version().
+ */
+#ifndef NECO_SUPPORT_H
+#define NECO_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The public header, so that NecoCAPI implements it with its exact types (params structs, enums,
+ * the log callback) and cannot drift from it. */
+#include "../../../include/neco.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Size of the per-thread message buffer, terminating NUL included. Longer messages are cut at a
+ * UTF-8 character boundary. */
+#define NECO_SUPPORT_ERROR_LEN 1024
+
+/* Copies `message` (NULL = "") into the calling thread's buffer. */
+void neco_support_set_error(const char * message);
+/* The calling thread's buffer; never NULL; "" when no error was recorded. */
+const char * neco_support_last_error(void);
+
+/* Log sink. `callback` NULL restores the default sink (stderr, levels >= warn). */
+void neco_support_log_set(neco_log_callback callback, void * user_data);
+/* Sends one message (no trailing newline needed) to the current sink. */
+void neco_support_log(int32_t level, const char * message);
+
+/* Static, never NULL. */
+const char * neco_support_status_str(int32_t status);
+/* "0.1.0+<git sha>" (the sha comes from -DNECO_GIT_SHA at build time, else "unknown"). */
+const char * neco_support_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NECO_SUPPORT_H */

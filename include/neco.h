@@ -1,0 +1,361 @@
+/*
+ * neco.h: the C API of libneco, dense DINOv2 / DINO ViT features and patch neighbours.
+ *
+ * Usage (error handling shortened to CHECK; see examples-c/ for complete programs):
+ *
+ *     neco_model * model = NULL;
+ *     neco_model_params mp = neco_model_default_params();
+ *     CHECK(neco_model_load("dinov2_vits14.safetensors", &mp, &model));
+ *     neco_image * img = NULL;
+ *     CHECK(neco_image_load("cat.png", &img));
+ *     neco_extract_params ep = neco_extract_default_params();   // 224x224, no L2, no upsampling
+ *     neco_feature_shape shape;
+ *     CHECK(neco_extract_shape_rgb(model, neco_image_height(img), neco_image_width(img), &ep, &shape));
+ *     float * patches = malloc(shape.patches_per_image * sizeof(float));    // (h*w, D)
+ *     neco_feature_buffers out = { .patches_capacity = shape.patches_per_image, .patches = patches };
+ *     CHECK(neco_extract_image(model, img, &ep, &out));
+ *     free(patches);
+ *     neco_image_free(img);
+ *     neco_model_free(model);
+ *
+ * Error model
+ *   Every fallible function returns a neco_status: NECO_OK (0) or a negative code. On failure
+ *   neco_last_error() gives a one-line English message naming the function and the problem
+ *   ("neco_model_load: foo.safetensors: no such file or directory"). The message is per thread
+ *   and stays valid until the next neco_* call on the same thread; do not free it. A successful
+ *   fallible call sets it to "". Getters that cannot fail on a valid handle (neco_model_embed_dim,
+ *   neco_image_width, ...) return 0 (or NULL) for a NULL handle and set the message.
+ *   libneco never calls exit() or abort() and never lets a Swift trap reach the caller: every
+ *   pointer, size and enum is checked first, and sizes are overflow-checked and capped, so bad
+ *   arguments give NECO_ERR_INVALID_ARG / NECO_ERR_SHAPE / NECO_ERR_OOM rather than a crash.
+ *   (A pointer that is not NULL but points at too little memory cannot be detected: the
+ *   capacities you pass are trusted.)
+ *
+ * Ownership
+ *   - Handles (neco_model, neco_image, neco_index) are created through an out-parameter and each
+ *     creating function names its release function. neco_*_free(NULL) is a no-op. On failure the
+ *     out-parameter is set to NULL.
+ *   - Bulk outputs go into caller-owned buffers with an explicit capacity, counted in elements
+ *     (floats, int64_t, ...), never in bytes. Size-query functions (neco_extract_shape_rgb,
+ *     neco_extract_shape_nchw) say how much room a call needs. On failure the contents of output
+ *     buffers are unspecified.
+ *   - Borrowed pointers returned by the library (neco_image_data, neco_model_name, neco_version,
+ *     neco_status_str, neco_last_error) state their lifetime; never free them.
+ *   - Inputs are copied; no call keeps a pointer to caller memory after it returns.
+ *
+ * Thread safety
+ *   - A neco_model is immutable after loading: any number of threads may extract with one model
+ *     at the same time (results are bit-identical to single-threaded calls).
+ *   - A neco_image is immutable: share it freely.
+ *   - A neco_index may be searched from several threads at once, but neco_index_add must not run
+ *     concurrently with any other call on the same index.
+ *   - neco_log_set and neco_set_n_threads change process-global state and are not thread-safe:
+ *     call them before starting threads that use libneco.
+ *   - Each calling thread multiplies the work: N caller threads x neco_get_n_threads() workers.
+ *     With many caller threads, consider neco_set_n_threads(1).
+ *
+ * Layouts
+ *   Images are RGB8 (H, W, 3) row-major without row padding, or ImageNet-normalised float
+ *   (N, 3, H, W) as in PyTorch. Features are row-major float: patches (N, h*w, D) with patches in
+ *   raster order (row by row), CLS (N, D), registers (N, R, D).
+ *
+ * Versioning
+ *   Check neco_api_version() == NECO_API_VERSION at startup. Enums and params structs are
+ *   append-only; values are never renumbered.
+ */
+#ifndef NECO_H
+#define NECO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NECO_NODISCARD __attribute__((warn_unused_result))
+#else
+#define NECO_NODISCARD
+#endif
+
+/* Version --------------------------------------------------------------------------------- */
+
+#define NECO_API_VERSION 1
+
+/* NECO_API_VERSION of the loaded library. */
+int32_t neco_api_version(void);
+
+/* "0.1.0+<git sha>". Static string; do not free. */
+const char * neco_version(void);
+
+/* Errors ---------------------------------------------------------------------------------- */
+
+typedef enum neco_status {
+    NECO_OK = 0,
+    NECO_ERR_INVALID_ARG = -1, /* a NULL pointer, a size or enum value out of range */
+    NECO_ERR_IO = -2,          /* a file could not be opened or read */
+    NECO_ERR_FORMAT = -3,      /* a file is corrupt, truncated or of the wrong kind */
+    NECO_ERR_SHAPE = -4,       /* sizes do not fit together (input size, capacity, k, dims) */
+    NECO_ERR_OOM = -5,         /* an allocation failed or a size is beyond the limits */
+    NECO_ERR_ABORTED = -6,     /* a callback asked to stop */
+    NECO_ERR_INTERNAL = -7     /* a bug in libneco; please report it */
+    /* append new codes here; never renumber */
+} neco_status;
+
+/* Short English name of a status ("ok", "invalid argument", ...). Static; never NULL. */
+const char * neco_status_str(neco_status status);
+
+/* Detail message of the last failed call on this thread; "" if it succeeded. Never NULL.
+ * Valid until the next neco_* call on this thread; do not free. */
+const char * neco_last_error(void);
+
+/* Logging --------------------------------------------------------------------------------- */
+
+typedef enum neco_log_level {
+    NECO_LOG_DEBUG = 0, /* every failed call, with its message */
+    NECO_LOG_INFO = 1,  /* model loaded, ... */
+    NECO_LOG_WARN = 2,
+    NECO_LOG_ERROR = 3
+} neco_log_level;
+
+/* `text` is one line without a trailing newline, valid only during the call. */
+typedef void (*neco_log_callback)(neco_log_level level, const char * text, void * user_data);
+
+/* Routes all log messages to `callback` (which receives every level). NULL restores the default:
+ * messages of level NECO_LOG_WARN and above go to stderr. Process-global; not thread-safe. */
+void neco_log_set(neco_log_callback callback, void * user_data);
+
+/* Threads --------------------------------------------------------------------------------- */
+
+/* Worker threads for GEMMs and kernels (OpenBLAS and libneco's own loops). 1...256, or 0 for
+ * the number of processors. Process-global; not thread-safe. */
+NECO_NODISCARD neco_status neco_set_n_threads(int32_t n_threads);
+
+/* The current worker thread count. */
+int32_t neco_get_n_threads(void);
+
+/* Model ----------------------------------------------------------------------------------- */
+
+/* Opaque. Immutable after loading; may be shared across threads. */
+typedef struct neco_model neco_model;
+
+/* How the learned position table is resampled to another patch grid. */
+typedef enum neco_pos_rule {
+    NECO_POS_RULE_AUTO = 0,     /* what the checkpoint's own implementation does */
+    NECO_POS_RULE_NECO = 1,     /* NeCo / DINOv2 hub (scale factor (g + 0.1) / G, bicubic) */
+    NECO_POS_RULE_BICUBIC = 2,  /* output-size bicubic without antialias (Hugging Face) */
+    NECO_POS_RULE_ANTIALIAS = 3 /* output-size bicubic with antialias (timm, DINOv2 *_reg) */
+} neco_pos_rule;
+
+typedef struct neco_model_params {
+    int32_t n_heads;           /* attention heads; 0 = embed dim / 64 (all DINO/DINOv2 models). Default 0 */
+    int32_t n_registers;       /* register tokens: -1 = as stored in the weights, 0 = drop stored
+                                  registers (NeCo "XR"), otherwise must equal the stored count. Default -1 */
+    int32_t pos_rule;          /* a neco_pos_rule. Default NECO_POS_RULE_AUTO */
+    int32_t image_height;      /* model input height in pixels used when neco_extract_params leave
+                                  the size 0; a multiple of the patch size. Default 224 */
+    int32_t image_width;       /* as image_height. Default 224 */
+    const char * expect_arch;  /* NULL, or a preset the weights must match ("vits14", "vitb14",
+                                  "vitl14", "vitg14", "vits16", "vitb16"). Default NULL */
+} neco_model_params;
+
+neco_model_params neco_model_default_params(void);
+
+/* Loads a safetensors checkpoint (Meta, timm or Hugging Face key names; F32/F16/BF16).
+ * `params` NULL = defaults. On success *out_model must be freed with neco_model_free.
+ * Errors: INVALID_ARG (NULL path or out_model, bad params), IO (cannot read), FORMAT (not a
+ * safetensors ViT checkpoint, truncated, non-finite weights), SHAPE (weights do not fit the
+ * params), OOM. */
+NECO_NODISCARD neco_status neco_model_load(const char * path, const neco_model_params * params,
+                                           neco_model ** out_model);
+
+/* Releases a model. NULL is a no-op. No call may use the model concurrently or afterwards. */
+void neco_model_free(neco_model * model);
+
+/* Architecture getters; 0 (or NULL) for a NULL model. */
+int32_t neco_model_embed_dim(const neco_model * model);    /* D */
+int32_t neco_model_patch_size(const neco_model * model);   /* P, pixels */
+int32_t neco_model_n_layers(const neco_model * model);     /* transformer blocks */
+int32_t neco_model_n_heads(const neco_model * model);
+int32_t neco_model_n_registers(const neco_model * model);  /* R */
+int64_t neco_model_n_params(const neco_model * model);
+int32_t neco_model_image_height(const neco_model * model); /* default input size (params) */
+int32_t neco_model_image_width(const neco_model * model);
+/* Architecture name ("dinov2_vits14", ...). Valid until neco_model_free; do not free. */
+const char * neco_model_name(const neco_model * model);
+
+/* Images ---------------------------------------------------------------------------------- */
+
+/* Opaque decoded picture, RGB8 (H, W, 3). Immutable; may be shared across threads. */
+typedef struct neco_image neco_image;
+
+/* Decodes a JPEG or PNG file (like Pillow's Image.open(path).convert("RGB"); no EXIF rotation).
+ * On success *out_image must be freed with neco_image_free.
+ * Errors: INVALID_ARG, IO (cannot read), FORMAT (not a JPEG/PNG, corrupt, truncated), OOM (more
+ * than 65535 pixels a side or 2^28 pixels). */
+NECO_NODISCARD neco_status neco_image_load(const char * path, neco_image ** out_image);
+
+/* As neco_image_load, from `n_bytes` bytes of an encoded file in memory (copied; at most 2 GiB).
+ * On success *out_image must be freed with neco_image_free. */
+NECO_NODISCARD neco_status neco_image_decode(const void * data, size_t n_bytes, neco_image ** out_image);
+
+/* Releases an image. NULL is a no-op. */
+void neco_image_free(neco_image * image);
+
+/* Size in pixels; 0 for a NULL image. */
+int32_t neco_image_width(const neco_image * image);
+int32_t neco_image_height(const neco_image * image);
+
+/* The pixels, (height, width, 3) RGB8, row-major, rows not padded (3 * width bytes each).
+ * Owned by the image: valid until neco_image_free; do not free. NULL for a NULL image. */
+const uint8_t * neco_image_data(const neco_image * image);
+
+/* Feature extraction ---------------------------------------------------------------------- */
+
+/* How an RGB picture becomes model input (antialiased bilinear resize as in Pillow, then
+ * ImageNet normalisation). Sizes come from neco_extract_params.height / width. */
+typedef enum neco_resize_mode {
+    NECO_RESIZE_STRETCH = 0, /* resize to exactly height x width, ignoring the aspect ratio */
+    NECO_RESIZE_CROP = 1,    /* shorter side to `height`, then the centred height x height square
+                                (torchvision Resize + CenterCrop); needs height == width */
+    NECO_RESIZE_FIT = 2,     /* keep the aspect ratio: longer side to max(height, width), each side
+                                rounded to a multiple of the patch size */
+    NECO_RESIZE_NONE = 3     /* no resize: the picture's sides must be multiples of the patch size */
+} neco_resize_mode;
+
+typedef struct neco_extract_params {
+    int32_t resize;       /* a neco_resize_mode; ignored for float (NCHW) input. Default NECO_RESIZE_STRETCH */
+    int32_t height;       /* model input height in pixels (see neco_resize_mode); 0 together with
+                             width = 0 means the model's image_height / image_width. Default 0 */
+    int32_t width;        /* as height. Default 0 */
+    int32_t out_height;   /* 0 = one feature per patch (h x w). Otherwise patch features are
+                             bilinearly upsampled (half-pixel centres, like PyTorch
+                             interpolate(align_corners=False)) to out_height x out_width, e.g. the
+                             input or the original picture size; at most 16384 a side and 2^24
+                             positions. Default 0 */
+    int32_t out_width;    /* as out_height; both 0 or both > 0. Default 0 */
+    bool l2_normalize;    /* divide every patch feature by its L2 norm (max(norm, 1e-12)), after
+                             any upsampling. CLS and registers are never normalised. Default false */
+} neco_extract_params;
+
+neco_extract_params neco_extract_default_params(void);
+
+/* What one image produces; filled by the size-query functions below. */
+typedef struct neco_feature_shape {
+    int32_t input_height;        /* H: model input after resizing, pixels */
+    int32_t input_width;         /* W */
+    int32_t grid_height;         /* h = H / patch size */
+    int32_t grid_width;          /* w = W / patch size */
+    int32_t out_height;          /* rows of the patch feature map (= h unless upsampled) */
+    int32_t out_width;           /* columns (= w unless upsampled) */
+    int32_t dim;                 /* D */
+    int32_t n_registers;         /* R */
+    int64_t n_patches;           /* out_height * out_width */
+    size_t patches_per_image;    /* floats per image in neco_feature_buffers.patches: n_patches * D */
+    size_t cls_per_image;        /* D */
+    size_t registers_per_image;  /* R * D */
+} neco_feature_shape;
+
+/* Caller-owned outputs of an extraction. Any pointer may be NULL to skip that output (at least
+ * one must be given). Capacities count floats; each must be >= n_images * <output>_per_image. */
+typedef struct neco_feature_buffers {
+    size_t patches_capacity;
+    size_t cls_capacity;
+    size_t registers_capacity;
+    float * patches;             /* (N, n_patches, D), or NULL */
+    float * cls;                 /* (N, D), or NULL */
+    float * registers;           /* (N, R, D), or NULL (nothing is written when R = 0) */
+} neco_feature_buffers;
+
+/* Size query for RGB input: the shape produced from a height x width picture with `params`
+ * (NULL = defaults). Errors: INVALID_ARG (NULL pointers, sizes < 1, bad params), SHAPE (the model
+ * input would not be a multiple of the patch size, or is smaller than a patch or beyond 16384 a
+ * side / 65536 patches), OOM (a picture beyond 65535 a side or 2^28 pixels, or a resize that
+ * needs a larger intermediate picture). */
+NECO_NODISCARD neco_status neco_extract_shape_rgb(const neco_model * model, int32_t height, int32_t width,
+                                                  const neco_extract_params * params,
+                                                  neco_feature_shape * out_shape);
+
+/* Size query for float input of height x width (params->resize is ignored). Errors as above. */
+NECO_NODISCARD neco_status neco_extract_shape_nchw(const neco_model * model, int32_t height, int32_t width,
+                                                   const neco_extract_params * params,
+                                                   neco_feature_shape * out_shape);
+
+/* Features of one RGB8 picture (height, width, 3), resized and normalised per `params`
+ * (NULL = defaults). Errors: INVALID_ARG, SHAPE (size or capacity), OOM. */
+NECO_NODISCARD neco_status neco_extract_rgb(const neco_model * model, const uint8_t * rgb,
+                                            int32_t height, int32_t width,
+                                            const neco_extract_params * params,
+                                            const neco_feature_buffers * out);
+
+/* Features of a batch of n_images RGB8 pictures: images[i] is (heights[i], widths[i], 3). All
+ * pictures must come out at the same model input size (STRETCH and CROP guarantee it; FIT and
+ * NONE only for pictures of the same shape), else NECO_ERR_SHAPE. n_images 1...4096. */
+NECO_NODISCARD neco_status neco_extract_rgb_batch(const neco_model * model, const uint8_t * const * images,
+                                                  const int32_t * heights, const int32_t * widths,
+                                                  int32_t n_images, const neco_extract_params * params,
+                                                  const neco_feature_buffers * out);
+
+/* Features of a decoded image: neco_extract_rgb on its pixels. */
+NECO_NODISCARD neco_status neco_extract_image(const neco_model * model, const neco_image * image,
+                                              const neco_extract_params * params,
+                                              const neco_feature_buffers * out);
+
+/* Features of n_images (1...4096) ImageNet-normalised images, float (N, 3, height, width);
+ * height and width must be multiples of the patch size. n_images = 1 for a single image. */
+NECO_NODISCARD neco_status neco_extract_nchw(const neco_model * model, const float * images,
+                                             int32_t n_images, int32_t height, int32_t width,
+                                             const neco_extract_params * params,
+                                             const neco_feature_buffers * out);
+
+/* Neighbours ------------------------------------------------------------------------------ */
+
+/* Opaque bank of L2-normalised feature rows with an int32 label each, searched exactly by cosine
+ * similarity. Searches may run concurrently; neco_index_add needs exclusive access. */
+typedef struct neco_index neco_index;
+
+/* An empty index for dim-wide rows (1...65536). Free with neco_index_free. */
+NECO_NODISCARD neco_status neco_index_init(int32_t dim, neco_index ** out_index);
+
+/* Releases an index. NULL is a no-op. */
+void neco_index_free(neco_index * index);
+
+/* Appends n_rows rows of `features` (n_rows, dim), copied and L2-normalised, with labels[i] for
+ * row i (`labels` NULL = -1 for all). Rows get consecutive numbers from neco_index_size().
+ * n_rows = 0 is a no-op. The whole index holds at most 2^32 floats.
+ * Errors: INVALID_ARG (NULL pointers, n_rows < 0, NaN or infinite values: nothing is added),
+ * OOM. */
+NECO_NODISCARD neco_status neco_index_add(neco_index * index, const float * features, int64_t n_rows,
+                                          const int32_t * labels);
+
+/* Rows in the index; 0 for NULL. */
+int64_t neco_index_size(const neco_index * index);
+
+/* Row width; 0 for NULL. */
+int32_t neco_index_dim(const neco_index * index);
+
+/* The k most similar rows for each of n_queries query rows (n_queries, dim), best first (ties
+ * by lower row number): out_indices (n_queries, k) row numbers, out_similarities (n_queries, k)
+ * cosine similarities in [-1, 1], out_labels (n_queries, k) those rows' labels. Any of the three
+ * outputs may be NULL (not all); each given one holds `capacity` elements, at least
+ * n_queries * k. Errors: INVALID_ARG (NULL pointers, k < 1, n_queries < 0, non-finite queries),
+ * SHAPE (k > neco_index_size, capacity too small), OOM. */
+NECO_NODISCARD neco_status neco_index_search(const neco_index * index, const float * queries, int64_t n_queries,
+                                             int32_t k, int64_t * out_indices, float * out_similarities,
+                                             int32_t * out_labels, size_t capacity);
+
+/* Patch-to-patch nearest neighbours between two images' features: for each of the n_a rows of
+ * `a` (n_a, dim), the k most similar of the n_b rows of `b` (n_b, dim) by cosine similarity
+ * (e.g. the patches outputs of two extractions). out_indices / out_similarities (n_a, k), either
+ * may be NULL (not both), `capacity` elements each. Errors as neco_index_search. */
+NECO_NODISCARD neco_status neco_match_patches(const float * a, int64_t n_a, const float * b, int64_t n_b,
+                                              int32_t dim, int32_t k, int64_t * out_indices,
+                                              float * out_similarities, size_t capacity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NECO_H */
