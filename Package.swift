@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "NecoImage", dependencies: ["NecoCore", "CImageIO"]),
         .target(name: "NecoModel", dependencies: ["NecoCore"]),
         .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),
-        .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel"]),
+        .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel", "NecoImage"], swiftSettings: simdSettings),
 
         // MARK: - ONNX export
         // C++ over Debian's libonnx-dev 1.12 + libprotobuf-dev 3.21 behind a plain-C header
@@ -60,7 +60,7 @@ let package = Package(
 
         // MARK: - Executables
         .executableTarget(name: "neco", dependencies: [
-            "Neco", "NecoONNX", "NecoTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Neco", "NecoONNX", "NecoTrain", "NecoEval", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: - Tests
@@ -69,8 +69,7 @@ let package = Package(
         .testTarget(name: "NecoImageTests", dependencies: ["NecoImage", "_NecoTestSupport"]),
         .testTarget(name: "NecoModelTests", dependencies: ["NecoModel", "Neco", "_NecoTestSupport"]),
         .testTarget(name: "NecoTrainTests", dependencies: ["NecoTrain", "NecoModel", "NecoCore", "_NecoTestSupport"]),
-        .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "ONNXBridge", "Neco", "NecoImage", "NecoModel",
-                                                          "_NecoTestSupport"]),
+        .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "Neco", "NecoImage", "NecoModel", "_NecoTestSupport"]),
     ],
     cxxLanguageStandard: .cxx17
 )
@@ -88,10 +87,14 @@ let necoPackageRoot = String(#filePath.dropLast("/Package.swift".count))
 package.products.append(.library(name: "NecoCAPI", type: .dynamic, targets: ["NecoCAPI"]))
 package.targets += [
     .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
-    .target(name: "NecoEval", dependencies: ["NecoCore"]),
+    .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage"]),
     .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "CNecoSupport"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(necoPackageRoot)/neco.map",
                                            "-Xlinker", "-soname=libneco.so"])]),
     .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore"]),
-    .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "Neco", "NecoEval", "NecoCore", "_NecoTestSupport"]),
+    .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "CNecoSupport", "Neco", "NecoEval", "NecoImage",
+                                                      "NecoModel", "NecoCore", "_NecoTestSupport"]),
 ]
+// Benchmark of the Swift API next to the C ABI (examples-c/bench/run.sh).
+package.targets.append(.executableTarget(name: "neco-bench-swift", dependencies: ["Neco", "NecoCAPI", "CNecoSupport"],
+                                         path: "examples-c/bench/swift"))

@@ -1,0 +1,69 @@
+import NecoCore
+
+/// Backward of multi-head self-attention that recomputes the probabilities instead of storing
+/// them. Reference: `torch.nn.functional.scaled_dot_product_attention` (explicit math path).
+///
+/// Letters: B batch, T tokens, H heads, E head dim, D = H·E. Layout as `Attention` (NecoCore):
+/// qkv (B, T, 3D) with feature k ↦ (which = k / D, head = (k mod D) / E, channel = k mod E).
+///
+/// Forward (`Attention.forward`, unchanged): P = softmax(q·kᵀ · scale) (T, T) per (b, head);
+/// out[:, head] = P · v.
+///
+/// Storing P for training costs B·H·T² floats per block (26 MB per block for 16 views of ViT-S at
+/// 224), more than everything else the block keeps. Backward therefore recomputes P per (b, head)
+/// with exactly the calls of the forward (same GEMM shapes, `Softmax.forwardInPlace`), so the
+/// recomputed P is bit-identical to the forward's. While P is at hand it also rebuilds the head
+/// outputs P·v, which the projection's weight gradient needs (so they are not stored either).
+///
+/// Given dOut = dL/d(heads) (B, T, D):
+///     dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
+///     dQ += dS · k;   dK += dSᵀ · q
+/// Gradient convention: `dQKV` accumulates (`+=`); `headsOut` is written exactly once.
+/// - Complexity: one extra q·kᵀ, softmax and P·v per (b, head) over a stored-P backward.
+public enum AttentionRecompute {
+    /// Scratch floats: two (T, T) matrices per worker.
+    public static func scratchCount(tokens: Int) -> Int { Threads.count * 2 * tokens * tokens }
+
+    @inlinable
+    public static func backward(dQKV: UnsafeMutablePointer<Float>, headsOut: UnsafeMutablePointer<Float>?,
+                                dOut: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                                scratch: UnsafeMutablePointer<Float>,
+                                batch: Int, tokens: Int, heads: Int, headDim: Int, scale: Float) {
+        let d = heads * headDim
+        let t = tokens
+        let pairs = batch * heads
+        Threads.parallelChunks(pairs) { slot, s, e in
+            let p = scratch + slot * 2 * t * t      // (T, T) probabilities
+            let ds = p + t * t                       // (T, T) score gradient
+            for pair in s..<e {
+                let b = pair / heads, h = pair % heads
+                let base = qkv + b * t * 3 * d
+                let dbase = dQKV + b * t * 3 * d
+                let q = base + h * headDim, k = base + d + h * headDim, v = base + 2 * d + h * headDim
+                let dq = dbase + h * headDim, dk = dbase + d + h * headDim, dv = dbase + 2 * d + h * headDim
+                let dO = dOut + b * t * d + h * headDim
+                // Recompute (as the forward): P (T, T) = softmax(q · kᵀ · scale)
+                Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d,
+                          parallel: false)
+                Softmax.forwardInPlace(p, rows: t, cols: t, scale: scale)
+                if let headsOut {
+                    // out_h (T, E) = P · v, as the forward wrote it
+                    Gemm.gemm(out: headsOut + b * t * d + h * headDim, a: p, b: v, m: t, n: headDim, k: t,
+                              ldb: 3 * d, ldc: d, parallel: false)
+                }
+                // dV (T, E) += Pᵀ (T, T) · dO (T, E)
+                Gemm.gemm(out: dv, a: p, b: dO, m: t, n: headDim, k: t, transA: true, beta: 1,
+                          ldb: d, ldc: 3 * d, parallel: false)
+                // dP (T, T) = dO (T, E) · vᵀ;  dS = softmax backward (written once into ds)
+                Gemm.gemm(out: ds, a: dO, b: v, m: t, n: t, k: headDim, transB: true, lda: d, ldb: 3 * d,
+                          parallel: false)
+                Softmax.backward(dInput: ds, dOut: ds, probs: p, rows: t, cols: t, scale: scale, accumulate: false)
+                // dQ (T, E) += dS (T, T) · k (T, E);  dK (T, E) += dSᵀ · q
+                Gemm.gemm(out: dq, a: ds, b: k, m: t, n: headDim, k: t, beta: 1, ldb: 3 * d, ldc: 3 * d,
+                          parallel: false)
+                Gemm.gemm(out: dk, a: ds, b: q, m: t, n: headDim, k: t, transA: true, beta: 1,
+                          ldb: 3 * d, ldc: 3 * d, parallel: false)
+            }
+        }
+    }
+}

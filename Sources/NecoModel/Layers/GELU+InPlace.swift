@@ -1,0 +1,79 @@
+import NecoCore
+
+extension GELU {
+    /// In-place backward of the exact GELU for a buffer written exactly once, with the column
+    /// sums of the result (the following Linear's bias gradient) fused into the same pass:
+    ///
+    ///     grad[r, j] ← grad[r, j] · gelu'(input[r, j]),   gelu'(x) = Φ(x) + x·φ(x)
+    ///     columnSum[j] += Σ_r grad[r, j]                  (when non-nil)
+    ///
+    /// Φ(x) = ½(1 + erf(x/√2)) uses `FastMath.erf`'s formula; its exp(−x²/2) is shared with
+    /// φ(x) = exp(−x²/2)/√(2π), so each element costs one exp. Shapes: grad, input (rows, cols);
+    /// columnSum (cols). The column sums add fixed blocks of `RowBlocks.rows` rows in order, so
+    /// they do not depend on the thread count.
+    @inlinable
+    public static func backwardInPlace(grad: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int,
+                                       cols: Int, columnSum: UnsafeMutablePointer<Float>?) {
+        RowBlocks.forEach(rows: rows, cols: cols, into: columnSum) { r0, r1, partial in
+            for r in r0..<r1 {
+                let g = grad + r * cols, x = input + r * cols
+                if let partial {
+                    for j in 0..<cols {
+                        let v = g[j] * derivative(x[j])
+                        g[j] = v
+                        partial[j] += v
+                    }
+                } else {
+                    for j in 0..<cols { g[j] = g[j] * derivative(x[j]) }
+                }
+            }
+        }
+    }
+
+    /// gelu'(x) = Φ(x) + x·φ(x) with one exp (Abramowitz & Stegun 7.1.26 for erf, as `FastMath.erf`).
+    @inlinable @inline(__always)
+    public static func derivative(_ x: Float) -> Float {
+        let z = x * 0.707_106_781_186_547_5                    // x/√2
+        let az = Float(bitPattern: z.bitPattern & 0x7FFF_FFFF)
+        let t = 1.0 / (1.0 + 0.327_591_1 * az)
+        var poly: Float = 1.061_405_429
+        poly = poly * t - 1.453_152_027
+        poly = poly * t + 1.421_413_741
+        poly = poly * t - 0.284_496_736
+        poly = poly * t + 0.254_829_592
+        poly = poly * t
+        let e = FastMath.exp(-(az * az))                        // exp(−x²/2)
+        let erfAbs = 1.0 - poly * e
+        let erf = Float(bitPattern: erfAbs.bitPattern | (z.bitPattern & 0x8000_0000))
+        return 0.5 * (1 + erf) + x * (0.398_942_280_401_432_7 * e)
+    }
+}
+
+/// Row reductions in fixed blocks of rows: block b covers rows [b·rows, (b+1)·rows); the blocks
+/// run in parallel, each into its own partial (cols) vector, and the partials are added to the
+/// output in block order. The result is the same for every thread count.
+public enum RowBlocks {
+    public static let rows = 256
+
+    /// Calls `body(r0, r1, partial)` for every block (partial is nil when `out` is nil), then
+    /// out[j] += Σ_blocks partial[j].
+    @inlinable
+    public static func forEach(rows n: Int, cols: Int, into out: UnsafeMutablePointer<Float>?,
+                               _ body: (Int, Int, UnsafeMutablePointer<Float>?) -> Void) {
+        let blocks = (n + rows - 1) / rows
+        let partials: UnsafeMutablePointer<Float>? = out == nil ? nil : .allocate(capacity: max(1, blocks * cols))
+        partials?.initialize(repeating: 0, count: max(1, blocks * cols))
+        Threads.parallelFor(blocks) { s, e in
+            for b in s..<e {
+                body(b * rows, min(n, (b + 1) * rows), partials.map { $0 + b * cols })
+            }
+        }
+        if let out, let partials {
+            for b in 0..<blocks {
+                let p = partials + b * cols
+                for j in 0..<cols { out[j] += p[j] }
+            }
+            partials.deallocate()
+        }
+    }
+}

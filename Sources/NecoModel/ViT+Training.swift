@@ -1,0 +1,407 @@
+import NecoCore
+
+// Training forward and backward of the ViT backbone (llm.c style: no autograd tape).
+//
+// Letters: B batch, C channels, H×W image, P patch, h×w patch grid, N = h·w, R registers,
+// T = 1 + R + N tokens, rows = B·T, D embed dim, F feed-forward width (H for the MLP, 2H for the
+// fused SwiGLU gates), K = C·P·P.
+//
+// `forwardTraining` runs exactly the kernel calls of `ViTModel.forward` (the inference path) and
+// keeps what backward needs in a `ViTActivations` slab; with every stochastic-depth scale equal
+// to 1 its output is bit-identical to `forward`'s. `backward` is the same list of calls reversed,
+// block by block. Gradient convention: every parameter gradient accumulates (`+=`) into one flat
+// gradient buffer addressed with the parameters' `ViTLayout` offsets, so several forward passes
+// (global and local crops) can be backpropagated into the same buffer; the caller zeroes it.
+
+/// Which backbone parameters receive gradients, and where backward stops.
+public struct ViTTrainableParts: Sendable, Equatable {
+    /// Blocks `firstBlock ..< depth` are trained; backward stops at `firstBlock`, so frozen
+    /// blocks cost no backward compute (and their activations are not stored).
+    public var firstBlock: Int
+    /// Patch embedding, position table, CLS and register tokens, and the final LayerNorm.
+    /// Requires `firstBlock == 0` (NeCo freezes them whenever any block is frozen, §2.6).
+    public var embeddingsAndNorm: Bool
+
+    public init(firstBlock: Int, embeddingsAndNorm: Bool) {
+        self.firstBlock = firstBlock
+        self.embeddingsAndNorm = embeddingsAndNorm
+    }
+
+    /// Everything trains (the paper's setting).
+    public static let all = ViTTrainableParts(firstBlock: 0, embeddingsAndNorm: true)
+}
+
+/// Activations of one training forward pass, kept for backward, in one slab with named views.
+///
+/// Per saved block i (B·T rows):
+///   xIn (B, T, D)       block input (residual stream)      → LN1 backward, LN1 recompute
+///   mean1, rstd1 (B·T)  LN1 statistics
+///   qkv (B, T, 3D)      fused q, k, v                      → attention backward (P recomputed)
+///   xMid (B, T, D)      residual after the attention branch → LN2 backward, LN2 recompute
+///   mean2, rstd2 (B·T)  LN2 statistics
+///   ffn (B, T, F)       first feed-forward Linear output, before GELU / SwiGLU gating
+/// Not stored and recomputed in backward: LayerNorm outputs (from x, mean, rstd), attention
+/// probabilities and head outputs (`AttentionRecompute`), GELU / SwiGLU outputs (from `ffn`), and
+/// the branch outputs before LayerScale (never needed, see `BranchResidual`).
+/// Final: xFinal (B, T, D) input of the final norm, meanF/rstdF, out (B, T, D) final tokens,
+/// dOut (B, T, D) the gradient of the loss with respect to `out`, which the caller fills.
+/// Blocks below `firstSavedBlock` run without storing anything (they will not be backpropagated).
+public final class ViTActivations: @unchecked Sendable {
+    public struct BlockViews: Sendable {
+        public var xIn = -1, mean1 = -1, rstd1 = -1, qkv = -1, xMid = -1, mean2 = -1, rstd2 = -1, ffn = -1
+    }
+
+    public let config: ViTConfig
+    public let batch: Int, height: Int, width: Int
+    public let gridHeight: Int, gridWidth: Int
+    /// T = 1 + R + N.
+    public let tokens: Int
+    /// B·T.
+    public let rows: Int
+    public let firstSavedBlock: Int
+    /// Offsets into `slab`; `blocks[i]` is all −1 for i < firstSavedBlock.
+    public let blocks: [BlockViews]
+    public let xFinal: Int, meanF: Int, rstdF: Int, out: Int, dOut: Int
+    /// (depth, 2, B) per-sample stochastic-depth scales of the attention (0) and MLP (1) branches.
+    public let branchScale: Int
+    let dX: Int
+    /// (B·T, F) pre-activation buffer of blocks run without saving: the last block's `ffn` view
+    /// when that block is saved (it is free whenever an unsaved block runs), else its own.
+    let unsavedFFN: Int
+    let scratch: Int
+    /// `Threads.count` when allocated: the attention scratch holds one slot per worker.
+    public let workers: Int
+    let scratchCount: Int
+    public let slab: FloatSlab
+
+    /// Allocates for images of (batch, C, height, width).
+    /// - Throws: `.shape` for a size the model cannot take; `.outOfMemory`.
+    public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0) throws {
+        try c.validate()
+        let ps = c.patchSize
+        guard height >= ps, width >= ps, height % ps == 0, width % ps == 0 else {
+            throw NecoError.shape("input \(height)×\(width) is not a positive multiple of the patch size \(ps)")
+        }
+        guard batch >= 1, batch <= 4096 else { throw NecoError.shape("batch size \(batch) out of range 1...4096") }
+        guard firstSavedBlock >= 0, firstSavedBlock <= c.depth else {
+            throw NecoError.invalidArgument("firstSavedBlock \(firstSavedBlock) out of range 0...\(c.depth)")
+        }
+        self.config = c
+        self.batch = batch
+        self.height = height
+        self.width = width
+        gridHeight = height / ps
+        gridWidth = width / ps
+        let n = gridHeight * gridWidth
+        guard n <= 65536 else { throw NecoError.shape("input \(height)×\(width) is too large") }
+        tokens = 1 + c.registers + n
+        rows = batch * tokens
+        self.firstSavedBlock = firstSavedBlock
+        let d = c.embedDim
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        var total = 0
+        func take(_ count: Int) -> Int { let o = total; total += count; return o }
+        var views: [BlockViews] = []
+        for i in 0..<c.depth {
+            var v = BlockViews()
+            if i >= firstSavedBlock {
+                v.xIn = take(rows * d); v.mean1 = take(rows); v.rstd1 = take(rows)
+                v.qkv = take(rows * 3 * d)
+                v.xMid = take(rows * d); v.mean2 = take(rows); v.rstd2 = take(rows)
+                v.ffn = take(rows * f)
+            }
+            views.append(v)
+        }
+        blocks = views
+        xFinal = take(rows * d); meanF = take(rows); rstdF = take(rows)
+        out = take(rows * d)
+        dOut = take(rows * d)
+        branchScale = take(c.depth * 2 * batch)
+        dX = take(rows * d)
+        unsavedFFN = firstSavedBlock < c.depth ? views[c.depth - 1].ffn : take(rows * f)
+        workers = Threads.count
+        scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth)
+        scratch = take(scratchCount)
+        slab = try FloatSlab(count: total)
+        resetBranchScales()
+    }
+
+    /// Sets every stochastic-depth scale to 1 (no drop path).
+    public func resetBranchScales() {
+        slab[branchScale].update(repeating: 1, count: config.depth * 2 * batch)
+    }
+
+    /// Per-sample scales (B) of block `block`'s attention (`branch` 0) or MLP (`branch` 1) branch.
+    public func branchScales(block: Int, branch: Int) -> UnsafeMutableBufferPointer<Float> {
+        precondition(block >= 0 && block < config.depth && (branch == 0 || branch == 1), "branch scale index out of range")
+        return UnsafeMutableBufferPointer(start: slab[branchScale + (block * 2 + branch) * batch], count: batch)
+    }
+
+    /// Final-norm tokens (B, T, D) of the last `forwardTraining`.
+    public var output: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: slab[out], count: rows * config.embedDim) }
+    /// dL/d`output` (B, T, D), read by `backward`; the caller fills it (zero it first).
+    public var outputGradient: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: slab[dOut], count: rows * config.embedDim) }
+
+    func check(config c: ViTConfig) throws {
+        guard config == c else { throw NecoError.shape("activations were allocated for \(config.name), not \(c.name)") }
+        guard Threads.count <= workers else {
+            throw NecoError.invalidArgument("activations were allocated for \(workers) threads; Threads.count is now \(Threads.count)")
+        }
+    }
+
+    /// Bytes held.
+    public var byteCount: Int { slab.count * MemoryLayout<Float>.stride }
+
+    /// Scratch shared by the forward's temporaries and backward's recomputations (see `ViTModel`'s
+    /// `blockScratch`): four (B·T, D) buffers, one (B·T, max(F, 4D)) buffer, a (D, max(D, H))
+    /// weight-gradient buffer, the SwiGLU hidden (B·T, H), two (T, T) attention matrices per worker;
+    /// the embedding layer reuses the same region.
+    static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int) -> Int {
+        let d = c.embedDim, t = 1 + c.registers + gh * gw, rows = batch * t
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        let h = c.ffn == .swiglu ? c.mlpHidden : 0
+        let blockPart = 4 * rows * d + rows * max(f, 4 * d) + d * max(d, c.mlpHidden) + rows * h
+            + max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t))
+        let embedPart = max(Embeddings.forwardScratchCount(config: c, gridHeight: gh, gridWidth: gw),
+                            Embeddings.backwardScratchCount(config: c, batch: batch, gridHeight: gh, gridWidth: gw,
+                                                            wantImageGradient: true))
+        return max(blockPart, embedPart)
+    }
+}
+
+/// Pointers into the scratch region of a `ViTActivations`.
+struct BlockScratch {
+    let y: UnsafeMutablePointer<Float>      // (rows, D)  LayerNorm output / branch output z
+    let d1: UnsafeMutablePointer<Float>     // (rows, D)  heads (forward) / dLN, dHeads (backward)
+    let d2: UnsafeMutablePointer<Float>     // (rows, D)  xMid of unsaved blocks / dZ
+    let d3: UnsafeMutablePointer<Float>     // (rows, D)  dZ ⊙ γ
+    let f: UnsafeMutablePointer<Float>      // (rows, max(F, 4D)) activation / dActivation; qkv of unsaved blocks
+    let g: UnsafeMutablePointer<Float>      // (D, max(D, H)) weight-gradient product
+    let hidden: UnsafeMutablePointer<Float> // (rows, H) SwiGLU hidden (empty for the MLP)
+    let attn: UnsafeMutablePointer<Float>   // attention scratch
+
+    init(_ a: ViTActivations) {
+        let c = a.config, d = c.embedDim, rows = a.rows
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        var p = a.slab[a.scratch]
+        func take(_ n: Int) -> UnsafeMutablePointer<Float> { let q = p; p += n; return q }
+        y = take(rows * d); d1 = take(rows * d); d2 = take(rows * d); d3 = take(rows * d)
+        self.f = take(rows * max(f, 4 * d))
+        g = take(d * max(d, c.mlpHidden))
+        hidden = take(c.ffn == .swiglu ? rows * c.mlpHidden : 0)
+        attn = p
+    }
+}
+
+extension ViTModel {
+    /// Training forward: the inference kernel calls, keeping activations for `backward`.
+    ///
+    /// Reads the stochastic-depth scales in `acts` (all 1 unless the caller set them; see
+    /// `ViTActivations.branchScales`). Writes the final-norm tokens to `acts.output`.
+    /// - Parameters:
+    ///   - images: (B, C, H, W) normalised pixels, with the sizes `acts` was made for.
+    ///   - saveActivations: false runs every block without storing anything (`acts` then only
+    ///     lends its memory, e.g. to an EMA teacher's forward between two student steps; its
+    ///     output is still bit-identical to `forward`'s when all scales are 1).
+    public func forwardTraining(_ acts: ViTActivations, images: UnsafePointer<Float>, saveActivations: Bool = true) throws {
+        let c = config
+        try acts.check(config: c)
+        let L = params.layout, p = params.slab
+        let d = c.embedDim, rows = acts.rows, t = acts.tokens, batch = acts.batch
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        let a = acts.slab
+        let s = BlockScratch(acts)
+        let scale = 1 / Float(c.headDim).squareRoot()
+
+        // 1–2. Tokens: into the input of the first saved block (or xFinal when none is saved).
+        let first = saveActivations ? acts.firstSavedBlock : c.depth
+        let x0 = first < c.depth ? a[acts.blocks[first].xIn] : a[acts.xFinal]
+        Embeddings.forward(x: x0, images: images, params: p, layout: L, batch: batch, height: acts.height,
+                           width: acts.width, scratch: a[acts.scratch])
+
+        // 3. Blocks: x += s_b·ls1 ⊙ proj(attn(LN1(x)));  x += s_b·ls2 ⊙ FFN(LN2(x)).
+        for (i, blk) in L.blocks.enumerated() {
+            let v = acts.blocks[i]
+            let saved = i >= first
+            let xIn = saved ? a[v.xIn] : x0
+            let xMid = saved ? a[v.xMid] : s.d2
+            let xOut = i + 1 < c.depth ? (i + 1 >= first ? a[acts.blocks[i + 1].xIn] : x0) : a[acts.xFinal]
+            let qkv = saved ? a[v.qkv] : s.f
+            let ffn = saved ? a[v.ffn] : a[acts.unsavedFFN]
+            let sc1 = UnsafePointer(a[acts.branchScale + (i * 2) * batch])
+            let sc2 = UnsafePointer(a[acts.branchScale + (i * 2 + 1) * batch])
+            let ls1: UnsafePointer<Float>? = blk.ls1 >= 0 ? UnsafePointer(p[blk.ls1]) : nil
+            let ls2: UnsafePointer<Float>? = blk.ls2 >= 0 ? UnsafePointer(p[blk.ls2]) : nil
+
+            LayerNorm.forward(out: s.y, mean: saved ? a[v.mean1] : nil, rstd: saved ? a[v.rstd1] : nil, input: xIn,
+                              weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
+            Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)
+            Attention.forward(out: s.d1, probs: nil, scratch: s.attn, qkv: qkv, batch: batch, tokens: t,
+                              heads: c.heads, headDim: c.headDim, scale: scale)
+            Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d)
+            BranchResidual.forward(out: xMid, residual: xIn, branch: s.y, gamma: ls1, sampleScale: sc1,
+                                   batch: batch, tokens: t, dim: d)
+
+            LayerNorm.forward(out: s.y, mean: saved ? a[v.mean2] : nil, rstd: saved ? a[v.rstd2] : nil, input: xMid,
+                              weight: p[blk.norm2W], bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+            Linear.forward(out: ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+            let hidden: UnsafeMutablePointer<Float>
+            if c.ffn == .swiglu {
+                SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: c.mlpHidden)
+                hidden = s.hidden
+            } else {
+                // Out of place: the pre-activation is kept, and an in-place call (out == input)
+                // defeats the loop vectoriser (measured 6× slower).
+                GELU.forward(out: s.f, input: ffn, count: rows * f)
+                hidden = s.f
+            }
+            Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
+                           inDim: c.mlpHidden, outDim: d)
+            BranchResidual.forward(out: xOut, residual: xMid, branch: s.y, gamma: ls2, sampleScale: sc2,
+                                   batch: batch, tokens: t, dim: d)
+        }
+
+        // 4. Final LayerNorm on every token.
+        LayerNorm.forward(out: a[acts.out], mean: a[acts.meanF], rstd: a[acts.rstdF], input: a[acts.xFinal],
+                          weight: p[L.normW], bias: p[L.normB], rows: rows, dim: d, eps: c.layerNormEps)
+    }
+
+    /// Backward of `forwardTraining`: the same calls reversed, block by block.
+    ///
+    /// Reads dL/d(output) from `acts.outputGradient`. Adds parameter gradients (`+=`) to `grads`
+    /// (addressed with `params.layout` offsets, `params.count` floats) for the parts `trainable`
+    /// selects, and stops at `trainable.firstBlock`.
+    /// - Parameters:
+    ///   - images: the images of the forward pass (B, C, H, W); im2col is recomputed from them.
+    ///   - dImages: if non-nil, (B, C, H, W) += dL/d(images). Needs `trainable.firstBlock == 0`.
+    /// - Precondition: `acts` holds this model's last `forwardTraining` on `images`, with the same
+    ///   parameters (they must not change between forward and backward).
+    public func backward(_ acts: ViTActivations, grads: UnsafeMutablePointer<Float>, images: UnsafePointer<Float>,
+                         dImages: UnsafeMutablePointer<Float>? = nil, trainable: ViTTrainableParts = .all) throws {
+        let c = config
+        try acts.check(config: c)
+        guard trainable.firstBlock >= 0, trainable.firstBlock <= c.depth else {
+            throw NecoError.invalidArgument("first trainable block \(trainable.firstBlock) out of range 0...\(c.depth)")
+        }
+        guard !trainable.embeddingsAndNorm || trainable.firstBlock == 0 else {
+            throw NecoError.invalidArgument("embeddings can only train when every block trains")
+        }
+        guard dImages == nil || trainable.firstBlock == 0 else {
+            throw NecoError.invalidArgument("an image gradient needs backward through every block (first trainable block 0)")
+        }
+        guard acts.firstSavedBlock <= trainable.firstBlock else {
+            throw NecoError.invalidArgument("blocks below \(acts.firstSavedBlock) were not saved; cannot train from block \(trainable.firstBlock)")
+        }
+        let L = params.layout, p = params.slab
+        let d = c.embedDim, rows = acts.rows, t = acts.tokens, batch = acts.batch
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        let hw = c.mlpHidden
+        let a = acts.slab
+        let s = BlockScratch(acts)
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let dX = a[acts.dX]
+        let needBlocks = trainable.firstBlock < c.depth
+        let needEmbeddings = trainable.embeddingsAndNorm || dImages != nil
+        if !needBlocks && !trainable.embeddingsAndNorm { return }
+
+        // 4. Final LayerNorm: dX (= dL/dxFinal, written here first) from dOut. Its weight and bias
+        // gradients land in the gradient buffer only when the norm trains, in scratch otherwise.
+        dX.update(repeating: 0, count: rows * d)
+        let normDW = trainable.embeddingsAndNorm ? grads + L.normW : s.g
+        let normDB = trainable.embeddingsAndNorm ? grads + L.normB : s.g + d
+        if !trainable.embeddingsAndNorm { s.g.update(repeating: 0, count: 2 * d) }
+        LayerNorm.backward(dInput: dX, dWeight: normDW, dBias: normDB, dOut: a[acts.dOut], input: a[acts.xFinal],
+                           weight: p[L.normW], mean: a[acts.meanF], rstd: a[acts.rstdF], rows: rows, dim: d)
+
+        // 3. Blocks, last to first. dX holds dL/d(block output) on entry and dL/d(block input) on exit.
+        for i in stride(from: c.depth - 1, through: trainable.firstBlock, by: -1) {
+            let blk = L.blocks[i], v = acts.blocks[i]
+            let sc1 = UnsafePointer(a[acts.branchScale + (i * 2) * batch])
+            let sc2 = UnsafePointer(a[acts.branchScale + (i * 2 + 1) * batch])
+            let ls1: UnsafePointer<Float>? = blk.ls1 >= 0 ? UnsafePointer(p[blk.ls1]) : nil
+            let ls2: UnsafePointer<Float>? = blk.ls2 >= 0 ? UnsafePointer(p[blk.ls2]) : nil
+            let dLS1: UnsafeMutablePointer<Float>? = blk.ls1 >= 0 ? grads + blk.ls1 : nil
+            let dLS2: UnsafeMutablePointer<Float>? = blk.ls2 >= 0 ? grads + blk.ls2 : nil
+            let ffn = a[v.ffn]
+
+            // xOut = xMid + s_b·ls2 ⊙ fc2(act):  recompute act, then dAct (overwrites act), dZ, dZγ.
+            let hidden: UnsafeMutablePointer<Float>
+            if c.ffn == .swiglu {
+                SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: hw)
+                hidden = s.hidden
+            } else {
+                GELU.forward(out: s.f, input: ffn, count: rows * f)
+                hidden = s.f
+            }
+            BranchResidual.backwardScale(dZ: s.d2, dZGamma: s.d3, dOut: dX, gamma: ls2, sampleScale: sc2,
+                                         batch: batch, tokens: t, dim: d)
+            BranchResidual.backwardParams(dWeight: grads + blk.fc2W, dBias: grads + blk.fc2B, dGamma: dLS2, dZ: s.d2,
+                                          input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], gamma: ls2,
+                                          gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: hw)
+            // dAct (rows, H) = dZγ · W_fc2   [written once, over the recomputed activation]
+            BranchResidual.backwardInput(dInput: hidden, dZGamma: s.d3, weight: p[blk.fc2W], rows: rows, dim: d,
+                                         inDim: hw, overwrite: true)
+            // act = GELU(ffn) | SwiGLU(ffn):  dFFN (rows, F)
+            let dFFN: UnsafeMutablePointer<Float>
+            if c.ffn == .swiglu {
+                s.f.update(repeating: 0, count: rows * f)
+                SwiGLU.backward(dGates: s.f, dHidden: s.hidden, gates: ffn, rows: rows, width: hw)
+                dFFN = s.f
+            } else {
+                // dFFN = dAct ⊙ gelu'(ffn), with fc1's bias gradient (its column sums) in the same pass
+                GELU.backwardInPlace(grad: s.f, input: ffn, rows: rows, cols: f, columnSum: grads + blk.fc1B)
+                dFFN = s.f
+            }
+            // ffn = fc1(LN2(xMid)):  recompute LN2, then dLN (zeroed) and the fc1 gradients
+            LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
+                              bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+            s.d1.update(repeating: 0, count: rows * d)
+            Linear.backward(dInput: s.d1, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
+                            weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f)
+            if c.ffn == .swiglu { BranchResidual.columnSum(into: grads + blk.fc1B, dFFN, rows: rows, cols: f) }
+            // LN2: dX (= dL/dxMid after this) += LN backward
+            LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm2W, dBias: grads + blk.norm2B, dOut: s.d1,
+                               input: a[v.xMid], weight: p[blk.norm2W], mean: a[v.mean2], rstd: a[v.rstd2],
+                               rows: rows, dim: d)
+
+            // xMid = xIn + s_b·ls1 ⊙ proj(heads):  dHeads (d1), dZ (d2), dZγ (d3)
+            BranchResidual.backwardScale(dZ: s.d2, dZGamma: s.d3, dOut: dX, gamma: ls1, sampleScale: sc1,
+                                         batch: batch, tokens: t, dim: d)
+            BranchResidual.backwardInput(dInput: s.d1, dZGamma: s.d3, weight: p[blk.projW], rows: rows, dim: d,
+                                         inDim: d, overwrite: true)
+            // heads = attention(qkv): dQKV (f[D...4D], zeroed) += …, heads recomputed into f[0..<D]
+            let headsBuf = s.f, dQKV = s.f + rows * d
+            dQKV.update(repeating: 0, count: rows * 3 * d)
+            AttentionRecompute.backward(dQKV: dQKV, headsOut: headsBuf, dOut: s.d1, qkv: a[v.qkv], scratch: s.attn,
+                                        batch: batch, tokens: t, heads: c.heads, headDim: c.headDim, scale: scale)
+            BranchResidual.backwardParams(dWeight: grads + blk.projW, dBias: grads + blk.projB, dGamma: dLS1, dZ: s.d2,
+                                          input: headsBuf, weight: p[blk.projW], bias: p[blk.projB], gamma: ls1,
+                                          gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: d)
+            // qkv = Linear(LN1(xIn)):  recompute LN1, dLN (into the heads buffer, zeroed)
+            LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xIn], weight: p[blk.norm1W],
+                              bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
+            let dLN = headsBuf
+            dLN.update(repeating: 0, count: rows * d)
+            Linear.backward(dInput: dLN, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
+                            weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
+            BranchResidual.columnSum(into: grads + blk.qkvB, dQKV, rows: rows, cols: 3 * d)
+            // LN1: dX (= dL/dxIn after this) += LN backward
+            LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm1W, dBias: grads + blk.norm1B, dOut: dLN,
+                               input: a[v.xIn], weight: p[blk.norm1W], mean: a[v.mean1], rstd: a[v.rstd1],
+                               rows: rows, dim: d)
+        }
+
+        // 1–2. Tokens.
+        if needEmbeddings {
+            if trainable.embeddingsAndNorm {
+                Embeddings.backward(grads: grads, dImages: dImages, dX: dX, images: images, params: p, layout: L,
+                                    batch: batch, height: acts.height, width: acts.width, scratch: a[acts.scratch])
+            } else if let dImages {
+                // Image gradient only: route the parameter gradients of the embedding to scratch.
+                let dummy = try FloatSlab(count: L.total)
+                Embeddings.backward(grads: dummy.base, dImages: dImages, dX: dX, images: images, params: p, layout: L,
+                                    batch: batch, height: acts.height, width: acts.width, scratch: a[acts.scratch])
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+import NecoCore
+import NecoModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Training checkpoints: one safetensors file holding everything a run needs to continue
+/// bit-identically.
+///
+/// Tensors (all F32, in this order):
+/// - the student backbone under the loader's canonical (Meta DINOv2) names: `cls_token`,
+///   `pos_embed`, `register_tokens`, `patch_embed.proj.*`, `blocks.N.*`, `norm.*`;
+/// - the student head: `projection_head.{0,2,4}.{weight,bias}` (NeCo's names);
+/// - the teacher: the same names under `teacher.`;
+/// - the AdamW moments as two flat tensors, `optimizer.exp_avg` and `optimizer.exp_avg_sq`
+///   (n) in the layout of `Trainer.gradients` (backbone, then head).
+///
+/// `__metadata__` (strings): `format` = "neco-checkpoint", `version` = "1", `step`, `adamw_step`,
+/// `rng_state` (4 hex words), `config` (TrainerConfig JSON), `model` (ViTConfig JSON), `schedule`
+/// (the values at `step`, for the record), `checksum` (64-bit hash of all tensor bytes, hex).
+///
+/// Writes are atomic: a temporary file in the same folder, fsync, rename, then fsync of the
+/// folder. A crash at any point leaves either the old checkpoint or the new one, never a
+/// partial file under `path` (a stray `path.tmp-<pid>` may remain and is ignored).
+/// Loads check the format, version, every tensor's presence and shape, the configuration and
+/// the checksum, and fail with a message naming what is wrong.
+///
+/// The student backbone keys are the loader's, so `loadModel` (a `WeightLoader` over the
+/// checkpoint's backbone tensors) gives a plain `ViTModel`; `exportModel` writes a file with only
+/// those tensors, which `WeightLoader.load(path:)` accepts as it is.
+public enum Checkpoint {
+    public static let format = "neco-checkpoint"
+    public static let version = "1"
+    public static let teacherPrefix = "teacher."
+    public static let firstMomentKey = "optimizer.exp_avg"
+    public static let secondMomentKey = "optimizer.exp_avg_sq"
+
+    /// One tensor to write or read.
+    struct Entry {
+        let name: String
+        let shape: [Int]
+        let base: UnsafeMutablePointer<Float>
+        var count: Int { shape.reduce(1, *) }
+    }
+
+    /// The checkpoint's tensors for `trainer`, in file order.
+    static func entries(_ trainer: Trainer) -> [Entry] {
+        var e: [Entry] = []
+        func model(_ m: ViTModel, _ prefix: String) {
+            for s in m.params.layout.specs { e.append(Entry(name: prefix + s.name, shape: s.shape, base: m.params[s.offset])) }
+        }
+        func head(_ h: ProjectionHead, _ prefix: String) {
+            for s in h.layout.specs { e.append(Entry(name: prefix + s.name, shape: s.shape, base: h.slab[s.offset])) }
+        }
+        model(trainer.student, "")
+        if let h = trainer.studentHead { head(h, "") }
+        if let t = trainer.teacher { model(t, teacherPrefix) }
+        if let h = trainer.teacherHead { head(h, teacherPrefix) }
+        let n = trainer.optimizer.m.count
+        e.append(Entry(name: firstMomentKey, shape: [n], base: trainer.optimizer.m.base))
+        e.append(Entry(name: secondMomentKey, shape: [n], base: trainer.optimizer.v.base))
+        return e
+    }
+
+    // MARK: Save
+
+    /// Writes `trainer`'s complete state to `path` atomically.
+    /// - Throws: `.io` when the file cannot be written (the previous file, if any, is untouched).
+    public static func save(_ trainer: Trainer, to path: String) throws {
+        let sv = trainer.schedules.values(at: trainer.step)
+        let meta: [String: String] = [
+            "format": format,
+            "version": version,
+            "step": String(trainer.step),
+            "adamw_step": String(trainer.optimizer.stepCount),
+            "rng_state": trainer.rng.words.map { hex($0) }.joined(separator: ","),
+            "config": trainer.config.json.serialized(),
+            "model": trainer.student.config.trainingJSON.serialized(),
+            "schedule": JSONValue.object([("lr_backbone", .number(sv.lrBackbone)), ("lr_head", .number(sv.lrHead)),
+                                          ("weight_decay", .number(sv.weightDecay)),
+                                          ("momentum", .number(sv.momentum))]).serialized(),
+        ]
+        try write(entries(trainer), metadata: meta, to: path)
+    }
+
+    /// Writes only the student (or teacher) backbone under the canonical names: a plain model
+    /// file for `WeightLoader.load(path:)`. Metadata records the architecture and the step.
+    public static func exportModel(_ trainer: Trainer, to path: String, teacher: Bool = false) throws {
+        guard let m = teacher ? trainer.teacher : trainer.student else {
+            throw NecoError.invalidArgument("this trainer has no teacher")
+        }
+        let e = m.params.layout.specs.map { Entry(name: $0.name, shape: $0.shape, base: m.params[$0.offset]) }
+        try write(e, metadata: ["format": "neco-model", "version": version, "model": m.config.trainingJSON.serialized(),
+                                "step": String(trainer.step), "which": teacher ? "teacher" : "student"], to: path)
+    }
+
+    static func write(_ entries: [Entry], metadata: [String: String], to path: String) throws {
+        var meta = metadata
+        var hasher = Checksum()
+        for e in entries { hasher.add(UnsafeRawPointer(e.base), words: e.count) }
+        meta["checksum"] = hex(hasher.value)
+        var members: [(String, JSONValue)] = [("__metadata__", .object(meta.keys.sorted().map { ($0, .string(meta[$0]!)) }))]
+        var at = 0
+        for e in entries {
+            let bytes = e.count * 4
+            members.append((e.name, .object([("dtype", .string("F32")), ("shape", .array(e.shape.map { .number(Double($0)) })),
+                                             ("data_offsets", .array([.number(Double(at)), .number(Double(at + bytes))]))])))
+            at += bytes
+        }
+        var header = Array(JSONValue.object(members).serialized().utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        try FileIO.writeAtomically(path) { fd in
+            var size = UInt64(header.count).littleEndian
+            try withUnsafeBytes(of: &size) { try FileIO.writeAll(fd, $0, path: path) }
+            try header.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+            for e in entries {
+                try FileIO.writeAll(fd, UnsafeRawBufferPointer(start: e.base, count: e.count * 4), path: path)
+            }
+        }
+        // Make the rename itself durable.
+        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    // MARK: Load
+
+    /// A new trainer with the checkpoint's model, configuration and full training state.
+    public static func load(path: String) throws -> Trainer {
+        let file = try openFile(path)
+        let modelConfig = try parse(file, "model") { try ViTConfig(trainingJSON: $0) }
+        let params = try ViTParameters(config: modelConfig)
+        let config = try parse(file, "config") { try TrainerConfig(json: $0) }
+        let student = ViTModel(params: params, source: path, scheme: .meta)
+        let trainer = try Trainer(student: student, config: config)
+        try restore(trainer, from: file)
+        return trainer
+    }
+
+    /// Loads the checkpoint's state into an existing trainer, whose model architecture and
+    /// configuration must equal the checkpoint's.
+    /// - Throws: `.invalidArgument` naming the differing settings; `.format` for a corrupt file.
+    public static func restore(_ trainer: Trainer, from path: String) throws {
+        try restore(trainer, from: try openFile(path))
+    }
+
+    static func restore(_ trainer: Trainer, from file: SafetensorsFile) throws {
+        let path = file.path
+        let modelConfig = try parse(file, "model") { try ViTConfig(trainingJSON: $0) }
+        let config = try parse(file, "config") { try TrainerConfig(json: $0) }
+        var diffs: [String] = []
+        var mine = trainer.student.config, theirs = modelConfig
+        mine.name = ""
+        theirs.name = ""
+        if mine != theirs {
+            diffs.append("model \(modelConfig.trainingJSON.serialized()) (trainer: \(trainer.student.config.trainingJSON.serialized()))")
+        }
+        if config != trainer.config {
+            let a = config.json, b = trainer.config.json
+            for (k, v) in a.objectValue ?? [] where b[k] != v {
+                diffs.append("\(k) \(v.serialized()) (trainer: \(b[k]?.serialized() ?? "none"))")
+            }
+        }
+        guard diffs.isEmpty else {
+            throw NecoError.invalidArgument("\(path): checkpoint does not match this trainer: \(diffs.joined(separator: "; "))")
+        }
+        let entries = entries(trainer)
+        // Presence and shapes.
+        var problems: [String] = []
+        for e in entries {
+            guard let info = file.info(e.name) else { problems.append("missing \(e.name)"); continue }
+            if info.dtype != .f32 || info.shape != e.shape {
+                problems.append("\(e.name) is \(info.dtype.rawValue) \(info.shape), expected F32 \(e.shape)")
+            }
+        }
+        guard problems.isEmpty else {
+            throw NecoError.format("\(path): checkpoint tensors do not fit: \(problems.prefix(8).joined(separator: "; "))\(problems.count > 8 ? "; …" : "")")
+        }
+        // Checksum over the stored bytes, in our order.
+        guard let stored = file.metadata["checksum"], let want = UInt64(stored, radix: 16) else {
+            throw NecoError.format("\(path): checkpoint has no checksum")
+        }
+        var hasher = Checksum()
+        for e in entries {
+            try file.withRawBytes(e.name) { raw in hasher.add(raw.baseAddress!, words: raw.count / 4) }
+        }
+        let got = hasher.value
+        guard got == want else {
+            throw NecoError.format("\(path): checkpoint checksum mismatch (stored \(stored), data \(hex(got))): the file is corrupt")
+        }
+        // Scalars.
+        guard let stepText = file.metadata["step"], let step = Int(stepText), step >= 0,
+              let adamText = file.metadata["adamw_step"], let adamStep = Int(adamText), adamStep >= 0,
+              let rngText = file.metadata["rng_state"] else {
+            throw NecoError.format("\(path): checkpoint metadata lacks step / adamw_step / rng_state")
+        }
+        let words = rngText.split(separator: ",").compactMap { UInt64($0, radix: 16) }
+        let rng: TrainRNG
+        do { rng = try TrainRNG(state: words) } catch {
+            throw NecoError.format("\(path): bad rng_state '\(rngText)'")
+        }
+        // Copy.
+        for e in entries {
+            try file.readFloat32(e.name, into: UnsafeMutableBufferPointer(start: e.base, count: e.count))
+        }
+        trainer.step = step
+        trainer.optimizer.stepCount = adamStep
+        trainer.rng = rng
+    }
+
+    /// The student (or teacher) backbone of a checkpoint as a `ViTModel`, through
+    /// `WeightLoader` (the checkpoint keys are the loader's canonical keys).
+    public static func loadModel(path: String, teacher: Bool = false) throws -> ViTModel {
+        let file = try openFile(path)
+        let c = try parse(file, "model") { try ViTConfig(trainingJSON: $0) }
+        let source = ModelSource(file: file, prefix: teacher ? teacherPrefix : "")
+        guard !source.tensorNames.isEmpty else { throw NecoError.format("\(path): checkpoint has no \(teacher ? "teacher" : "student") backbone") }
+        let model = try WeightLoader.load(source: source,
+                                          options: LoadOptions(heads: c.heads, registers: c.registers, posEmbedRule: c.posEmbedRule),
+                                          sourceName: path)
+        return model
+    }
+
+    /// The backbone tensors of a checkpoint (student: unprefixed canonical names; teacher: the
+    /// `teacher.` ones, prefix removed), for `WeightLoader.load(source:)`.
+    public struct ModelSource: TensorSource {
+        public let file: SafetensorsFile
+        public let prefix: String
+        public let tensorNames: [String]
+
+        public init(file: SafetensorsFile, prefix: String) {
+            self.file = file
+            self.prefix = prefix
+            tensorNames = file.names.compactMap { n -> String? in
+                guard n.hasPrefix(prefix) else { return nil }
+                let rest = String(n.dropFirst(prefix.count))
+                if rest.hasPrefix(HeadLayout.prefix) || rest.hasPrefix("optimizer.") || rest.hasPrefix(teacherPrefix) { return nil }
+                return rest
+            }
+        }
+
+        public func tensorShape(_ name: String) -> [Int]? { file.info(prefix + name)?.shape }
+        public func readTensor(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+            try file.readFloat32(prefix + name, into: out)
+        }
+    }
+
+    // MARK: Helpers
+
+    static func openFile(_ path: String) throws -> SafetensorsFile {
+        let file = try SafetensorsFile(path: path)
+        guard file.metadata["format"] == format else {
+            throw NecoError.format("\(path): not a libneco training checkpoint (metadata format '\(file.metadata["format"] ?? "none")', expected '\(format)')")
+        }
+        guard file.metadata["version"] == version else {
+            throw NecoError.format("\(path): checkpoint version \(file.metadata["version"] ?? "none") is not supported (expected \(version))")
+        }
+        return file
+    }
+
+    static func parse<T>(_ file: SafetensorsFile, _ key: String, _ make: (JSONValue) throws -> T) throws -> T {
+        guard let text = file.metadata[key] else { throw NecoError.format("\(file.path): checkpoint metadata has no '\(key)'") }
+        do {
+            return try make(try JSONValue.parse(text))
+        } catch let e as NecoError {
+            throw NecoError(e.kind, "\(file.path): checkpoint '\(key)': \(e.message)")
+        }
+    }
+
+    static func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+
+    /// FNV-1a-style 64-bit hash over the 32-bit words of a sequence of tensors, in four
+    /// interleaved lanes (fast; detects corruption, not tampering).
+    struct Checksum {
+        static let prime: UInt64 = 0x0000_0100_0000_01B3
+        var h0: UInt64 = 0xCBF2_9CE4_8422_2325, h1: UInt64 = 0xCBF2_9CE4_8422_2324
+        var h2: UInt64 = 0xCBF2_9CE4_8422_2327, h3: UInt64 = 0xCBF2_9CE4_8422_2326
+        var total: UInt64 = 0
+
+        mutating func add(_ raw: UnsafeRawPointer, words n: Int) {
+            let p = Self.prime
+            let w = raw.assumingMemoryBound(to: UInt32.self)
+            var a = h0, b = h1, c = h2, d = h3
+            var i = 0
+            while i + 4 <= n {
+                a = (a ^ UInt64(w[i])) &* p
+                b = (b ^ UInt64(w[i + 1])) &* p
+                c = (c ^ UInt64(w[i + 2])) &* p
+                d = (d ^ UInt64(w[i + 3])) &* p
+                i += 4
+            }
+            while i < n { a = (a ^ UInt64(w[i])) &* p; i += 1 }
+            h0 = a; h1 = b; h2 = c; h3 = d
+            total &+= UInt64(n)
+        }
+
+        var value: UInt64 {
+            let p = Self.prime
+            var h = (h0 ^ total) &* p
+            h = (h ^ h1) &* p
+            h = (h ^ h2) &* p
+            h = (h ^ h3) &* p
+            return h
+        }
+    }
+}

@@ -1,0 +1,233 @@
+import NecoCore
+import NecoImage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The NeCo data path, NECO-SPEC §3: an image folder → multi-crop → photometric augmentation →
+// normalised crop tensors plus overlap boxes, batched crop-major (§3.5).
+
+/// The JPEG and PNG files under a folder, found recursively, sorted by path (so a seed fixes the
+/// order on every machine). Hidden files and folders (names starting with ".") are skipped;
+/// symbolic links are followed one level (to a file), not into folders.
+public struct ImageFolder: Sendable {
+    public let root: String
+    public let files: [String]
+
+    /// Recognised extensions (case-insensitive).
+    public static let extensions: Set<String> = ["jpg", "jpeg", "png"]
+
+    /// - Throws: `.io` when `root` cannot be opened; `.invalidArgument` when it holds no image.
+    public init(root: String) throws {
+        self.root = root
+        var found: [String] = []
+        try Self.scan(root, into: &found, depth: 0)
+        guard !found.isEmpty else {
+            throw NecoError.invalidArgument("image folder \(root) holds no .jpg/.jpeg/.png file")
+        }
+        files = found.sorted()
+    }
+
+    static func scan(_ dir: String, into out: inout [String], depth: Int) throws {
+        guard depth < 64 else { return }
+        guard let d = opendir(dir) else {
+            throw NecoError.io("cannot open folder \(dir): \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(d) }
+        var subdirs: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name.hasPrefix(".") { continue }
+            let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
+            var st = stat()
+            if lstat(path, &st) != 0 { continue }
+            let kind = st.st_mode & S_IFMT
+            if kind == S_IFDIR {
+                subdirs.append(path)
+            } else if kind == S_IFREG || (kind == S_IFLNK && stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG) {
+                if let dot = name.lastIndex(of: "."),
+                   extensions.contains(String(name[name.index(after: dot)...]).lowercased()) {
+                    out.append(path)
+                }
+            }
+        }
+        for s in subdirs { try scan(s, into: &out, depth: depth + 1) }
+    }
+}
+
+/// One batch of NeCo inputs.
+public struct NeCoBatch: Sendable {
+    /// B, images in the batch.
+    public var batch: Int
+    /// (nG·B, 3, S_g, S_g) normalised pixels, crop-major: [crop0 b0…b(B−1), crop1 b0…].
+    public var globals: [Float]
+    /// (nL·B, 3, S_l, S_l), crop-major: [crop2 b0…, crop3 …, …].
+    public var locals: [Float]
+    /// Overlap boxes in pixels, (B, nG, nC, 4) and (B, nC, nG, 4).
+    public var boxes: NeCoBoxes
+    /// Source files, per image.
+    public var paths: [String]
+    /// The crops of each image in original pixels, (B) × nC.
+    public var crops: [[CropBox]]
+}
+
+/// Image folder → shuffled batches of NeCo crops, reproducible from a seed and resumable.
+///
+/// * Each epoch visits the files in a fresh random order: `TrainRNG(seed, stream: 1000 + epoch)
+///   .permutation(N)`, so the order depends only on (seed, epoch).
+/// * Batches take the next B readable images of that order; the last partial batch of an epoch is
+///   dropped (`drop_last`). `stepsPerEpoch = ⌊N / B⌋` when every file decodes.
+/// * Every image's crops and augmentation use `TrainRNG(seed, stream: 2⁴⁰ + epoch·2²⁰ + position)`
+///   (its position in the epoch's order), so the pixels do not depend on thread timing.
+/// * Unreadable or undecodable files are skipped with a warning (`warn`) and counted
+///   (`skipped`); an epoch with fewer than B readable images left ends early.
+/// * Decoding, cropping, augmentation and normalisation of the B images run in parallel over
+///   `Threads.count` workers.
+///
+/// State for checkpoints: `epoch`, `position` (and `skipped`); `seek(epoch:position:)` restores it.
+public final class NeCoDataLoader: @unchecked Sendable {
+    public let folder: ImageFolder
+    public let batchSize: Int
+    public let crops: MultiCropConfig
+    public let photometric: PhotometricConfig
+    public let seed: UInt64
+    public private(set) var epoch = 0
+    /// Index into the current epoch's order of the next file to read.
+    public private(set) var position = 0
+    public private(set) var skipped = 0
+    /// Called with a one-line message for every skipped file (default: stderr).
+    public var warn: @Sendable (String) -> Void = { message in
+        // write(2) rather than the C `stderr` global, which is not concurrency-safe in Swift 6.
+        var bytes = Array("warning: \(message)\n".utf8)
+        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    }
+    private var order: [Int] = []
+    private var orderEpoch = -1
+
+    /// - Throws: `.invalidArgument` for a batch < 1 or larger than the folder, or a bad config.
+    public init(folder: ImageFolder, batchSize: Int, crops: MultiCropConfig, photometric: PhotometricConfig, seed: UInt64,
+                patchSize: Int) throws {
+        try crops.validate(patchSize: patchSize)
+        try photometric.validate()
+        guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size must be ≥ 1") }
+        guard batchSize <= folder.files.count else {
+            throw NecoError.invalidArgument("batch size \(batchSize) exceeds the \(folder.files.count) images in \(folder.root)")
+        }
+        self.folder = folder
+        self.batchSize = batchSize
+        self.crops = crops
+        self.photometric = photometric
+        self.seed = seed
+    }
+
+    /// ⌊N / B⌋.
+    public var stepsPerEpoch: Int { folder.files.count / batchSize }
+
+    /// Restores a saved position.
+    public func seek(epoch: Int, position: Int, skipped: Int = 0) {
+        precondition(epoch >= 0 && position >= 0, "seek: negative epoch or position")
+        self.epoch = epoch
+        self.position = position
+        self.skipped = skipped
+    }
+
+    func currentOrder() -> [Int] {
+        if orderEpoch != epoch {
+            var rng = TrainRNG(seed: seed, stream: 1000 + UInt64(epoch))
+            order = rng.permutation(folder.files.count)
+            orderEpoch = epoch
+        }
+        return order
+    }
+
+    /// One image's crops: decoded, cut, resized (PIL bilinear), augmented, normalised.
+    struct Sample {
+        var crops: [CropBox]
+        var pixels: [[Float]]   // per crop (3, S, S)
+        var anchor: [Float], partner: [Float]
+    }
+
+    func makeSample(path: String, epoch: Int, position: Int) throws -> Sample {
+        let img = try ImageDecoder.load(path: path)
+        var rng = TrainRNG(seed: seed, stream: (1 << 40) + (UInt64(epoch) << 20) + UInt64(position))
+        let boxes = try MultiCrop.sample(width: img.width, height: img.height, config: crops, rng: &rng)
+        var pixels: [[Float]] = []
+        for (c, box) in boxes.enumerated() {
+            let s = crops.size(ofCrop: c)
+            let cut = ImageResize.crop(img, x: box.left, y: box.top, width: box.width, height: box.height)
+            let resized = ImageResize.resizeBilinearAntialias(cut, width: s, height: s)
+            let (aug, _) = Photometric.augment(resized, config: photometric, rng: &rng)
+            var t = [Float](repeating: 0, count: 3 * s * s)
+            t.withUnsafeMutableBufferPointer { Preprocess.normalize(aug, into: $0.baseAddress!) }
+            pixels.append(t)
+        }
+        let (anchor, partner) = try MultiCrop.overlapBoxes(boxes, config: crops)
+        return Sample(crops: boxes, pixels: pixels, anchor: anchor, partner: partner)
+    }
+
+    /// The next batch, or nil at the end of the epoch (then `epoch` has advanced and `position`
+    /// is 0; call again for the first batch of the next epoch).
+    public func next() throws -> NeCoBatch? {
+        let order = currentOrder()
+        let n = order.count, b = batchSize
+        var samples: [(String, Sample)] = []
+        while samples.count < b {
+            let need = b - samples.count
+            guard position + need <= n else {
+                epoch += 1
+                position = 0
+                return nil
+            }
+            let positions = Array(position..<(position + need))
+            var results = [Result<Sample, Error>?](repeating: nil, count: need)
+            let ep = epoch
+            results.withUnsafeMutableBufferPointer { rp in
+                let out = rp.baseAddress!
+                Threads.parallelFor(need) { s, e in
+                    for i in s..<e {
+                        let p = positions[i]
+                        out[i] = Result { try self.makeSample(path: self.folder.files[order[p]], epoch: ep, position: p) }
+                    }
+                }
+            }
+            for (i, r) in results.enumerated() {
+                let path = folder.files[order[positions[i]]]
+                switch r! {
+                case .success(let s): samples.append((path, s))
+                case .failure(let error):
+                    skipped += 1
+                    warn("skipping \(path): \(error)")
+                }
+            }
+            position += need
+        }
+        return assemble(samples)
+    }
+
+    func assemble(_ samples: [(String, Sample)]) -> NeCoBatch {
+        let b = samples.count, nG = crops.globalCrops, nL = crops.localCrops, nC = crops.crops
+        let sg = 3 * crops.globalSize * crops.globalSize, sl = 3 * crops.localSize * crops.localSize
+        var globals = [Float](repeating: 0, count: nG * b * sg)
+        var locals = [Float](repeating: 0, count: nL * b * sl)
+        var anchor: [Float] = [], partner: [Float] = []
+        anchor.reserveCapacity(b * nG * nC * 4)
+        partner.reserveCapacity(b * nG * nC * 4)
+        for (i, (_, s)) in samples.enumerated() {
+            for c in 0..<nC {
+                if c < nG {
+                    globals.replaceSubrange(((c * b + i) * sg)..<((c * b + i + 1) * sg), with: s.pixels[c])
+                } else {
+                    let l = c - nG
+                    locals.replaceSubrange(((l * b + i) * sl)..<((l * b + i + 1) * sl), with: s.pixels[c])
+                }
+            }
+            anchor += s.anchor
+            partner += s.partner
+        }
+        return NeCoBatch(batch: b, globals: globals, locals: locals,
+                         boxes: NeCoBoxes(batch: b, globalCrops: nG, crops: nC, anchor: anchor, partner: partner),
+                         paths: samples.map { $0.0 }, crops: samples.map { $0.1.crops })
+    }
+}

@@ -1,0 +1,242 @@
+import NecoCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything that defines the NeCo objective of a run (NECO-SPEC §3–§4; defaults: the released
+/// ViT-S/14 configs except the crop size, 224 on CPU instead of 518).
+public struct NeCoObjectiveConfig: Sendable, Equatable {
+    public var crops = MultiCropConfig()
+    public var photometric = PhotometricConfig()
+    /// 14 for ViT-*/14.
+    public var patchSize = 14
+    /// ROI Align output side (NeCo: 7, so Q = K = 49).
+    public var roiSize = 7
+    public var network: SortingNetworkKind = .bitonic
+    public var relaxation: Relaxation = .cauchy
+    public var studentSteepness = 100.0
+    /// nil = the student's (NeCo's `teacher_steepness: None`).
+    public var teacherSteepness: Double? = nil
+    public var artLambda = 0.25
+    /// NeCo's released DINOv2 configs use the queue; templates and DINO-v1 configs use the batch.
+    public var references: NeCoReferenceMode = .queue(length: 8192)
+    /// One `filled` counter for both queues (the official code, P11); false = one per queue.
+    public var sharedQueueCounter = true
+    /// 0 = no clamp inside ln (the reference, P3).
+    public var logFloor = 0.0
+
+    public init() {}
+
+    /// - Throws: `.invalidArgument` naming the first bad value.
+    public func validate() throws {
+        try crops.validate(patchSize: patchSize)
+        try photometric.validate()
+        guard roiSize >= 2, roiSize <= 32 else {
+            throw NecoError.invalidArgument("NeCo: ROI size \(roiSize) gives a sorting network that is too small (needs 2...32)")
+        }
+        for s in [studentSteepness, teacherSteepness ?? studentSteepness] where !(s.isFinite && s > 0) {
+            throw NecoError.invalidArgument("NeCo: steepness must be finite and > 0 (got \(s))")
+        }
+        guard logFloor >= 0, logFloor < 1 else { throw NecoError.invalidArgument("NeCo: log floor must be in [0, 1)") }
+        if case .queue(let n) = references, n < roiSize * roiSize {
+            throw NecoError.invalidArgument("NeCo: queue length \(n) is shorter than one image's \(roiSize * roiSize) references")
+        }
+    }
+}
+
+/// What one evaluation of the objective did.
+public struct NeCoLossReport: Sendable {
+    public var loss: Double = 0
+    /// Weighted ℓ(g, v) in pair order (g-major, v ascending); they sum to `loss`.
+    public var pairLosses: [Double] = []
+    /// Seconds in the queue update and the pair loop (forward and backward together).
+    public var queueSeconds = 0.0
+    public var pairSeconds = 0.0
+}
+
+/// The NeCo objective for `Trainer`: turns the teacher's and the student's projected patch
+/// embeddings of the crops into the loss and dL/d(student embeddings) (NECO-SPEC §4.7).
+///
+/// Wiring (one training step, `batch` from `NeCoDataLoader`):
+/// ```
+/// let report = try objective.step(trainer: trainer, batch: batch)
+/// // = trainer.step([globals (nG·B images, teacher: true), locals (nL·B images, teacher: false)],
+/// //                loss: objective.lossFunction(boxes: batch.boxes))
+/// ```
+/// The loss callback expects `ctx.student[0]` / `ctx.teacher[0]` = the global crops
+/// (nG·B, G, G, E), crop-major, and `ctx.student[1]` = the local crops (nL·B, g, g, E); it
+/// writes (accumulates) the gradients into `ctx.studentGradient[0]` and `[1]`.
+///
+/// State: the reference sampler (its RNG, and in queue mode the two queues). Save
+/// `references.rng.words` with a checkpoint; NeCo never saves the queues (they refill within
+/// 8192 / (20·B) steps).
+public final class NeCoObjective: @unchecked Sendable {
+    public let config: NeCoObjectiveConfig
+    public let pairLoss: NeCoPairLoss
+    public let references: NeCoReferenceSampler
+    /// The last evaluation's numbers.
+    public private(set) var lastReport = NeCoLossReport()
+
+    /// - Parameters:
+    ///   - dim: E, the width of the embeddings the loss sees (the head's output, 256).
+    ///   - rng: the reference sampler's random stream (e.g. `TrainRNG(seed: seed, stream: 2)`;
+    ///     the trainer uses streams 0 and 1).
+    public init(config: NeCoObjectiveConfig, dim: Int, rng: TrainRNG) throws {
+        try config.validate()
+        self.config = config
+        let n = config.roiSize * config.roiSize
+        let student = try SoftSort(kind: config.network, size: n, relaxation: config.relaxation,
+                                   steepness: config.studentSteepness, artLambda: config.artLambda)
+        let teacher = try SoftSort(kind: config.network, size: n, relaxation: config.relaxation,
+                                   steepness: config.teacherSteepness ?? config.studentSteepness, artLambda: config.artLambda)
+        pairLoss = try NeCoPairLoss(teacherSort: teacher, studentSort: student, patchSize: config.patchSize,
+                                    roiSize: config.roiSize, logFloor: config.logFloor)
+        references = try NeCoReferenceSampler(mode: config.references, dim: dim, anchors: config.crops.globalCrops, rng: rng,
+                                              sharedCounter: config.sharedQueueCounter)
+    }
+
+    /// Checks a batch size against the reference mode (batch mode needs B ≥ 2; queue mode B·49 ≤ L).
+    public func validate(batch: Int) throws {
+        guard batch >= 1 else { throw NecoError.invalidArgument("NeCo: batch must be ≥ 1") }
+        try references.validate(batch: batch, references: pairLoss.referenceCount)
+    }
+
+    /// The loss callback for `Trainer.step` for a batch with these overlap boxes.
+    public func lossFunction(boxes: NeCoBoxes) -> LossFunction {
+        { [self] ctx in try Float(compute(ctx, boxes: boxes).loss) }
+    }
+
+    /// One evaluation from the trainer's embeddings; see the type's documentation for the layout.
+    /// - Throws: `.shape` when the inputs do not match the config and boxes.
+    @discardableResult
+    public func compute(_ ctx: LossContext, boxes: NeCoBoxes) throws -> NeCoLossReport {
+        let c = config.crops, b = boxes.batch
+        let nG = c.globalCrops, nL = c.localCrops
+        guard boxes.globalCrops == nG, boxes.crops == c.crops else {
+            throw NecoError.shape("NeCo: boxes for \(boxes.globalCrops)/\(boxes.crops) crops, config has \(nG)/\(c.crops)")
+        }
+        guard ctx.student.count == (nL > 0 ? 2 : 1), ctx.studentGradient.count == ctx.student.count,
+              let teacher = ctx.teacher.first ?? nil else {
+            throw NecoError.shape("NeCo: expected [globals (teacher + student)\(nL > 0 ? ", locals (student)" : "")] inputs")
+        }
+        let sg = ctx.student[0]
+        let gGrid = c.globalSize / config.patchSize, lGrid = c.localSize / config.patchSize
+        guard sg.batch == nG * b, sg.gridHeight == gGrid, sg.gridWidth == gGrid, teacher.batch == nG * b,
+              teacher.gridHeight == gGrid, teacher.gridWidth == gGrid, teacher.dim == sg.dim, sg.dim == references.dim else {
+            throw NecoError.shape("NeCo: global embeddings must be (\(nG)·\(b), \(gGrid), \(gGrid), \(references.dim))")
+        }
+        var local: NeCoMaps<Float>? = nil
+        var dLocal: NeCoMapGradients<Float>? = nil
+        if nL > 0 {
+            let sl = ctx.student[1]
+            guard sl.batch == nL * b, sl.gridHeight == lGrid, sl.gridWidth == lGrid, sl.dim == sg.dim else {
+                throw NecoError.shape("NeCo: local embeddings must be (\(nL)·\(b), \(lGrid), \(lGrid), \(sg.dim))")
+            }
+            local = NeCoMaps(base: sl.base, crops: nL, grid: lGrid)
+            dLocal = NeCoMapGradients(base: ctx.studentGradient[1].base)
+        }
+        return try compute(teacherGlobal: NeCoMaps(base: teacher.base, crops: nG, grid: gGrid),
+                           studentGlobal: NeCoMaps(base: sg.base, crops: nG, grid: gGrid), studentLocal: local,
+                           dStudentGlobal: NeCoMapGradients(base: ctx.studentGradient[0].base), dStudentLocal: dLocal,
+                           boxes: boxes)
+    }
+
+    /// One evaluation on raw maps (channel-last, crop-major; see `NeCoPairLoss`). Pushes the
+    /// teacher patches into the queues first (queue mode), then runs the pair loop.
+    @discardableResult
+    public func compute(teacherGlobal: NeCoMaps<Float>, studentGlobal: NeCoMaps<Float>, studentLocal: NeCoMaps<Float>?,
+                        dStudentGlobal: NeCoMapGradients<Float>?, dStudentLocal: NeCoMapGradients<Float>?,
+                        boxes: NeCoBoxes) throws -> NeCoLossReport {
+        let b = boxes.batch
+        try validate(batch: b)
+        var report = NeCoLossReport()
+        var clock = necoClock()
+        references.push(teacherGlobal: teacherGlobal.base, batch: b, grid: teacherGlobal.grid)
+        report.queueSeconds = necoClock() - clock
+        clock = necoClock()
+        let q = pairLoss.queryCount, k = pairLoss.referenceCount
+        let sampler = references
+        var pairs: [Double] = []
+        report.loss = pairLoss(dStudentGlobal: dStudentGlobal, dStudentLocal: dStudentLocal, teacherGlobal: teacherGlobal,
+                               studentGlobal: studentGlobal, studentLocal: studentLocal, dim: references.dim, boxes: boxes,
+                               references: { g, _, tq, out in
+                                   sampler.sample(anchor: g, teacherQueries: tq, queries: q, out: out, batch: b, references: k)
+                               },
+                               pairLosses: { _, _, l in pairs.append(l) })
+        report.pairSeconds = necoClock() - clock
+        report.pairLosses = pairs
+        guard report.loss.isFinite else {
+            throw NecoError(.internal, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)")
+        }
+        lastReport = report
+        return report
+    }
+
+    /// One training step of `trainer` on `batch`: globals (teacher and student) and locals
+    /// (student) as the trainer's two inputs, this objective as the loss.
+    public func step(trainer: Trainer, batch: NeCoBatch) throws -> StepReport {
+        let c = config.crops
+        return try batch.globals.withUnsafeBufferPointer { g in
+            try batch.locals.withUnsafeBufferPointer { l in
+                var inputs = [TrainingInput(images: g.baseAddress!, batch: c.globalCrops * batch.batch, height: c.globalSize,
+                                            width: c.globalSize, teacher: true)]
+                if c.localCrops > 0 {
+                    inputs.append(TrainingInput(images: l.baseAddress!, batch: c.localCrops * batch.batch, height: c.localSize,
+                                                width: c.localSize, teacher: false))
+                }
+                return try trainer.step(inputs, loss: lossFunction(boxes: batch.boxes))
+            }
+        }
+    }
+}
+
+/// Seconds of the monotonic clock.
+func necoClock() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// The NeCo-specific state a checkpoint must carry besides the trainer's: the reference
+/// sampler's random state and the loader's position. (The reference queues are not saved, as in
+/// NeCo: after a resume they refill within L / (2·10·B) steps.)
+public struct NeCoRunState: Sendable, Equatable {
+    public var referenceRNG: [UInt64]
+    public var epoch: Int
+    public var position: Int
+    public var skipped: Int
+
+    public init(objective: NeCoObjective, loader: NeCoDataLoader) {
+        referenceRNG = objective.references.rng.words
+        epoch = loader.epoch
+        position = loader.position
+        skipped = loader.skipped
+    }
+
+    /// String metadata (for a safetensors `__metadata__` map), keys prefixed "neco.".
+    public var metadata: [String: String] {
+        ["neco.reference_rng": referenceRNG.map { String($0, radix: 16) }.joined(separator: ","),
+         "neco.loader_epoch": String(epoch), "neco.loader_position": String(position), "neco.loader_skipped": String(skipped)]
+    }
+
+    /// - Throws: `.format` when a key is missing or malformed.
+    public init(metadata m: [String: String]) throws {
+        guard let rng = m["neco.reference_rng"], let e = m["neco.loader_epoch"].flatMap({ Int($0) }),
+              let p = m["neco.loader_position"].flatMap({ Int($0) }), let s = m["neco.loader_skipped"].flatMap({ Int($0) }),
+              e >= 0, p >= 0, s >= 0 else {
+            throw NecoError.format("NeCo run state: missing or malformed neco.* metadata")
+        }
+        let words = rng.split(separator: ",").compactMap { UInt64($0, radix: 16) }
+        guard words.count == 4 else { throw NecoError.format("NeCo run state: reference_rng must be 4 hex words") }
+        referenceRNG = words
+        epoch = e
+        position = p
+        skipped = s
+    }
+
+    /// Puts the state back into a freshly built objective and loader.
+    public func restore(objective: NeCoObjective, loader: NeCoDataLoader) throws {
+        objective.references.rng = try TrainRNG(state: referenceRNG)
+        loader.seek(epoch: epoch, position: position, skipped: skipped)
+    }
+}

@@ -1,0 +1,489 @@
+import NecoCore
+import NecoModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One batch of views at one resolution, for one training step.
+public struct TrainingInput {
+    /// (B, C, H, W) normalised pixels; must stay valid during `Trainer.step`.
+    public var images: UnsafePointer<Float>
+    public var batch: Int
+    public var height: Int
+    public var width: Int
+    /// Whether the teacher embeds these views too (NeCo: the global crops).
+    public var teacher: Bool
+
+    public init(images: UnsafePointer<Float>, batch: Int, height: Int, width: Int, teacher: Bool) {
+        self.images = images
+        self.batch = batch
+        self.height = height
+        self.width = width
+        self.teacher = teacher
+    }
+}
+
+/// Patch embeddings of one input, (B, h, w, E) row-major: B·h·w rows of width E (E = the head's
+/// output width, or D without a head). CLS and register tokens are not included.
+public struct EmbeddingView: @unchecked Sendable {
+    public let base: UnsafePointer<Float>
+    public let batch: Int, gridHeight: Int, gridWidth: Int, dim: Int
+    public var count: Int { batch * gridHeight * gridWidth * dim }
+    public var buffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: base, count: count) }
+}
+
+/// Where the loss writes dL/d(student embeddings), same shape as the `EmbeddingView`. Zeroed
+/// before the loss runs; the loss accumulates (`+=`) into it.
+public struct EmbeddingGradient: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<Float>
+    public let batch: Int, gridHeight: Int, gridWidth: Int, dim: Int
+    public var count: Int { batch * gridHeight * gridWidth * dim }
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
+}
+
+/// What a loss function sees: student and teacher embeddings per input (in input order) and the
+/// gradient buffers to fill.
+public struct LossContext {
+    public let student: [EmbeddingView]
+    /// nil for inputs the teacher does not see (or without a teacher).
+    public let teacher: [EmbeddingView?]
+    public let studentGradient: [EmbeddingGradient]
+    /// The optimisation step being computed (0-based).
+    public let step: Int
+}
+
+/// A training objective: returns the loss and adds dL/d(student embeddings) into
+/// `studentGradient`. The NeCo objective plugs in here.
+public typealias LossFunction = (LossContext) throws -> Float
+
+/// Wall-clock seconds per phase of one step.
+public struct PhaseTimes: Sendable {
+    public var teacherForward = 0.0
+    public var studentForward = 0.0
+    public var loss = 0.0
+    public var backward = 0.0
+    /// Gradient norm and clipping, EMA and AdamW.
+    public var optimizer = 0.0
+    public var total: Double { teacherForward + studentForward + loss + backward + optimizer }
+}
+
+/// What one `Trainer.step` did.
+public struct StepReport: Sendable {
+    /// The step index that was computed (0-based); `Trainer.step` is one more afterwards.
+    public var step: Int
+    public var loss: Float
+    public var lrBackbone: Double
+    public var lrHead: Double
+    public var weightDecay: Double
+    public var momentum: Double
+    /// ‖g‖₂ over the decaying (≥ 2-D, non-bias) trainable parameters, before clipping.
+    public var gradNorm: Double
+    /// Whether clipping scaled the gradients.
+    public var clipped: Bool
+    public var times: PhaseTimes
+}
+
+/// The NeCo training loop core: a student ViT (+ projection head), an EMA teacher (+ its own,
+/// separately initialised head), AdamW with NeCo's four parameter groups, cosine schedules,
+/// stochastic depth and gradient clipping (NECO-SPEC §2.5–2.6, §5).
+///
+/// One `step`:
+/// 1. teacher forward (the inference computation, in the student's activation memory) on the
+///    inputs marked `teacher`, then its head;
+/// 2. stochastic-depth draws, student training forward and head on every input;
+/// 3. the loss callback (student and teacher embeddings → loss, dL/d student embeddings);
+/// 4. backward into the flat gradient slab (head, then backbone down to the first trainable block);
+/// 5. optional gradient clipping; EMA teacher update from the pre-update student; AdamW.
+///
+/// Determinism: all randomness comes from `TrainRNG` streams of `config.seed`; every reduction
+/// has a fixed order for a given `Threads.count`. Same seed, inputs and thread count give
+/// bit-identical losses and weights, also across a checkpoint save and resume (`Checkpoint`).
+///
+/// Thread safety: use a trainer from one thread at a time. It trains `student`'s parameters in
+/// place.
+public final class Trainer: @unchecked Sendable {
+    public let config: TrainerConfig
+    public let student: ViTModel
+    public let teacher: ViTModel?
+    public let studentHead: ProjectionHead?
+    public let teacherHead: ProjectionHead?
+    public let trainableParts: ViTTrainableParts
+    /// Per-block stochastic-depth rates of the student.
+    public let dropPathRates: [Float]
+    public let schedules: TrainingSchedules
+    /// Flat gradients: the backbone (`student.params.layout` offsets) then the head
+    /// (`studentHead.layout` offsets + `backboneCount`).
+    public let gradients: FloatSlab
+    public let optimizer: AdamW
+    public var backboneCount: Int { student.params.count }
+    /// The next optimisation step to compute (= steps done).
+    public internal(set) var step: Int = 0
+    /// Per-step random stream (stream 1 of the seed): stochastic depth.
+    public internal(set) var rng: TrainRNG
+    /// Trainable parameter runs, in slab order.
+    public let segments: [ParamSegment]
+
+    private var cache: [BufferKey: ViewBuffers] = [:]
+
+    /// Builds a trainer around `student` (trained in place). The teacher starts as a copy of the
+    /// student backbone; the two heads are initialised separately from stream 0 of the seed
+    /// (student head first), as NeCo does.
+    public init(student: ViTModel, config: TrainerConfig) throws {
+        try config.validate()
+        self.config = config
+        self.student = student
+        let c = student.config
+        trainableParts = try config.trainable.parts(depth: c.depth)
+        dropPathRates = StochasticDepth.rates(rate: config.dropPathRate, depth: c.depth)
+        schedules = TrainingSchedules(config: config)
+        var initRNG = TrainRNG(seed: config.seed, stream: 0)
+        rng = TrainRNG(seed: config.seed, stream: 1)
+        if let hc = config.headConfig(inDim: c.embedDim) {
+            let sh = try ProjectionHead(config: hc)
+            sh.initialize(rng: &initRNG)
+            studentHead = sh
+            if config.useTeacher {
+                let th = try ProjectionHead(config: hc)
+                th.initialize(rng: &initRNG)
+                teacherHead = th
+            } else {
+                teacherHead = nil
+            }
+        } else {
+            studentHead = nil
+            teacherHead = nil
+        }
+        if config.useTeacher {
+            let tp = try ViTParameters(config: c)
+            tp.slab.copy(from: student.params.slab)
+            teacher = ViTModel(params: tp, source: "teacher of \(student.source)", scheme: student.scheme)
+        } else {
+            teacher = nil
+        }
+        let nb = student.params.count
+        let nh = studentHead?.count ?? 0
+        gradients = try FloatSlab(count: nb + nh)
+        optimizer = try AdamW(count: nb + nh, beta1: config.beta1, beta2: config.beta2, eps: config.eps)
+
+        // Trainable segments, merged when adjacent and of the same group.
+        var segs: [ParamSegment] = []
+        func add(_ ptr: UnsafeMutablePointer<Float>, _ off: Int, _ count: Int, _ group: ParamGroup) {
+            if let last = segs.last, last.group == group, last.offset + last.count == off, last.params + last.count == ptr {
+                segs[segs.count - 1] = ParamSegment(params: last.params, offset: last.offset, count: last.count + count, group: group)
+            } else {
+                segs.append(ParamSegment(params: ptr, offset: off, count: count, group: group))
+            }
+        }
+        let parts = trainableParts
+        for spec in student.params.layout.specs {
+            var trains = parts.embeddingsAndNorm
+            if spec.name.hasPrefix("blocks.") {
+                let idx = Int(spec.name.split(separator: ".")[1]) ?? 0
+                trains = idx >= parts.firstBlock
+            }
+            if trains {
+                add(student.params[spec.offset], spec.offset, spec.count, spec.decays ? .backboneDecay : .backboneNoDecay)
+            }
+        }
+        if let sh = studentHead {
+            for spec in sh.layout.specs {
+                add(sh.slab[spec.offset], nb + spec.offset, spec.count, spec.decays ? .headDecay : .headNoDecay)
+            }
+        }
+        segments = segs
+    }
+
+    /// Number of trainable parameters.
+    public var trainableCount: Int { segments.reduce(0) { $0 + $1.count } }
+
+    /// Bytes held by the trainer's own slabs (gradients, moments, teacher, heads, cached activations).
+    public var byteCount: Int {
+        var n = gradients.count + optimizer.m.count + optimizer.v.count
+        n += teacher?.params.count ?? 0
+        n += (studentHead?.count ?? 0) + (teacherHead?.count ?? 0)
+        var bytes = n * 4
+        for b in cache.values { bytes += b.byteCount }
+        return bytes
+    }
+
+    /// The activations the last step kept for an input of this shape (stochastic-depth scales,
+    /// final tokens), or nil before such a step.
+    public func activations(for input: TrainingInput) -> ViTActivations? {
+        cache[BufferKey(batch: input.batch, height: input.height, width: input.width,
+                        teacher: input.teacher && teacher != nil)]?.acts
+    }
+
+    /// Drops cached activation buffers (they are rebuilt on the next step).
+    public func releaseBuffers() { cache.removeAll() }
+
+    // MARK: - One step
+
+    public func step(_ inputs: [TrainingInput], loss: LossFunction) throws -> StepReport {
+        guard !inputs.isEmpty else { throw NecoError.invalidArgument("a training step needs at least one input") }
+        for inp in inputs { try student.validateInput(height: inp.height, width: inp.width) }
+        let t = step
+        let sv = schedules.values(at: t)
+        var times = PhaseTimes()
+        let bufs = try inputs.map { try buffers(for: $0) }
+        let c = student.config
+        let d = c.embedDim
+
+        // 1. Teacher.
+        var clock = Self.now()
+        var teacherViews: [EmbeddingView?] = Array(repeating: nil, count: inputs.count)
+        if let teacher {
+            for (i, inp) in inputs.enumerated() where inp.teacher {
+                let b = bufs[i]
+                // The teacher borrows the student's activation memory (dead until the student's
+                // forward below) and stores nothing: the same output as `teacher.forward`.
+                b.acts.resetBranchScales()
+                try teacher.forwardTraining(b.acts, images: inp.images, saveActivations: false)
+                let tokens = UnsafePointer(b.acts.output.baseAddress!)
+                if let th = teacherHead {
+                    gatherPatches(b, from: tokens, to: b.teacherPatches!.base)
+                    th.forward(out: b.teacherEmbedding!.base, input: b.teacherPatches!.base, rows: b.patchRows,
+                               scratch: b.teacherScratch!.base)
+                } else {
+                    gatherPatches(b, from: tokens, to: b.teacherEmbedding!.base)
+                }
+                teacherViews[i] = b.view(UnsafePointer(b.teacherEmbedding!.base))
+            }
+        }
+        var now = Self.now()
+        times.teacherForward = now - clock
+        clock = now
+
+        // 2. Student. Draws come from a copy of the stream, committed only when the step succeeds,
+        // so a step that throws leaves the trainer exactly as it was.
+        var stepRNG = rng
+        var studentViews: [EmbeddingView] = []
+        var gradViews: [EmbeddingGradient] = []
+        for (i, inp) in inputs.enumerated() {
+            let b = bufs[i]
+            if config.dropPathRate > 0 {
+                StochasticDepth.sample(into: b.acts, rates: dropPathRates, rng: &stepRNG)
+            } else {
+                b.acts.resetBranchScales()
+            }
+            try student.forwardTraining(b.acts, images: inp.images)
+            if let sh = studentHead, let ha = b.head {
+                gatherPatches(b, from: b.acts.output.baseAddress!, to: ha.slab[ha.input])
+                sh.forwardTraining(ha, rows: b.patchRows)
+                studentViews.append(b.view(UnsafePointer(ha.slab[ha.out])))
+                let g = ha.slab[ha.dOut]
+                g.update(repeating: 0, count: b.patchRows * sh.config.outDim)
+                gradViews.append(b.gradient(g))
+            } else {
+                gatherPatches(b, from: b.acts.output.baseAddress!, to: b.studentEmbedding!.base)
+                studentViews.append(b.view(UnsafePointer(b.studentEmbedding!.base)))
+                b.studentGradient!.zero()
+                gradViews.append(b.gradient(b.studentGradient!.base))
+            }
+        }
+        now = Self.now()
+        times.studentForward = now - clock
+        clock = now
+
+        // 3. Loss.
+        let value = try loss(LossContext(student: studentViews, teacher: teacherViews, studentGradient: gradViews, step: t))
+        guard value.isFinite else {
+            throw NecoError(.internal, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
+        }
+        now = Self.now()
+        times.loss = now - clock
+        clock = now
+
+        // 4. Backward into the flat gradient slab.
+        gradients.zero()
+        let backboneTrains = trainableParts.firstBlock < c.depth || trainableParts.embeddingsAndNorm
+        for (i, inp) in inputs.enumerated() {
+            let b = bufs[i]
+            let dPatch: UnsafePointer<Float>
+            if let sh = studentHead, let ha = b.head {
+                sh.backward(ha, rows: b.patchRows, grads: gradients.base + backboneCount, dInput: b.dPatches!.base)
+                dPatch = UnsafePointer(b.dPatches!.base)
+            } else {
+                dPatch = UnsafePointer(b.studentGradient!.base)
+            }
+            if backboneTrains {
+                scatterPatches(b, from: dPatch, to: b.acts.outputGradient.baseAddress!, dim: d)
+                try student.backward(b.acts, grads: gradients.base, images: inp.images, trainable: trainableParts)
+            }
+        }
+        now = Self.now()
+        times.backward = now - clock
+        clock = now
+
+        // 5. Clip, EMA (pre-update student), AdamW.
+        let (norm, allFinite) = gradientNorm()
+        guard allFinite else {
+            throw NecoError(.internal, "a gradient is not finite at step \(t) (loss \(value)); weights left unchanged")
+        }
+        var clipped = false
+        if let maxNorm = config.gradClip {
+            let coef = maxNorm / (norm + 1e-6)
+            if coef < 1 {
+                clipped = true
+                let f = Float(coef)
+                for seg in segments where seg.group.decays {
+                    let g = gradients.base + seg.offset
+                    Threads.parallelFor(seg.count, minChunk: 1 << 15) { s, e in for k in s..<e { g[k] *= f } }
+                }
+            }
+        }
+        if let teacher {
+            EMA.update(teacher: teacher.params.slab.base, student: student.params.slab.base, count: backboneCount,
+                       momentum: sv.momentum)
+            if let th = teacherHead, let sh = studentHead {
+                EMA.update(teacher: th.slab.base, student: sh.slab.base, count: sh.count, momentum: sv.momentum)
+            }
+        }
+        optimizer.update(segments: segments, grads: gradients.base,
+                         lr: [sv.lrBackbone, sv.lrBackbone, sv.lrHead, sv.lrHead],
+                         weightDecay: [sv.weightDecay, 0, sv.weightDecay, 0])
+        now = Self.now()
+        times.optimizer = now - clock
+        step += 1
+        rng = stepRNG
+        return StepReport(step: t, loss: value, lrBackbone: sv.lrBackbone, lrHead: sv.lrHead, weightDecay: sv.weightDecay,
+                          momentum: sv.momentum, gradNorm: norm, clipped: clipped, times: times)
+    }
+
+    /// ‖g‖₂ over the decaying trainable segments (the set NeCo clips), and whether every trainable
+    /// gradient is finite. Squares are summed in Double over fixed 64 Ki-element chunks (in
+    /// parallel), then the chunk sums in order, so the result does not depend on the thread count.
+    func gradientNorm() -> (norm: Double, allFinite: Bool) {
+        var decaying = 0.0, all = 0.0
+        let chunk = 1 << 16
+        for seg in segments {
+            let g = gradients.base + seg.offset
+            let parts = (seg.count + chunk - 1) / chunk
+            var partial = [Double](repeating: 0, count: parts)
+            partial.withUnsafeMutableBufferPointer { pp in
+                let out = pp.baseAddress!
+                Threads.parallelFor(parts) { s, e in
+                    for p in s..<e {
+                        var acc = 0.0
+                        for k in (p * chunk)..<min(seg.count, (p + 1) * chunk) { acc += Double(g[k]) * Double(g[k]) }
+                        out[p] = acc
+                    }
+                }
+            }
+            var sum = 0.0
+            for v in partial { sum += v }
+            all += sum
+            if seg.group.decays { decaying += sum }
+        }
+        return (decaying.squareRoot(), all.isFinite)
+    }
+
+    // MARK: - Buffers
+
+    struct BufferKey: Hashable {
+        let batch: Int, height: Int, width: Int, teacher: Bool
+    }
+
+    /// Per-input-shape buffers, allocated once and reused.
+    final class ViewBuffers {
+        let acts: ViTActivations
+        let head: HeadActivations?
+        let patchRows: Int, gridHeight: Int, gridWidth: Int, batch: Int, tokens: Int, registers: Int
+        let embedDim: Int, outDim: Int
+        let studentEmbedding: FloatSlab?    // (B·N, D) without a head
+        let studentGradient: FloatSlab?     // (B·N, D) without a head
+        let dPatches: FloatSlab?            // (B·N, D) head → backbone
+        let teacherPatches: FloatSlab?      // (B·N, D), with a head
+        let teacherEmbedding: FloatSlab?    // (B·N, E)
+        let teacherScratch: FloatSlab?
+
+        init(model: ViTModel, key: BufferKey, firstSavedBlock: Int, head: HeadConfig?, teacherHead: ProjectionHead?,
+             withTeacher: Bool) throws {
+            let c = model.config
+            acts = try ViTActivations(config: c, batch: key.batch, height: key.height, width: key.width,
+                                      firstSavedBlock: firstSavedBlock)
+            batch = key.batch
+            gridHeight = acts.gridHeight
+            gridWidth = acts.gridWidth
+            tokens = acts.tokens
+            registers = c.registers
+            patchRows = key.batch * gridHeight * gridWidth
+            embedDim = c.embedDim
+            outDim = head?.outDim ?? c.embedDim
+            let d = c.embedDim
+            if let head {
+                self.head = try HeadActivations(config: head, rows: patchRows)
+                studentEmbedding = nil
+                studentGradient = nil
+                dPatches = try FloatSlab(count: patchRows * d)
+            } else {
+                self.head = nil
+                studentEmbedding = try FloatSlab(count: patchRows * d)
+                studentGradient = try FloatSlab(count: patchRows * d)
+                dPatches = nil
+            }
+            if withTeacher {
+                teacherEmbedding = try FloatSlab(count: patchRows * outDim)
+                if let teacherHead {
+                    teacherPatches = try FloatSlab(count: patchRows * d)
+                    teacherScratch = try FloatSlab(count: teacherHead.inferenceScratchCount(rows: patchRows))
+                } else {
+                    teacherPatches = nil
+                    teacherScratch = nil
+                }
+            } else {
+                teacherEmbedding = nil
+                teacherPatches = nil
+                teacherScratch = nil
+            }
+        }
+
+        func view(_ p: UnsafePointer<Float>) -> EmbeddingView {
+            EmbeddingView(base: p, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth, dim: outDim)
+        }
+
+        func gradient(_ p: UnsafeMutablePointer<Float>) -> EmbeddingGradient {
+            EmbeddingGradient(base: p, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth, dim: outDim)
+        }
+
+        var byteCount: Int {
+            var n = acts.slab.count + (head?.slab.count ?? 0)
+            for s in [studentEmbedding, studentGradient, dPatches, teacherPatches, teacherEmbedding, teacherScratch] {
+                n += s?.count ?? 0
+            }
+            return n * 4
+        }
+    }
+
+    func buffers(for inp: TrainingInput) throws -> ViewBuffers {
+        let key = BufferKey(batch: inp.batch, height: inp.height, width: inp.width, teacher: inp.teacher && teacher != nil)
+        if let b = cache[key], b.acts.workers >= Threads.count { return b }
+        let b = try ViewBuffers(model: student, key: key, firstSavedBlock: trainableParts.firstBlock,
+                                head: studentHead?.config, teacherHead: teacherHead, withTeacher: key.teacher)
+        cache[key] = b
+        return b
+    }
+
+    /// dst (B·N, D) ← the patch rows of tokens (B, T, D).
+    func gatherPatches(_ b: ViewBuffers, from tokens: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>) {
+        let n = b.gridHeight * b.gridWidth, d = b.embedDim
+        for i in 0..<b.batch {
+            (dst + i * n * d).update(from: tokens + (i * b.tokens + 1 + b.registers) * d, count: n * d)
+        }
+    }
+
+    /// dTokens (B, T, D) ← patch gradients (B·N, D) in the patch rows, 0 in the CLS/register rows.
+    func scatterPatches(_ b: ViewBuffers, from src: UnsafePointer<Float>, to dTokens: UnsafeMutablePointer<Float>, dim d: Int) {
+        let n = b.gridHeight * b.gridWidth, prefix = 1 + b.registers
+        for i in 0..<b.batch {
+            (dTokens + i * b.tokens * d).update(repeating: 0, count: prefix * d)
+            (dTokens + (i * b.tokens + prefix) * d).update(from: src + i * n * d, count: n * d)
+        }
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import NecoCore
+import NecoModel
+import NecoTrain
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `neco train-bench`: times one NeCo-style training step and, when the reference PyTorch
+/// environment exists, the same step in PyTorch (scripts/bench_train_torch.py), then prints the ratio.
+struct TrainBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-bench",
+        abstract: "Training-step throughput: views/s, per-phase times and peak RSS, next to PyTorch.",
+        discussion: """
+            One step = teacher forward (no grad) + student forward and backward on images × views views, a dense \
+            MSE between student and teacher patch embeddings, gradient clipping off, EMA, AdamW. ViT-S/14 with 4 \
+            registers and random weights (the cost equals trained ones). PyTorch runs afterwards in its own \
+            process with the same thread count when \(Self.defaultPython) (or $NECO_REF_VENV/bin/python) exists.
+            """)
+    static let defaultPython = "~/.cache/neco-ref/bin/python"
+
+    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Option(help: "Images per step.") var images: Int = 8
+    @Option(help: "Views per image.") var views: Int = 2
+    @Option(help: "Square view size (multiple of 14).") var size: Int = 224
+    @Option(help: "Timed steps after one warm-up step (median reported).") var steps: Int = 3
+    @Flag(help: "Put NeCo's projection head (384 → 2048 → 2048 → 256, L2) on student and teacher.") var head = false
+    @Option(help: "Student stochastic-depth rate (NeCo uses 0.1; PyTorch's reference step has none).") var dropPath: Float = 0
+    @Option(help: "Train only the last N blocks (0 = everything).") var last: Int = 0
+    @Option(help: "Rounds of (libneco steps, PyTorch process), medians reported.") var rounds: Int = 1
+    @Flag(help: "Skip the PyTorch run.") var noTorch = false
+
+    func run() throws {
+        if let t = threads {
+            guard t >= 1 && t <= 256 else { throw NecoError.invalidArgument("--threads must be in 1...256") }
+            Threads.setCount(t)
+        }
+        guard images >= 1, views >= 1, images * views <= 512 else { throw NecoError.invalidArgument("bad --images / --views") }
+        guard steps >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
+        guard rounds >= 1 else { throw NecoError.invalidArgument("--rounds must be ≥ 1") }
+        guard last >= 0, last <= 12 else { throw NecoError.invalidArgument("--last must be in 0...12") }
+        let n = images * views
+        let c = ViTConfig.dinov2Small(registers: 4)
+        let params = try ViTParameters(config: c)
+        var state: UInt64 = 42
+        for i in 0..<params.count {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
+        }
+        let model = ViTModel(params: params, source: "random", scheme: .meta)
+        try model.validateInput(height: size, width: size)
+        var config = TrainerConfig(totalSteps: 1000)
+        config.projectionHead = head
+        config.dropPathRate = dropPath
+        config.trainable = last > 0 ? .last(last) : .all
+        let trainer = try Trainer(student: model, config: config)
+        // A teacher equal to the student would make the loss and every gradient zero (and later
+        // denormal); perturb it by ~10 % of the weight scale, as PyTorch's side does.
+        if let t = trainer.teacher {
+            for i in 0..<t.params.count {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                t.params.slab.base[i] += (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.004
+            }
+        }
+        let rssInit = peakRSSMiB()
+        var pixels = [Float](repeating: 0, count: n * 3 * size * size)
+        for i in 0..<pixels.count { pixels[i] = Float((i * 7919) % 1000) / 500 - 1 }
+
+        print("train-bench: ViT-S/14 reg4, \(images) images × \(views) views = \(n) views at \(size)×\(size), "
+              + "\(Threads.count) threads, head \(head ? "yes" : "no"), drop path \(dropPath), "
+              + "trainable \(trainer.trainableCount) of \(trainer.backboneCount + (trainer.studentHead?.count ?? 0))")
+        // Rounds alternate libneco's steps with a PyTorch process, so that both sides see similar
+        // machine load; the medians over rounds are reported (the machines are shared and noisy).
+        var ours: [PhaseTimes] = []
+        var theirs: [[String: Double]] = []
+        var torchLine: String?
+        try pixels.withUnsafeBufferPointer { px in
+            let input = TrainingInput(images: px.baseAddress!, batch: n, height: size, width: size, teacher: true)
+            for round in 0..<rounds {
+                print("round \(round + 1)/\(rounds), load average \(loadAverage())")
+                var times: [PhaseTimes] = []
+                for s in 0...steps where round == 0 || s > 0 {
+                    let r = try trainer.step([input], loss: DenseMSE.studentTeacherObjective)
+                    if s > 0 { times.append(r.times) }
+                    print("  libneco step \(s)\(s == 0 ? " (warm-up)" : ""): \(fmt(r.times.total, 3)) s, loss \(r.loss)")
+                }
+                ours.append(times.sorted { $0.total < $1.total }[times.count / 2])
+                if !noTorch, let t = runTorch() {
+                    torchLine = t.line
+                    theirs.append(t.values)
+                    print("  PyTorch: \(fmt(t.values["step_s"] ?? 0, 3)) s per step")
+                }
+            }
+        }
+        let med = ours.sorted { $0.total < $1.total }[ours.count / 2]
+        let rss = peakRSSMiB()
+        let vps = Double(n) / med.total
+        print("phase            libneco s\(theirs.isEmpty ? "" : "   PyTorch s")")
+        let torchMed: [String: Double] = theirs.isEmpty ? [:]
+            : theirs.sorted { ($0["step_s"] ?? 0) < ($1["step_s"] ?? 0) }[theirs.count / 2]
+        for (name, v, key) in [("teacher forward", med.teacherForward, "teacher_fwd_s"),
+                               ("student forward", med.studentForward, "student_fwd_s"),
+                               ("loss", med.loss, ""), ("backward", med.backward, "backward_s"),
+                               ("clip+EMA+AdamW", med.optimizer, "optimizer_s"), ("step", med.total, "step_s")] {
+            var line = name + String(repeating: " ", count: max(1, 17 - name.count)) + fmt(v, 3)
+            if let t = torchMed[key] { line += String(repeating: " ", count: max(1, 12 - fmt(v, 3).count)) + fmt(t, 3) }
+            print(line)
+        }
+        print("views/s \(fmt(vps, 3)), peak RSS \(fmt(rss, 0)) MiB (after init \(fmt(rssInit, 0)) MiB), "
+              + "trainer buffers \(fmt(Double(trainer.byteCount) / 1048576, 0)) MiB, load average now \(loadAverage())")
+        print("NECO_TRAIN views=\(n) step_s=\(fmt(med.total, 3)) views_per_s=\(fmt(vps, 3)) "
+              + "teacher_fwd_s=\(fmt(med.teacherForward, 3)) student_fwd_s=\(fmt(med.studentForward, 3)) "
+              + "backward_s=\(fmt(med.backward, 3)) optimizer_s=\(fmt(med.optimizer, 3)) peak_rss_mib=\(fmt(rss, 0))")
+        guard !noTorch else { return }
+        guard let line = torchLine, let tv = torchMed["views_per_s"], let trss = torchMed["peak_rss_mib"] else {
+            print("PyTorch: not run (no reference environment; scripts/setup.sh --reference creates it)")
+            return
+        }
+        print(line)
+        print("PyTorch: \(fmt(tv, 3)) views/s (median of \(theirs.count) round\(theirs.count == 1 ? "" : "s")), peak RSS \(fmt(trss, 0)) MiB")
+        print("ratio libneco / PyTorch: throughput \(fmt(vps / tv, 2))×, peak RSS \(fmt(rss / trss, 2))×")
+    }
+
+    /// The 1, 5 and 15-minute load averages, for the record.
+    func loadAverage() -> String {
+        var l = [Double](repeating: 0, count: 3)
+        guard getloadavg(&l, 3) == 3 else { return "?" }
+        return l.map { fmt($0, 2) }.joined(separator: " ")
+    }
+
+    /// Runs scripts/bench_train_torch.py with the reference venv; nil when it is not installed.
+    func runTorch() -> (line: String, values: [String: Double])? {
+        let home = getenv("HOME").map { String(cString: $0) } ?? "/root"
+        let venv = getenv("NECO_REF_VENV").map { String(cString: $0) } ?? home + "/.cache/neco-ref"
+        let python = venv + "/bin/python"
+        guard access(python, X_OK) == 0 else { return nil }
+        var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)  // Sources/neco/TrainBench.swift
+        let script = parts.joined(separator: "/") + "/scripts/bench_train_torch.py"
+        guard access(script, R_OK) == 0 else { return nil }
+        var cmd = "'\(python)' '\(script)' --threads \(Threads.count) --images \(images) --views \(views) --size \(size) --steps \(steps)"
+        if head { cmd += " --head" }
+        if last > 0 { cmd += " --last \(last)" }
+        guard let pipe = popen(cmd + " 2>/dev/null", "r") else { return nil }
+        var found: String?
+        var buf = [CChar](repeating: 0, count: 4096)
+        while fgets(&buf, Int32(buf.count), pipe) != nil {
+            let bytes = buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            let line = String(decoding: bytes, as: UTF8.self).trimmingSuffix()
+            if line.hasPrefix("TORCH_TRAIN") { found = line }
+        }
+        pclose(pipe)
+        guard let line = found else { return nil }
+        var values: [String: Double] = [:]
+        for token in line.split(separator: " ") {
+            let kv = token.split(separator: "=")
+            if kv.count == 2, let v = Double(kv[1]) { values[String(kv[0])] = v }
+        }
+        return (line, values)
+    }
+}
+
+private extension String {
+    func trimmingSuffix() -> String {
+        var s = self
+        while let last = s.last, last == "\n" || last == "\r" { s.removeLast() }
+        return s
+    }
+}
