@@ -12,7 +12,8 @@ step, then the median of the timed steps. Peak RSS is ru_maxrss of this process.
 
 Prints one line:
 TORCH_TRAIN views=16 step_s=... views_per_s=... teacher_fwd_s=... student_fwd_s=... backward_s=...
-            optimizer_s=... peak_rss_mib=... trainable=...
+            optimizer_s=... cpu_s=... peak_rss_mib=... trainable=...
+(cpu_s: process CPU time of the median step; with one thread it does not depend on other load.)
 """
 import argparse
 import copy
@@ -86,6 +87,7 @@ def main():
 
     times = []
     for step in range(args.steps + 1):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         with torch.no_grad():
             target = embed(teacher, teacher_head, x)
@@ -103,12 +105,12 @@ def main():
                 pt.mul_(m).add_((1 - m) * ps.detach())
         t4 = time.perf_counter()
         if step > 0:
-            times.append((t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+            times.append((t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, time.process_time() - c0))
     times.sort(key=lambda r: r[0])
     med = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"TORCH_TRAIN views={n} step_s={med[0]:.3f} views_per_s={n / med[0]:.3f} teacher_fwd_s={med[1]:.3f} "
-          f"student_fwd_s={med[2]:.3f} backward_s={med[3]:.3f} optimizer_s={med[4]:.3f} peak_rss_mib={rss:.0f} "
+          f"student_fwd_s={med[2]:.3f} backward_s={med[3]:.3f} optimizer_s={med[4]:.3f} cpu_s={med[5]:.3f} peak_rss_mib={rss:.0f} "
           f"trainable={trainable}", flush=True)
 
 

@@ -124,7 +124,8 @@ public final class Trainer: @unchecked Sendable {
     /// Trainable parameter runs, in slab order.
     public let segments: [ParamSegment]
 
-    private var cache: [BufferKey: ViewBuffers] = [:]
+    /// Buffers per input shape; a step with k inputs of one shape uses the first k.
+    private var cache: [BufferKey: [ViewBuffers]] = [:]
 
     /// Builds a trainer around `student` (trained in place). The teacher starts as a copy of the
     /// student backbone; the two heads are initialised separately from stream 0 of the seed
@@ -203,15 +204,15 @@ public final class Trainer: @unchecked Sendable {
         n += teacher?.params.count ?? 0
         n += (studentHead?.count ?? 0) + (teacherHead?.count ?? 0)
         var bytes = n * 4
-        for b in cache.values { bytes += b.byteCount }
+        for list in cache.values { for b in list { bytes += b.byteCount } }
         return bytes
     }
 
-    /// The activations the last step kept for an input of this shape (stochastic-depth scales,
-    /// final tokens), or nil before such a step.
-    public func activations(for input: TrainingInput) -> ViTActivations? {
-        cache[BufferKey(batch: input.batch, height: input.height, width: input.width,
-                        teacher: input.teacher && teacher != nil)]?.acts
+    /// The activations the last step kept for the `occurrence`-th input of this shape
+    /// (stochastic-depth scales, final tokens), or nil before such a step.
+    public func activations(for input: TrainingInput, occurrence: Int = 0) -> ViTActivations? {
+        let list = cache[key(input)] ?? []
+        return occurrence >= 0 && occurrence < list.count ? list[occurrence].acts : nil
     }
 
     /// Drops cached activation buffers (they are rebuilt on the next step).
@@ -225,7 +226,7 @@ public final class Trainer: @unchecked Sendable {
         let t = step
         let sv = schedules.values(at: t)
         var times = PhaseTimes()
-        let bufs = try inputs.map { try buffers(for: $0) }
+        let bufs = try buffers(for: inputs)
         let c = student.config
         let d = c.embedDim
 
@@ -455,13 +456,29 @@ public final class Trainer: @unchecked Sendable {
         }
     }
 
-    func buffers(for inp: TrainingInput) throws -> ViewBuffers {
-        let key = BufferKey(batch: inp.batch, height: inp.height, width: inp.width, teacher: inp.teacher && teacher != nil)
-        if let b = cache[key], b.acts.workers >= Threads.count { return b }
-        let b = try ViewBuffers(model: student, key: key, firstSavedBlock: trainableParts.firstBlock,
-                                head: studentHead?.config, teacherHead: teacherHead, withTeacher: key.teacher)
-        cache[key] = b
-        return b
+    func key(_ inp: TrainingInput) -> BufferKey {
+        BufferKey(batch: inp.batch, height: inp.height, width: inp.width, teacher: inp.teacher && teacher != nil)
+    }
+
+    /// One buffer set per input: inputs of the same shape get distinct sets (their activations
+    /// must all survive until backward).
+    func buffers(for inputs: [TrainingInput]) throws -> [ViewBuffers] {
+        var used: [BufferKey: Int] = [:]
+        var out: [ViewBuffers] = []
+        for inp in inputs {
+            let k = key(inp)
+            let n = used[k, default: 0]
+            used[k] = n + 1
+            var list = cache[k] ?? []
+            if n < list.count, list[n].acts.workers < Threads.count { list.removeSubrange(n...) }
+            if n == list.count {
+                list.append(try ViewBuffers(model: student, key: k, firstSavedBlock: trainableParts.firstBlock,
+                                            head: studentHead?.config, teacherHead: teacherHead, withTeacher: k.teacher))
+            }
+            cache[k] = list
+            out.append(list[n])
+        }
+        return out
     }
 
     /// dst (B·N, D) ← the patch rows of tokens (B, T, D).

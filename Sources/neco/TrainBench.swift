@@ -74,6 +74,7 @@ struct TrainBench: ParsableCommand {
         // Rounds alternate libneco's steps with a PyTorch process, so that both sides see similar
         // machine load; the medians over rounds are reported (the machines are shared and noisy).
         var ours: [PhaseTimes] = []
+        var oursCPU: [Double] = []
         var theirs: [[String: Double]] = []
         var torchLine: String?
         try pixels.withUnsafeBufferPointer { px in
@@ -81,16 +82,20 @@ struct TrainBench: ParsableCommand {
             for round in 0..<rounds {
                 print("round \(round + 1)/\(rounds), load average \(loadAverage())")
                 var times: [PhaseTimes] = []
+                var cpu: [Double] = []
                 for s in 0...steps where round == 0 || s > 0 {
+                    let c0 = cpuSeconds()
                     let r = try trainer.step([input], loss: DenseMSE.studentTeacherObjective)
-                    if s > 0 { times.append(r.times) }
-                    print("  libneco step \(s)\(s == 0 ? " (warm-up)" : ""): \(fmt(r.times.total, 3)) s, loss \(r.loss)")
+                    if s > 0 { times.append(r.times); cpu.append(cpuSeconds() - c0) }
+                    print("  libneco step \(s)\(s == 0 ? " (warm-up)" : ""): \(fmt(r.times.total, 3)) s "
+                          + "(CPU \(fmt(cpuSeconds() - c0, 3)) s), loss \(r.loss)")
                 }
                 ours.append(times.sorted { $0.total < $1.total }[times.count / 2])
+                oursCPU.append(cpu.sorted()[cpu.count / 2])
                 if !noTorch, let t = runTorch() {
                     torchLine = t.line
                     theirs.append(t.values)
-                    print("  PyTorch: \(fmt(t.values["step_s"] ?? 0, 3)) s per step")
+                    print("  PyTorch: \(fmt(t.values["step_s"] ?? 0, 3)) s per step (CPU \(fmt(t.values["cpu_s"] ?? 0, 3)) s)")
                 }
             }
         }
@@ -108,6 +113,8 @@ struct TrainBench: ParsableCommand {
             if let t = torchMed[key] { line += String(repeating: " ", count: max(1, 12 - fmt(v, 3).count)) + fmt(t, 3) }
             print(line)
         }
+        let cpuMed = oursCPU.sorted()[oursCPU.count / 2]
+        print("CPU s per step   " + fmt(cpuMed, 3) + (torchMed["cpu_s"].map { String(repeating: " ", count: max(1, 12 - fmt(cpuMed, 3).count)) + fmt($0, 3) } ?? ""))
         print("views/s \(fmt(vps, 3)), peak RSS \(fmt(rss, 0)) MiB (after init \(fmt(rssInit, 0)) MiB), "
               + "trainer buffers \(fmt(Double(trainer.byteCount) / 1048576, 0)) MiB, load average now \(loadAverage())")
         print("NECO_TRAIN views=\(n) step_s=\(fmt(med.total, 3)) views_per_s=\(fmt(vps, 3)) "
@@ -120,7 +127,16 @@ struct TrainBench: ParsableCommand {
         }
         print(line)
         print("PyTorch: \(fmt(tv, 3)) views/s (median of \(theirs.count) round\(theirs.count == 1 ? "" : "s")), peak RSS \(fmt(trss, 0)) MiB")
-        print("ratio libneco / PyTorch: throughput \(fmt(vps / tv, 2))×, peak RSS \(fmt(rss / trss, 2))×")
+        print("ratio libneco / PyTorch: throughput \(fmt(vps / tv, 2))×, peak RSS \(fmt(rss / trss, 2))×"
+              + (torchMed["cpu_s"].map { ", CPU time per step \(fmt(cpuMed / $0, 2))× (with 1 thread the CPU-time ratio is the load-independent one)" } ?? ""))
+    }
+
+    /// User + system CPU seconds of this process so far.
+    func cpuSeconds() -> Double {
+        var u = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+        return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) * 1e-6
+            + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) * 1e-6
     }
 
     /// The 1, 5 and 15-minute load averages, for the record.

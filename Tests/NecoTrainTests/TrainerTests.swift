@@ -166,6 +166,28 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotEqual(try train(c, steps: 5), la)
     }
 
+    /// Two inputs of the same shape keep separate activations: the step equals one input holding
+    /// both batches (same loss and gradients up to summation order).
+    func testInputsOfTheSameShape() throws {
+        var c = Self.config()
+        c.dropPathRate = 0
+        c.gradClip = nil
+        let split = try makeTrainer(c), joined = try makeTrainer(c)
+        let n = 2 * 3 * 12 * 16
+        let both = Buf((0..<(2 * n)).map { Float(sin(0.37 * Double($0))) })
+        let first = Buf(Array(both.array[0..<n])), second = Buf(Array(both.array[n...]))
+        let a = try split.step([TrainingInput(images: first.p, batch: 2, height: 12, width: 16, teacher: true),
+                                TrainingInput(images: second.p, batch: 2, height: 12, width: 16, teacher: true)],
+                               loss: DenseMSE.studentTeacherObjective)
+        let b = try joined.step([TrainingInput(images: both.p, batch: 4, height: 12, width: 16, teacher: true)],
+                                loss: DenseMSE.studentTeacherObjective)
+        XCTAssertEqual(Double(a.loss), Double(b.loss), accuracy: 1e-6 * Double(b.loss))
+        assertClose(Array(split.gradients.buffer), Array(joined.gradients.buffer), rtol: 1e-3,
+                    atol: 1e-4 * Double(joined.gradients.buffer.map { abs($0) }.max()!), "gradients")
+        XCTAssertNotNil(split.activations(for: TrainingInput(images: first.p, batch: 2, height: 12, width: 16, teacher: true),
+                                          occurrence: 1))
+    }
+
     /// A step whose loss throws, is not finite, or gives a non-finite gradient changes nothing:
     /// the next steps equal those of an untouched trainer.
     func testFailedStepChangesNothing() throws {

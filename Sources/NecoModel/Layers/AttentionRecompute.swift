@@ -57,13 +57,35 @@ public enum AttentionRecompute {
                 // dP (T, T) = dO (T, E) · vᵀ;  dS = softmax backward (written once into ds)
                 Gemm.gemm(out: ds, a: dO, b: v, m: t, n: t, k: headDim, transB: true, lda: d, ldb: 3 * d,
                           parallel: false)
-                Softmax.backward(dInput: ds, dOut: ds, probs: p, rows: t, cols: t, scale: scale, accumulate: false)
+                softmaxBackwardInPlace(ds, probs: p, rows: t, cols: t, scale: scale)
                 // dQ (T, E) += dS (T, T) · k (T, E);  dK (T, E) += dSᵀ · q
                 Gemm.gemm(out: dq, a: ds, b: k, m: t, n: headDim, k: t, beta: 1, ldb: 3 * d, ldc: 3 * d,
                           parallel: false)
                 Gemm.gemm(out: dk, a: ds, b: q, m: t, n: headDim, k: t, transA: true, beta: 1,
                           ldb: 3 * d, ldc: 3 * d, parallel: false)
             }
+        }
+    }
+
+    /// In place, for one (T, T) block: g[r, j] ← scale · P[r, j] · (g[r, j] − Σ_k g[r, k] · P[r, k]).
+    /// The same formula as `Softmax.backward(accumulate: false)` with `dInput == dOut`, written
+    /// with one mutable pointer and an 8-lane dot product so that both loops vectorise (the
+    /// aliased two-pointer form runs scalar).
+    @inlinable
+    public static func softmaxBackwardInPlace(_ g: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
+                                              rows: Int, cols: Int, scale: Float) {
+        for r in 0..<rows {
+            let gr = g + r * cols, y = probs + r * cols
+            var lanes = SIMD8<Float>()
+            var j = 0
+            while j + 8 <= cols {
+                lanes += UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
+                    * UnsafeRawPointer(y + j).loadUnaligned(as: SIMD8<Float>.self)
+                j += 8
+            }
+            var dot = lanes.sum()
+            while j < cols { dot += gr[j] * y[j]; j += 1 }
+            for k in 0..<cols { gr[k] = scale * y[k] * (gr[k] - dot) }
         }
     }
 }
