@@ -123,7 +123,7 @@ public enum WeightLoader {
             throw NecoError.format("missing or malformed '\(patchKey).weight' (expected (D, C, P, P))")
         }
         var depth = 0
-        while nameSet.contains { $0.hasPrefix("\(blockPrefix)\(depth).") } { depth += 1 }
+        while nameSet.contains(where: { $0.hasPrefix("\(blockPrefix)\(depth).") }) { depth += 1 }
         guard depth > 0 else { throw NecoError.format("no transformer blocks ('\(blockPrefix)0.*') found") }
         let b0 = "\(blockPrefix)0."
         let ffn: FFNKind
