@@ -191,10 +191,10 @@ final class PyTorchParityTests: XCTestCase {
     /// and input gradients against PyTorch (timm), sampled as the fixture describes.
     func testFullSizeViTS14Gradients() throws {
         let fx = try Fixture("train/vits14_reg4_formula_grads.safetensors")
-        let model = try WeightLoader.load(source: Formula.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
+        let model = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
         XCTAssertEqual(model.config.posEmbedRule, .antialias)
         let batch = 2, h = 112, w = 112, n = 64, d = 384
-        let images = Buf(Formula.input(count: batch * 3 * h * w))
+        let images = Buf(FormulaWeights.input(count: batch * 3 * h * w))
         let acts = try ViTActivations(config: model.config, batch: batch, height: h, width: w)
         try model.forwardTraining(acts, images: images.p)
         let patches = Buf(zeros: batch * n * d), target = Buf(Formula.target(count: batch * n * d)), dPatch = Buf(zeros: batch * n * d)
@@ -232,55 +232,8 @@ final class PyTorchParityTests: XCTestCase {
     }
 }
 
-/// The formula weights and input of scripts/reference/README.md ("vits14_reg4_formula"), timm keys,
-/// plus the training fixture's target and sampling rule.
+/// The training fixture's target and sampling rule (the weights and input are `FormulaWeights`).
 enum Formula {
-    static func fnv1a(_ s: String) -> UInt32 {
-        var h: UInt32 = 2_166_136_261
-        for b in s.utf8 { h ^= UInt32(b); h = h &* 16_777_619 }
-        return h
-    }
-
-    /// Uniform [-1, 1) from a 32-bit integer mix of the flat index and the key hash
-    /// (`common.formula_hash`; exact on both sides).
-    static func hash(_ i: Int, _ h: UInt32) -> Double {
-        var x = UInt32(truncatingIfNeeded: i) &* 2_654_435_761 &+ h
-        x ^= x >> 16
-        x = x &* 0x85EB_CA6B
-        x ^= x >> 13
-        x = x &* 0xC2B2_AE35
-        x ^= x >> 16
-        return Double(x) / 4_294_967_296 * 2 - 1
-    }
-
-    static func values(_ key: String, count: Int) -> [Float] {
-        let h = fnv1a(key)
-        let (a, b): (Double, Double)
-        if key.hasSuffix("norm1.weight") || key.hasSuffix("norm2.weight") || key == "norm.weight" { (a, b) = (1, 0.1) }
-        else if key.hasSuffix(".gamma") { (a, b) = (0.1, 0.05) }
-        else if key.hasSuffix(".bias") { (a, b) = (0, 0.02) }
-        else if ["cls_token", "reg_token", "pos_embed"].contains(key) { (a, b) = (0, 0.5) }
-        else { (a, b) = (0, 0.05) }
-        return (0..<count).map { Float(a + b * hash($0, h)) }
-    }
-
-    static func vits14Reg4() -> DictionaryTensorSource {
-        let d = 384
-        var keys: [(String, [Int])] = [("cls_token", [1, 1, d]), ("reg_token", [1, 4, d]), ("pos_embed", [1, 1369, d]),
-                                       ("patch_embed.proj.weight", [d, 3, 14, 14]), ("patch_embed.proj.bias", [d])]
-        for i in 0..<12 {
-            let p = "blocks.\(i)."
-            keys += [(p + "norm1.weight", [d]), (p + "norm1.bias", [d]), (p + "attn.qkv.weight", [3 * d, d]),
-                     (p + "attn.qkv.bias", [3 * d]), (p + "attn.proj.weight", [d, d]), (p + "attn.proj.bias", [d]),
-                     (p + "ls1.gamma", [d]), (p + "norm2.weight", [d]), (p + "norm2.bias", [d]),
-                     (p + "mlp.fc1.weight", [4 * d, d]), (p + "mlp.fc1.bias", [4 * d]), (p + "mlp.fc2.weight", [d, 4 * d]),
-                     (p + "mlp.fc2.bias", [d]), (p + "ls2.gamma", [d])]
-        }
-        keys += [("norm.weight", [d]), ("norm.bias", [d])]
-        return DictionaryTensorSource(keys.map { ($0.0, $0.1, values($0.0, count: $0.1.reduce(1, *))) })
-    }
-
-    static func input(count: Int) -> [Float] { (0..<count).map { Float(2 * sin(0.0173 * Double($0) + 0.5)) } }
     static func target(count: Int) -> [Float] { (0..<count).map { Float(0.5 * sin(0.013 * Double($0) + 0.2)) } }
 
     /// All indices when count ≤ samples, else k · 104729 mod count for k < samples.

@@ -27,8 +27,9 @@ public enum FastMath {
         return p * Float(bitPattern: UInt32(bitPattern: (ni &+ 127) &<< 23))
     }
 
+    /// erf(x) together with e^(−x²), which it computes anyway (GELU's derivative reuses it).
     @inlinable @inline(__always)
-    public static func erf(_ x: Float) -> Float {
+    public static func erfWithGaussian(_ x: Float) -> (erf: Float, expNegSq: Float) {
         let ax = Float(bitPattern: x.bitPattern & 0x7FFF_FFFF)
         let t = 1.0 / (1.0 + 0.327_591_1 * ax)
         var poly: Float = 1.061_405_429
@@ -37,8 +38,12 @@ public enum FastMath {
         poly = poly * t - 0.284_496_736
         poly = poly * t + 0.254_829_592
         poly = poly * t
-        let y = 1.0 - poly * exp(-(ax * ax))
+        let e = exp(-(ax * ax))
+        let y = 1.0 - poly * e
         // Copy the sign of x onto y (y ≥ 0 here).
-        return Float(bitPattern: y.bitPattern | (x.bitPattern & 0x8000_0000))
+        return (Float(bitPattern: y.bitPattern | (x.bitPattern & 0x8000_0000)), e)
     }
+
+    @inlinable @inline(__always)
+    public static func erf(_ x: Float) -> Float { erfWithGaussian(x).erf }
 }

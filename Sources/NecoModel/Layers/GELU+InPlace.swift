@@ -30,21 +30,11 @@ extension GELU {
         }
     }
 
-    /// gelu'(x) = Φ(x) + x·φ(x) with one exp (Abramowitz & Stegun 7.1.26 for erf, as `FastMath.erf`).
+    /// gelu'(x) = Φ(x) + x·φ(x) with one exp: φ(x)·√(2π) = e^(−x²/2) = e^(−z²) for z = x/√2,
+    /// the same exponential `FastMath.erfWithGaussian` computes for erf(z).
     @inlinable @inline(__always)
     public static func derivative(_ x: Float) -> Float {
-        let z = x * 0.707_106_781_186_547_5                    // x/√2
-        let az = Float(bitPattern: z.bitPattern & 0x7FFF_FFFF)
-        let t = 1.0 / (1.0 + 0.327_591_1 * az)
-        var poly: Float = 1.061_405_429
-        poly = poly * t - 1.453_152_027
-        poly = poly * t + 1.421_413_741
-        poly = poly * t - 0.284_496_736
-        poly = poly * t + 0.254_829_592
-        poly = poly * t
-        let e = FastMath.exp(-(az * az))                        // exp(−x²/2)
-        let erfAbs = 1.0 - poly * e
-        let erf = Float(bitPattern: erfAbs.bitPattern | (z.bitPattern & 0x8000_0000))
+        let (erf, e) = FastMath.erfWithGaussian(x * 0.707_106_781_186_547_5)
         return 0.5 * (1 + erf) + x * (0.398_942_280_401_432_7 * e)
     }
 }
