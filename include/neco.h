@@ -354,6 +354,38 @@ NECO_NODISCARD neco_status neco_match_patches(const float * a, int64_t n_a, cons
                                               int32_t dim, int32_t k, int64_t * out_indices,
                                               float * out_similarities, size_t capacity);
 
+/* Evaluation ------------------------------------------------------------------------------ */
+
+/* In-context prediction (the Hummingbird protocol of NeCo's evaluation): an index whose rows are
+ * labelled patch features is the memory; each query patch takes its k most similar rows and
+ * they vote for their labels with weights softmax(cosine / temperature). */
+typedef struct neco_predict_params {
+    int32_t k;            /* voting neighbours, 1...neco_index_size (and at most 2^20). Default 30 */
+    int32_t n_classes;    /* C, 1...65536: every label that votes must be in 0...C-1. 0 = 1 + the
+                             largest label in the index. Default 0 */
+    float temperature;    /* softmax temperature of the vote, > 0. Default 0.02 */
+} neco_predict_params;
+
+neco_predict_params neco_predict_default_params(void);
+
+/* Class scores and labels for the n_queries rows of `queries` (n_queries, dim), e.g. the patch
+ * features of an image, from the labelled rows of `index`:
+ *     w_j = softmax_j(cos(q, row_j) / temperature)   over the k nearest rows j
+ *     out_scores[q, c] = sum of w_j over the voters with label c   (each score row sums to 1)
+ *     out_labels[q] = arg-max_c out_scores[q, c]                   (lowest class on ties)
+ * out_scores is (n_queries, C) with C from params (see n_classes), scores_capacity elements;
+ * out_labels is (n_queries), labels_capacity elements. Either may be NULL (not both); the
+ * capacity of a NULL output is ignored. For pixel labels, reshape out_scores to (h, w, C),
+ * upsample bilinearly to the picture and take the arg-max per pixel (docs/EVAL.md). `params`
+ * NULL = defaults. Searches only: may run concurrently with other searches of the index.
+ * Errors: INVALID_ARG (NULL pointers, params out of range, non-finite queries, an empty index, an
+ * index without labels, a voting row without a label (-1) or with a label >= n_classes),
+ * SHAPE (k > neco_index_size, a capacity too small), OOM. */
+NECO_NODISCARD neco_status neco_index_predict(const neco_index * index, const float * queries, int64_t n_queries,
+                                              const neco_predict_params * params,
+                                              float * out_scores, size_t scores_capacity,
+                                              int32_t * out_labels, size_t labels_capacity);
+
 #ifdef __cplusplus
 }
 #endif

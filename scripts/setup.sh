@@ -107,3 +107,4 @@ if [ "$WITH_REF" = 1 ] && ! "$REF/bin/python" -c "import torch, timm, safetensor
 fi
 
 say "ready: model $MODEL, photos $PHOTOS"
+"$VENV/bin/python" "$ROOT/scripts/build_benchmark.py" --cache "$CACHE"  # segmentation benchmarks for neco eval (docs/EVAL.md)

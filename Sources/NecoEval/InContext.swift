@@ -92,6 +92,61 @@ public final class SegmentationMemory: @unchecked Sendable {
         try add(features: Array(features), softLabels: labels.patchFractions(patch: patch, classes: classes))
     }
 
+    /// Adds only `keep` patches of one training image, chosen as Hummingbird's bounded memory does
+    /// (§6.1, `memory_size` set): patches holding rare classes of the image first. With
+    /// `keep` ≥ h·w every patch is added. See `rareClassFirst`.
+    public func add(features: ArraySlice<Float>, gridHeight gh: Int, gridWidth gw: Int, labels: LabelMap, patch: Int,
+                    keep: Int, rng: inout EvalRNG) throws {
+        guard labels.width == gw * patch, labels.height == gh * patch else {
+            throw NecoError.shape("label map is \(labels.width)×\(labels.height) but the \(gh)×\(gw) patch grid covers \(gw * patch)×\(gh * patch) pixels")
+        }
+        guard features.count == gh * gw * index.dim else {
+            throw NecoError.shape("\(features.count) feature values for a \(gh)×\(gw) grid of \(index.dim)-wide patches")
+        }
+        let soft = try labels.patchFractions(patch: patch, classes: classes)
+        if keep >= gh * gw {
+            try add(features: Array(features), softLabels: soft)
+            return
+        }
+        let chosen = SegmentationMemory.rareClassFirst(softLabels: soft, rows: gh * gw, classes: classes, keep: keep, rng: &rng)
+        let d = index.dim, base = features.startIndex
+        var f = [Float](), s = [Float]()
+        f.reserveCapacity(chosen.count * d)
+        s.reserveCapacity(chosen.count * classes)
+        for r in chosen {
+            f += features[(base + r * d)..<(base + (r + 1) * d)]
+            s += soft[(r * classes)..<((r + 1) * classes)]
+        }
+        try add(features: f, softLabels: s)
+    }
+
+    /// Hummingbird's patch sampling for a bounded memory: with n_c the number of the image's
+    /// patches that contain class c,
+    ///
+    ///     score(p) = Σ_{c present in p} n_c        (1e6 for a patch with no labelled pixel)
+    ///     score(p) ← score(p) · U(0, 1)           (patches with a non-zero score)
+    ///
+    /// and the `keep` patches with the lowest scores are kept (in increasing patch order), so
+    /// patches of small objects beat the background.
+    ///
+    /// - Parameter softLabels: (rows, C) class fractions of each patch.
+    /// - Returns: the kept patch numbers, ascending.
+    public static func rareClassFirst(softLabels: [Float], rows: Int, classes c: Int, keep: Int, rng: inout EvalRNG) -> [Int] {
+        precondition(softLabels.count == rows * c, "rareClassFirst: \(softLabels.count) values for \(rows) × \(c)")
+        if keep >= rows { return Array(0..<rows) }
+        if keep <= 0 { return [] }
+        var count = [Double](repeating: 0, count: c)
+        for r in 0..<rows { for j in 0..<c where softLabels[r * c + j] > 0 { count[j] += 1 } }
+        var scores = [Double](repeating: 0, count: rows)
+        for r in 0..<rows {
+            var s = 0.0
+            for j in 0..<c where softLabels[r * c + j] > 0 { s += count[j] }
+            scores[r] = s == 0 ? 1e6 : s * rng.uniform()
+        }
+        let order = (0..<rows).sorted { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+        return order.prefix(keep).sorted()
+    }
+
     /// Soft-label predictions (rows, C) for query patches (rows, D).
     ///
     /// - Throws: `.invalidArgument` for k < 1, temperature ≤ 0 or an empty memory; `.shape` when

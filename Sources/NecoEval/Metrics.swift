@@ -45,15 +45,15 @@ public struct ConfusionMatrix: Sendable, Equatable {
     /// - Parameters:
     ///   - gt: (P) ground-truth classes, each in 0 ..< G or equal to `ignore`.
     ///   - pred: (P) predicted labels, each in 0 ..< K.
-    /// - Throws: `.shape` when the sizes differ; `.invalidArgument` for a label out of range.
+    /// - Throws: `.shape` when the sizes differ; `.invalidArgument` for a label out of range
+    ///   (the matrix is then left unchanged).
     public mutating func add<A: Collection, B: Collection>(gt: A, pred: B, ignore: Int? = 255) throws
     where A.Element: BinaryInteger, B.Element: BinaryInteger {
         guard gt.count == pred.count else {
             throw NecoError.shape("ground truth has \(gt.count) pixels, prediction \(pred.count)")
         }
         let g = gtClasses, k = predClasses
-        var local = counts
-        defer { counts = local }
+        var local = counts   // committed only when every pixel is valid
         var i = 0
         for (t, p) in zip(gt, pred) {
             let ti = Int(t), pi = Int(p)
@@ -67,6 +67,7 @@ public struct ConfusionMatrix: Sendable, Equatable {
             local[ti * k + pi] += 1
             i += 1
         }
+        counts = local
     }
 
     /// Adds the counts of another matrix of the same shape.

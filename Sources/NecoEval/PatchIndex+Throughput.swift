@@ -9,7 +9,8 @@ import Glibc
 ///
 /// Letters: M bank rows, Q queries, D dim, k neighbours. One search costs 2·Q·M·D flops of GEMM.
 ///
-/// Three timings, on the same random (M, D) bank and (Q, D) queries:
+/// Three timings, on the same random (M, D) bank and (Q, D) queries (passes 2 and 3 alternate
+/// over `rounds` slices of the queries, so that both see the same machine load):
 /// 1. **sgemm**: one large `Gemm.gemm` product (2048 × 8192 × D), the best of three: what the BLAS
 ///    reaches at this inner dimension, the ceiling for the rest;
 /// 2. **similarity**: the search's own tiling (query tile × bank tile, queries normalised per
@@ -28,6 +29,11 @@ public struct PatchIndexThroughput: Sendable {
     public var similaritySeconds: Double
     public var searchSeconds: Double
     public var buildSeconds: Double
+    /// Tiles of the GEMM-only pass.
+    public var queryTile: Int
+    public var bankTile: Int
+    /// Median over the rounds of search / similarity − 1 (robust to load drift).
+    public var medianTopKOverhead: Double
 
     /// 2·Q·M·D.
     public var flops: Double { 2 * Double(queries) * Double(bankRows) * Double(dim) }
@@ -44,9 +50,13 @@ public struct PatchIndexThroughput: Sendable {
     ///
     /// - Throws: `.invalidArgument` for sizes below 1 or k > M; `.outOfMemory` when the bank does
     ///   not fit.
+    /// - Parameters:
+    ///   - queryTile, bankTile: tile sizes of the GEMM-only pass (default: the search's own,
+    ///     `PatchIndex.queryTile` × `PatchIndex.bankTile`), to measure what other tiles would give.
     public static func measure(bankRows m: Int, queries q: Int, dim d: Int, k: Int, seed: UInt64 = 7,
+                               queryTile: Int? = nil, bankTile: Int? = nil, rounds: Int = 5,
                                progress: ((String) -> Void)? = nil) throws -> PatchIndexThroughput {
-        guard m >= 1, q >= 1, d >= 1, k >= 1, k <= m else {
+        guard m >= 1, q >= 1, d >= 1, k >= 1, k <= m, rounds >= 1 else {
             throw NecoError.invalidArgument("index bench needs bank, queries, dim ≥ 1 and 1 ≤ k ≤ bank (got \(m), \(q), \(d), \(k))")
         }
         let (floats, o) = m.multipliedReportingOverflow(by: d)
@@ -73,39 +83,52 @@ public struct PatchIndexThroughput: Sendable {
         let queries = try Scratch<Float>(q * d)
         fillUniform(queries.base, count: q * d, seed: seed &+ 1)
         let build = clock() - t0
-        progress?("built a \(m) x \(d) bank (\(m * d * 4 >> 20) MiB) and \(q) queries in \(Int(build.rounded())) s")
+        progress?("built a \(m) x \(d) bank (\((m * d * 4) >> 20) MiB) and \(q) queries in \(Int(build.rounded())) s")
 
-        // 2. Similarity GEMMs only, with the search's tiles.
-        let qTile = max(1, min(PatchIndex.queryTile, q, PatchIndex.heapBudget / k))
-        let bTile = min(PatchIndex.bankTile, m)
+        // 2 and 3, alternating over `rounds` slices of the queries, so that both passes see the
+        // same machine load (other processes on a shared machine drift over minutes).
+        let qTile = max(1, min(queryTile ?? PatchIndex.queryTile, q, PatchIndex.heapBudget / k))
+        let bTile = max(1, min(bankTile ?? PatchIndex.bankTile, m))
         let qs = try Scratch<Float>(qTile * d), tile = try Scratch<Float>(qTile * bTile)
+        let slice = (q + rounds - 1) / max(rounds, 1)
+        let outIdx = try Scratch<Int64>(slice * k), outSim = try Scratch<Float>(slice * k)
         var sink: Float = 0
-        let t1 = clock()
-        var q0 = 0
-        while q0 < q {
-            let mq = min(qTile, q - q0)
-            qs.base.update(from: queries.base + q0 * d, count: mq * d)
-            PatchIndex.normalizeRows(qs.base, rows: mq, dim: d)
-            var b0 = 0
-            while b0 < m {
-                let nb = min(bTile, m - b0)
-                Gemm.gemm(out: tile.base, a: qs.base, b: bank.base + b0 * d, m: mq, n: nb, k: d, transB: true)
-                sink += tile.base[0]
-                b0 += nb
+        var sim = 0.0, search = 0.0
+        var ratios: [Double] = []
+        var s0 = 0
+        while s0 < q {
+            let sq = min(slice, q - s0)
+            // 2. Similarity GEMMs only, with the search's tiles.
+            let t1 = clock()
+            var q0 = s0
+            while q0 < s0 + sq {
+                let mq = min(qTile, s0 + sq - q0)
+                qs.base.update(from: queries.base + q0 * d, count: mq * d)
+                PatchIndex.normalizeRows(qs.base, rows: mq, dim: d)
+                var b0 = 0
+                while b0 < m {
+                    let nb = min(bTile, m - b0)
+                    Gemm.gemm(out: tile.base, a: qs.base, b: bank.base + b0 * d, m: mq, n: nb, k: d, transB: true)
+                    sink += tile.base[0]
+                    b0 += nb
+                }
+                q0 += mq
             }
-            q0 += mq
+            let ts = clock() - t1
+            // 3. The real search.
+            let t2 = clock()
+            try index.search(queries: queries.base + s0 * d, rows: sq, k: k, indices: outIdx.base, similarities: outSim.base)
+            let tk = clock() - t2
+            sim += ts
+            search += tk
+            ratios.append(tk / ts - 1)
+            progress?("queries \(s0)..<\(s0 + sq): GEMMs \(fmt(ts)) s (\(Int((2 * Double(sq) * Double(m) * Double(d) / ts / 1e9).rounded())) GFLOP/s), search \(fmt(tk)) s, top-k overhead \(Int((100 * (tk / ts - 1)).rounded())) %\(sink.isFinite ? "" : " (bad checksum)")")
+            s0 += sq
         }
-        let sim = clock() - t1
-        progress?("similarity GEMMs: \(fmt(sim)) s, \(Int((2 * Double(q) * Double(m) * Double(d) / sim / 1e9).rounded())) GFLOP/s (checksum \(sink.isFinite ? "ok" : "bad"))")
-
-        // 3. The real search.
-        let outIdx = try Scratch<Int64>(q * k), outSim = try Scratch<Float>(q * k)
-        let t2 = clock()
-        try index.search(queries: queries.base, rows: q, k: k, indices: outIdx.base, similarities: outSim.base)
-        let search = clock() - t2
-        progress?("search (top-\(k)): \(fmt(search)) s")
+        ratios.sort()
         return PatchIndexThroughput(bankRows: m, queries: q, dim: d, k: k, threads: Threads.count, sgemmGFlops: sgemm,
-                                    similaritySeconds: sim, searchSeconds: search, buildSeconds: build)
+                                    similaritySeconds: sim, searchSeconds: search, buildSeconds: build,
+                                    queryTile: qTile, bankTile: bTile, medianTopKOverhead: ratios[ratios.count / 2])
     }
 
     /// GFLOP/s of one 2048 × 8192 × `dim` product through `Gemm.gemm`, the best of three.

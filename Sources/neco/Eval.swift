@@ -186,6 +186,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Use at most this many validation images (0 = all).") var maxVal: Int = 0
     @Option(help: "In-context: neighbours k.") var k: Int = 30
     @Option(help: "In-context: softmax temperature.") var temperature: Float = 0.02
+    @Option(help: "In-context: memory size in patches (Hummingbird memory_size: each training image keeps size / images patches, rare classes first); 0 = every patch.")
+    var memorySize: Int = 0
     @Option(help: "Linear probe: epochs.") var epochs: Int = 25
     @Option(help: "Linear probe: images per SGD step.") var probeBatch: Int = 8
     @Option(help: "Linear probe: learning rate.") var lr: Float = 0.01
@@ -251,9 +253,13 @@ struct Eval: ParsableCommand {
         let tr = try cache.features(train, split: "train", hummingbird: true)
         let va = try cache.features(val, split: "val", hummingbird: true)
         let patch = cache.extractor.model.config.patchSize
+        guard memorySize >= 0 else { throw NecoError.invalidArgument("--memory-size must be ≥ 0") }
         let memory = try SegmentationMemory(dim: tr.dim, classes: classes)
+        let perImage = memorySize > 0 ? max(1, memorySize / tr.images) : Int.max
+        var rng = EvalRNG(seed: 0)
         for i in 0..<tr.images {
-            try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i], patch: patch)
+            try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
+                           patch: patch, keep: perImage, rng: &rng)
         }
         let scores = try memory.predict(va.features, k: k, temperature: temperature)
         let hw = va.gridHeight * va.gridWidth
@@ -338,9 +344,9 @@ struct Eval: ParsableCommand {
             for (mi, rows) in results.enumerated() {
                 print("")
                 print("per-class IoU, model \(mi == 0 ? "A" : "B")")
-                print(pad("class", 16) + rows.map { lpad(String($0.protocolName.prefix(6)) + ($0.protocolName == "cluster" ? String($0.setting.split(separator: " ").first ?? "") : ""), 12) }.joined())
+                print(pad("class", 18) + rows.map { lpad($0.protocolName == "cluster" ? String($0.setting.split(separator: " ").first ?? "") : $0.protocolName, 12) }.joined())
                 for (c, name) in classes.enumerated() {
-                    print(pad(name, 16) + rows.map { lpad(fmt(100 * $0.perClass[c], 1), 12) }.joined())
+                    print(pad(name, 18) + rows.map { lpad(fmt(100 * $0.perClass[c], 1), 12) }.joined())
                 }
             }
         }
@@ -348,7 +354,8 @@ struct Eval: ParsableCommand {
         for (mi, rows) in results.enumerated() {
             for row in rows {
                 let key = row.protocolName == "cluster" ? "cluster_" + (row.setting.split(separator: " ").first.map(String.init) ?? "") : row.protocolName
-                print("EVAL model=\(mi == 0 ? "A" : "B") name=\(models[mi].config.name) bench=\(key) miou=\(fmt(100 * row.mIoU, 2))")
+                let weights = models[mi].source.hasPrefix("random") ? "random" : String(models[mi].source.split(separator: "/").last ?? "")
+                print("EVAL model=\(mi == 0 ? "A" : "B") arch=\(models[mi].config.name) weights=\(weights) bench=\(key) miou=\(fmt(100 * row.mIoU, 2))")
             }
         }
     }
@@ -364,6 +371,9 @@ struct IndexBench: ParsableCommand {
     @Option(help: "Feature dim D.") var dim: Int = 384
     @Option(help: "Neighbours k.") var k: Int = 30
     @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Option(help: "Query rows per tile of the GEMM-only pass (default: the index's own).") var queryTile: Int?
+    @Option(help: "Bank rows per tile of the GEMM-only pass (default: the index's own).") var bankTile: Int?
+    @Option(help: "Slices of the queries; the GEMM-only pass and the search alternate over them.") var rounds: Int = 5
 
     func run() throws {
         if let t = threads {
@@ -371,13 +381,14 @@ struct IndexBench: ParsableCommand {
             Threads.setCount(t)
         }
         print("bank \(bank) x \(dim), \(queries) queries, k = \(k), \(Threads.count) threads")
-        let r = try PatchIndexThroughput.measure(bankRows: bank, queries: queries, dim: dim, k: k) { print("  " + $0) }
+        let r = try PatchIndexThroughput.measure(bankRows: bank, queries: queries, dim: dim, k: k, queryTile: queryTile,
+                                                bankTile: bankTile, rounds: rounds) { print("  " + $0) }
         print("")
         print("sgemm (2048x8192x\(dim))     \(fmt(r.sgemmGFlops, 1)) GFLOP/s")
-        print("similarity GEMMs (tiled)    \(fmt(r.similarityGFlops, 1)) GFLOP/s = \(fmt(100 * r.similarityFraction, 1)) % of sgemm  (\(fmt(r.similaritySeconds, 2)) s)")
+        print("similarity GEMMs (\(r.queryTile)x\(r.bankTile) tiles) \(fmt(r.similarityGFlops, 1)) GFLOP/s = \(fmt(100 * r.similarityFraction, 1)) % of sgemm  (\(fmt(r.similaritySeconds, 2)) s)")
         print("search with top-\(k)         \(fmt(r.searchGFlops, 1)) GFLOP/s, \(fmt(r.searchSeconds, 2)) s, \(fmt(r.queriesPerSecond, 0)) queries/s")
-        print("top-k overhead              \(fmt(100 * r.topKOverhead, 1)) % over the GEMMs alone")
+        print("top-k overhead              \(fmt(100 * r.topKOverhead, 1)) % over the GEMMs alone (median of the \(rounds) rounds \(fmt(100 * r.medianTopKOverhead, 1)) %)")
         print("peak RSS                    \(fmt(peakRSSMiB(), 0)) MiB")
-        print("BENCH_INDEX bank=\(bank) queries=\(queries) dim=\(dim) k=\(k) threads=\(r.threads) sgemm_gflops=\(fmt(r.sgemmGFlops, 1)) sim_gflops=\(fmt(r.similarityGFlops, 1)) sim_fraction=\(fmt(r.similarityFraction, 3)) search_s=\(fmt(r.searchSeconds, 2)) topk_overhead=\(fmt(r.topKOverhead, 3))")
+        print("BENCH_INDEX bank=\(bank) queries=\(queries) dim=\(dim) k=\(k) threads=\(r.threads) sgemm_gflops=\(fmt(r.sgemmGFlops, 1)) sim_gflops=\(fmt(r.similarityGFlops, 1)) sim_fraction=\(fmt(r.similarityFraction, 3)) search_s=\(fmt(r.searchSeconds, 2)) topk_overhead=\(fmt(r.topKOverhead, 3)) topk_overhead_median=\(fmt(r.medianTopKOverhead, 3))")
     }
 }

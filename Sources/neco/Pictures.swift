@@ -48,14 +48,20 @@ struct Segment: ParsableCommand {
             panels.append((val[i].name, pred, i))
         }
         // Pictures show the raw predicted classes (no matching), which is what a user gets.
+        var sheet: [RGBImage] = []
         for (name, pred, i) in panels {
             let shown = try Preprocess.apply(try ImageDecoder.load(path: val[i].imagePath), mode: .stretch(height: size, width: size))
             let pic = try Pictures.segmentation(image: shown, prediction: pred, groundTruth: va.labels[i], classes: classes)
             let path = out + "/" + name + "_segment.png"
             try PNGWriter.write(pic, to: path)
+            sheet.append(pic)
             var one = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
             try one.add(gt: va.labels[i].labels, pred: pred)
             print("wrote \(path)  (mIoU of this image, present classes: \(fmt(100 * Matching.identity.score(one).mIoUPresent, 1)))")
+        }
+        if sheet.count > 1 {
+            try PNGWriter.write(Pictures.column(sheet), to: out + "/sheet.png")
+            print("wrote \(out)/sheet.png (all of them)")
         }
         print("colours: " + (0..<classes).map { c -> String in
             let (r, g, b) = Pictures.color(c)

@@ -75,8 +75,7 @@ struct TrainBench: ParsableCommand {
         // machine load; the medians over rounds are reported (the machines are shared and noisy).
         var ours: [PhaseTimes] = []
         var oursCPU: [Double] = []
-        var theirs: [[String: Double]] = []
-        var torchLine: String?
+        var theirs: [(line: String, values: [String: Double])] = []
         try pixels.withUnsafeBufferPointer { px in
             let input = TrainingInput(images: px.baseAddress!, batch: n, height: size, width: size, teacher: true)
             for round in 0..<rounds {
@@ -93,8 +92,7 @@ struct TrainBench: ParsableCommand {
                 ours.append(times.sorted { $0.total < $1.total }[times.count / 2])
                 oursCPU.append(cpu.sorted()[cpu.count / 2])
                 if !noTorch, let t = runTorch() {
-                    torchLine = t.line
-                    theirs.append(t.values)
+                    theirs.append(t)
                     print("  PyTorch: \(fmt(t.values["step_s"] ?? 0, 3)) s per step (CPU \(fmt(t.values["cpu_s"] ?? 0, 3)) s)")
                 }
             }
@@ -103,8 +101,9 @@ struct TrainBench: ParsableCommand {
         let rss = peakRSSMiB()
         let vps = Double(n) / med.total
         print("phase            libneco s\(theirs.isEmpty ? "" : "   PyTorch s")")
-        let torchMed: [String: Double] = theirs.isEmpty ? [:]
-            : theirs.sorted { ($0["step_s"] ?? 0) < ($1["step_s"] ?? 0) }[theirs.count / 2]
+        let torchRound = theirs.isEmpty ? nil
+            : theirs.sorted { ($0.values["step_s"] ?? 0) < ($1.values["step_s"] ?? 0) }[theirs.count / 2]
+        let torchMed = torchRound?.values ?? [:]
         for (name, v, key) in [("teacher forward", med.teacherForward, "teacher_fwd_s"),
                                ("student forward", med.studentForward, "student_fwd_s"),
                                ("loss", med.loss, ""), ("backward", med.backward, "backward_s"),
@@ -121,7 +120,7 @@ struct TrainBench: ParsableCommand {
               + "teacher_fwd_s=\(fmt(med.teacherForward, 3)) student_fwd_s=\(fmt(med.studentForward, 3)) "
               + "backward_s=\(fmt(med.backward, 3)) optimizer_s=\(fmt(med.optimizer, 3)) peak_rss_mib=\(fmt(rss, 0))")
         guard !noTorch else { return }
-        guard let line = torchLine, let tv = torchMed["views_per_s"], let trss = torchMed["peak_rss_mib"] else {
+        guard let line = torchRound?.line, let tv = torchMed["views_per_s"], let trss = torchMed["peak_rss_mib"] else {
             print("PyTorch: not run (no reference environment; scripts/setup.sh --reference creates it)")
             return
         }

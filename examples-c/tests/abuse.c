@@ -721,6 +721,79 @@ int main(int argc, char ** argv) {
         TRUE_(memcmp(idx, idx2, sizeof idx) == 0 && max_abs_diff(sim, sim2, Q * K) == 0.0f);
         EXPECT(neco_match_patches(queries, Q, bank, M, D, K, NULL, sim2, Q * K), NECO_OK);
 
+        /* ---- index_predict (Evaluation section) --------------------------------------------- */
+        {
+            neco_predict_params pp = neco_predict_default_params();
+            TRUE_(pp.k == 30 && pp.n_classes == 0 && pp.temperature == 0.02f);
+            pp.k = K;
+            float scores[Q * 7];
+            int32_t plab[Q];
+            /* ix: rows 100...299 carry no label (-1), so their votes are refused. */
+            EXPECT(neco_index_predict(ix, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            neco_index * lx = NULL;
+            EXPECT(neco_index_init(D, &lx), NECO_OK);
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG); /* empty */
+            EXPECT(neco_index_add(lx, bank, 100, NULL), NECO_OK);
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG); /* no labels */
+            neco_index_free(lx);
+            lx = NULL;
+            EXPECT(neco_index_init(D, &lx), NECO_OK);
+            EXPECT(neco_index_add(lx, bank, 100, labels), NECO_OK); /* labels 0...6 */
+            EXPECT(neco_index_predict(NULL, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_predict(AS(neco_index, model), queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_predict(lx, NULL, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, NULL, 0, NULL, 0), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_predict(lx, queries, -1, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_predict(lx, queries, INT64_MAX, &pp, scores, Q * 7, plab, Q), NECO_ERR_OOM);
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, scores, Q * 7 - 1, plab, Q), NECO_ERR_SHAPE);
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, scores, SIZE_MAX, plab, Q), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, NULL, 0, plab, Q - 1), NECO_ERR_SHAPE);
+            neco_predict_params bad = pp;
+            bad.k = 0;
+            EXPECT(neco_index_predict(lx, queries, Q, &bad, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            bad.k = 101;
+            EXPECT(neco_index_predict(lx, queries, Q, &bad, scores, Q * 7, plab, Q), NECO_ERR_SHAPE);
+            bad = pp;
+            bad.temperature = 0;
+            EXPECT(neco_index_predict(lx, queries, Q, &bad, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            bad.temperature = NAN;
+            EXPECT(neco_index_predict(lx, queries, Q, &bad, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            bad = pp;
+            bad.n_classes = 3; /* labels go up to 6 */
+            EXPECT(neco_index_predict(lx, queries, Q, &bad, scores, Q * 3, plab, Q), NECO_ERR_INVALID_ARG);
+            bad.n_classes = -1;
+            EXPECT(neco_index_predict(lx, queries, Q, &bad, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            queries[5] = NAN;
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
+            queries[5] = 0.1f;
+            EXPECT(neco_index_predict(lx, queries, 0, &pp, scores, 0, plab, 0), NECO_OK);
+            EXPECT(neco_index_predict(lx, queries, Q, NULL, scores, Q * 7, plab, Q), NECO_OK); /* k = 30 */
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_OK);
+            /* Scores: rows sum to 1, labels are the arg-max, and equal the vote of a plain search. */
+            int ok = 1;
+            int64_t pidx[Q * K];
+            float psim[Q * K];
+            int32_t plabk[Q * K];
+            EXPECT(neco_index_search(lx, queries, Q, K, pidx, psim, plabk, Q * K), NECO_OK);
+            for (int q = 0; q < Q; q++) {
+                double sum = 0, vote[7] = {0}, z = 0;
+                int best = 0;
+                for (int c = 0; c < 7; c++) {
+                    sum += scores[q * 7 + c];
+                    if (scores[q * 7 + c] > scores[q * 7 + best]) best = c;
+                }
+                for (int j = 0; j < K; j++) z += exp((psim[q * K + j] - psim[q * K]) / 0.02);
+                for (int j = 0; j < K; j++) vote[plabk[q * K + j]] += exp((psim[q * K + j] - psim[q * K]) / 0.02) / z;
+                for (int c = 0; c < 7; c++) ok &= fabs(vote[c] - scores[q * 7 + c]) < 1e-4;
+                ok &= fabs(sum - 1) < 1e-4 && plab[q] == best;
+            }
+            TRUE_(ok);
+            int32_t plab2[Q];
+            EXPECT(neco_index_predict(lx, queries, Q, &pp, NULL, 0, plab2, Q), NECO_OK);
+            TRUE_(memcmp(plab, plab2, sizeof plab) == 0);
+            neco_index_free(lx);
+        }
+
         /* Wrong-kind frees are refused (the handle stays valid), NULL frees are no-ops. */
         neco_model_free(AS(neco_model, ix));
         TRUE_(strncmp(neco_last_error(), "neco_model_free", 15) == 0);
