@@ -45,9 +45,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 need_py() { "$VENV/bin/python" -c "import $1" 2>/dev/null; }
-if ! need_py onnx || ! need_py numpy; then
-  say "installing onnx + numpy into $VENV"
-  "$VENV/bin/pip" install -q numpy onnx
+if ! need_py onnx || ! need_py numpy || ! need_py PIL; then
+  say "installing onnx + numpy + pillow into $VENV"
+  "$VENV/bin/pip" install -q numpy onnx pillow
 fi
 if [ "$WITH_TEST" = 1 ] && ! need_py onnxruntime; then
   say "installing onnxruntime into $VENV"
