@@ -65,11 +65,18 @@ public enum Checkpoint {
 
     // MARK: Save
 
-    /// Writes `trainer`'s complete state to `path` atomically.
-    /// - Throws: `.io` when the file cannot be written (the previous file, if any, is untouched).
-    public static func save(_ trainer: Trainer, to path: String) throws {
+    /// Writes `trainer`'s complete state to `path` atomically. `extraMetadata` adds string entries
+    /// (e.g. `NeCoRun`'s `neco.*` keys) to `__metadata__`; it cannot replace the checkpoint's own keys.
+    /// - Throws: `.io` when the file cannot be written (the previous file, if any, is untouched);
+    ///   `.invalidArgument` when an extra key collides with a reserved one.
+    ///
+    /// `extraTensors` are stored after the trainer's (names must not collide with them); their
+    /// names are listed in the `extra_tensors` metadata, the checksum covers them, and
+    /// `readExtraTensor` reads them back.
+    public static func save(_ trainer: Trainer, to path: String, extraMetadata: [String: String] = [:],
+                            extraTensors: [ExtraTensor] = []) throws {
         let sv = trainer.schedules.values(at: trainer.step)
-        let meta: [String: String] = [
+        var meta: [String: String] = [
             "format": format,
             "version": version,
             "step": String(trainer.step),
@@ -81,7 +88,52 @@ public enum Checkpoint {
                                           ("weight_decay", .number(sv.weightDecay)),
                                           ("momentum", .number(sv.momentum))]).serialized(),
         ]
-        try write(entries(trainer), metadata: meta, to: path)
+        for (k, v) in extraMetadata {
+            guard meta[k] == nil, k != "checksum" else {
+                throw NecoError.invalidArgument("checkpoint metadata key '\(k)' is reserved")
+            }
+            meta[k] = v
+        }
+        var all = entries(trainer)
+        let taken = Set(all.map { $0.name })
+        for t in extraTensors {
+            guard !taken.contains(t.name), !t.name.isEmpty, !t.name.contains(","), t.shape.allSatisfy({ $0 >= 0 }) else {
+                throw NecoError.invalidArgument("checkpoint extra tensor name '\(t.name)' is reserved or invalid")
+            }
+            all.append(Entry(name: t.name, shape: t.shape, base: t.base))
+        }
+        if !extraTensors.isEmpty { meta["extra_tensors"] = extraTensors.map { $0.name }.joined(separator: ",") }
+        try write(all, metadata: meta, to: path)
+    }
+
+    /// A tensor stored next to the trainer's state (e.g. NeCo's reference queues).
+    public struct ExtraTensor {
+        public let name: String
+        public let shape: [Int]
+        /// Must stay valid during `save`.
+        public let base: UnsafeMutablePointer<Float>
+        public init(name: String, shape: [Int], base: UnsafeMutablePointer<Float>) {
+            self.name = name
+            self.shape = shape
+            self.base = base
+        }
+    }
+
+    /// Reads an extra tensor of a checkpoint into `out`, whose count must equal the stored one.
+    /// (`load` / `restore` verify the checksum over every tensor, extras included.)
+    /// - Throws: `.format` when it is missing or of another size.
+    public static func readExtraTensor(path: String, name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+        let file = try openFile(path)
+        guard let info = file.info(name), info.dtype == .f32, info.shape.reduce(1, *) == out.count else {
+            throw NecoError.format("\(path): checkpoint tensor \(name) is missing or not F32 × \(out.count)")
+        }
+        try file.readFloat32(name, into: out)
+    }
+
+    /// The string metadata of a training checkpoint, after checking its format and version.
+    /// - Throws: `.io` / `.format` for an unreadable file or one that is not a libneco checkpoint.
+    public static func metadata(path: String) throws -> [String: String] {
+        try openFile(path).metadata
     }
 
     /// Writes only the student (or teacher) backbone under the canonical names: a plain model
@@ -187,6 +239,12 @@ public enum Checkpoint {
         var hasher = Checksum()
         for e in entries {
             try file.withRawBytes(e.name) { raw in hasher.add(raw.baseAddress!, words: raw.count / 4) }
+        }
+        for name in (file.metadata["extra_tensors"] ?? "").split(separator: ",") {
+            guard let info = file.info(String(name)), info.dtype == .f32 else {
+                throw NecoError.format("\(path): checkpoint lists extra tensor \(name) but does not hold it as F32")
+            }
+            try file.withRawBytes(String(name)) { raw in hasher.add(raw.baseAddress!, words: raw.count / 4) }
         }
         let got = hasher.value
         guard got == want else {

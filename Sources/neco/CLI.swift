@@ -13,7 +13,7 @@ struct NecoCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "neco",
         abstract: "NeCo dense features for DINO / DINOv2 Vision Transformers.",
-        subcommands: [Info.self, Extract.self, PCACommand.self, Demo.self, Bench.self, Export.self, TrainBench.self, Eval.self, IndexBench.self, Segment.self, Neighbors.self])
+        subcommands: [Info.self, Extract.self, PCACommand.self, Demo.self, Bench.self, Export.self, Train.self, TrainBench.self, Eval.self, IndexBench.self, Segment.self, Neighbors.self])
 }
 
 /// Model selection shared by every subcommand.
@@ -53,8 +53,21 @@ struct ModelOptions: ParsableArguments {
             }
             o.expect = pc
         }
-        if let m = model { return try WeightLoader.load(path: m, options: o) }
+        if let m = model { return try WeightLoader.load(path: ModelOptions.resolve(m), options: o) }
         return try DefaultModel.load(options: o)
+    }
+
+    /// File name of a training run's checkpoint inside its run directory.
+    static let runCheckpoint = "checkpoint.safetensors"
+
+    /// `--model` as a file: a directory stands for the checkpoint of the run it holds.
+    static func resolve(_ path: String) throws -> String {
+        guard FileIO.isDirectory(path) else { return path }
+        let file = (path.hasSuffix("/") ? path : path + "/") + runCheckpoint
+        guard FileIO.exists(file) else {
+            throw NecoError.io("\(path) is a directory without a \(runCheckpoint) (give a .safetensors file or a run directory)")
+        }
+        return file
     }
 }
 

@@ -57,6 +57,51 @@ public struct ImageFolder: Sendable {
     }
 }
 
+/// Where training images come from: a folder scanned once, or decoded images held in memory
+/// (the C ABI's caller-supplied RGB buffers).
+public enum TrainingImages: Sendable {
+    case folder(ImageFolder)
+    /// Images and a display name for each (used in warnings and `NeCoBatch.paths`).
+    case memory([RGBImage], names: [String])
+
+    /// In-memory images named "image 0", "image 1", ….
+    public static func memory(_ images: [RGBImage]) -> TrainingImages {
+        .memory(images, names: images.indices.map { "image \($0)" })
+    }
+
+    public var count: Int {
+        switch self {
+        case .folder(let f): return f.files.count
+        case .memory(let images, _): return images.count
+        }
+    }
+
+    /// The file path or the in-memory name of image `i`.
+    public func name(_ i: Int) -> String {
+        switch self {
+        case .folder(let f): return f.files[i]
+        case .memory(_, let names): return names[i]
+        }
+    }
+
+    /// A one-line description: the folder, or "N images in memory".
+    public var description: String {
+        switch self {
+        case .folder(let f): return f.root
+        case .memory(let images, _): return "\(images.count) images in memory"
+        }
+    }
+
+    /// Image `i`, decoded (folder) or as given (memory).
+    /// - Throws: `.io` / `.format` for a file that cannot be read or decoded.
+    public func load(_ i: Int) throws -> RGBImage {
+        switch self {
+        case .folder(let f): return try ImageDecoder.load(path: f.files[i])
+        case .memory(let images, _): return images[i]
+        }
+    }
+}
+
 /// One batch of NeCo inputs.
 public struct NeCoBatch: Sendable {
     /// B, images in the batch.
@@ -88,7 +133,7 @@ public struct NeCoBatch: Sendable {
 ///
 /// State for checkpoints: `epoch`, `position` (and `skipped`); `seek(epoch:position:)` restores it.
 public final class NeCoDataLoader: @unchecked Sendable {
-    public let folder: ImageFolder
+    public let images: TrainingImages
     public let batchSize: Int
     public let crops: MultiCropConfig
     public let photometric: PhotometricConfig
@@ -107,15 +152,24 @@ public final class NeCoDataLoader: @unchecked Sendable {
     private var orderEpoch = -1
 
     /// - Throws: `.invalidArgument` for a batch < 1 or larger than the folder, or a bad config.
-    public init(folder: ImageFolder, batchSize: Int, crops: MultiCropConfig, photometric: PhotometricConfig, seed: UInt64,
+    public convenience init(folder: ImageFolder, batchSize: Int, crops: MultiCropConfig, photometric: PhotometricConfig,
+                            seed: UInt64, patchSize: Int) throws {
+        try self.init(images: .folder(folder), batchSize: batchSize, crops: crops, photometric: photometric, seed: seed,
+                      patchSize: patchSize)
+    }
+
+    /// - Throws: `.invalidArgument` for no images, a batch < 1 or larger than the image count, or a
+    ///   bad config.
+    public init(images: TrainingImages, batchSize: Int, crops: MultiCropConfig, photometric: PhotometricConfig, seed: UInt64,
                 patchSize: Int) throws {
         try crops.validate(patchSize: patchSize)
         try photometric.validate()
+        guard images.count >= 1 else { throw NecoError.invalidArgument("no training images") }
         guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size must be ≥ 1") }
-        guard batchSize <= folder.files.count else {
-            throw NecoError.invalidArgument("batch size \(batchSize) exceeds the \(folder.files.count) images in \(folder.root)")
+        guard batchSize <= images.count else {
+            throw NecoError.invalidArgument("batch size \(batchSize) exceeds the \(images.count) images in \(images.description)")
         }
-        self.folder = folder
+        self.images = images
         self.batchSize = batchSize
         self.crops = crops
         self.photometric = photometric
@@ -123,7 +177,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
     }
 
     /// ⌊N / B⌋.
-    public var stepsPerEpoch: Int { folder.files.count / batchSize }
+    public var stepsPerEpoch: Int { images.count / batchSize }
 
     /// Restores a saved position.
     public func seek(epoch: Int, position: Int, skipped: Int = 0) {
@@ -136,7 +190,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
     func currentOrder() -> [Int] {
         if orderEpoch != epoch {
             var rng = TrainRNG(seed: seed, stream: 1000 + UInt64(epoch))
-            order = rng.permutation(folder.files.count)
+            order = rng.permutation(images.count)
             orderEpoch = epoch
         }
         return order
@@ -149,8 +203,8 @@ public final class NeCoDataLoader: @unchecked Sendable {
         var anchor: [Float], partner: [Float]
     }
 
-    func makeSample(path: String, epoch: Int, position: Int) throws -> Sample {
-        let img = try ImageDecoder.load(path: path)
+    func makeSample(index: Int, epoch: Int, position: Int) throws -> Sample {
+        let img = try images.load(index)
         var rng = TrainRNG(seed: seed, stream: (1 << 40) + (UInt64(epoch) << 20) + UInt64(position))
         let boxes = try MultiCrop.sample(width: img.width, height: img.height, config: crops, rng: &rng)
         var pixels: [[Float]] = []
@@ -188,12 +242,12 @@ public final class NeCoDataLoader: @unchecked Sendable {
                 Threads.parallelFor(need) { s, e in
                     for i in s..<e {
                         let p = positions[i]
-                        out[i] = Result { try self.makeSample(path: self.folder.files[order[p]], epoch: ep, position: p) }
+                        out[i] = Result { try self.makeSample(index: order[p], epoch: ep, position: p) }
                     }
                 }
             }
             for (i, r) in results.enumerated() {
-                let path = folder.files[order[positions[i]]]
+                let path = images.name(order[positions[i]])
                 switch r! {
                 case .success(let s): samples.append((path, s))
                 case .failure(let error):

@@ -69,7 +69,7 @@ public struct NeCoLossReport: Sendable {
 ///
 /// State: the reference sampler (its RNG, and in queue mode the two queues). Save
 /// `references.rng.words` with a checkpoint; NeCo never saves the queues (they refill within
-/// 8192 / (20·B) steps).
+/// 8192 / (20·B) steps), `NeCoRun` does.
 public final class NeCoObjective: @unchecked Sendable {
     public let config: NeCoObjectiveConfig
     public let pairLoss: NeCoPairLoss
@@ -166,7 +166,12 @@ public final class NeCoObjective: @unchecked Sendable {
         report.pairSeconds = necoClock() - clock
         report.pairLosses = pairs
         guard report.loss.isFinite else {
-            throw NecoError(.internal, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)")
+            var hint = ""
+            if config.logFloor == 0, [.logistic, .logisticPhi, .gaussian].contains(config.relaxation) {
+                hint = " (the \(config.relaxation.rawValue) relaxation underflows to P = 0 at steepness \(config.studentSteepness), "
+                    + "so ln P = −∞; set a tiny log floor such as 1e-30, lower the steepness, or use the Cauchy relaxation)"
+            }
+            throw NecoError(.internal, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)\(hint)")
         }
         lastReport = report
         return report
@@ -198,8 +203,8 @@ func necoClock() -> Double {
 }
 
 /// The NeCo-specific state a checkpoint must carry besides the trainer's: the reference
-/// sampler's random state and the loader's position. (The reference queues are not saved, as in
-/// NeCo: after a resume they refill within L / (2·10·B) steps.)
+/// sampler's random state and the loader's position. (`NeCoRun` also saves the reference queues as
+/// tensors; NeCo itself does not, so its queues refill within L / (2·10·B) steps after a resume.)
 public struct NeCoRunState: Sendable, Equatable {
     public var referenceRNG: [UInt64]
     public var epoch: Int

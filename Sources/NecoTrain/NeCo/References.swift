@@ -35,8 +35,8 @@ public enum NeCoReferenceMode: Sendable, Equatable {
 /// permutation).
 ///
 /// All draws come from `rng` (`TrainRNG`), so a run is reproducible; save `rng` with a
-/// checkpoint to resume the same sequence. The queues themselves are not checkpointed (NeCo
-/// zero-initialises them once and never saves them).
+/// checkpoint to resume the same sequence. NeCo never saves the queues; `NeCoRun` does
+/// (`queue`, `filled`, `restoreQueues`), so that a resumed run continues exactly.
 public final class NeCoReferenceSampler: @unchecked Sendable {
     public let mode: NeCoReferenceMode
     public let dim: Int
@@ -67,6 +67,18 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
             }
             queue = [Float](repeating: 0, count: anchors * length * dim)
         }
+    }
+
+    /// Puts saved queues back (queue mode): `queue` (nG, L, E) and the per-queue fill counts.
+    /// - Throws: `.shape` when the sizes do not match this sampler.
+    public func restoreQueues(_ saved: [Float], filled saveFilled: [Int]) throws {
+        guard saved.count == queue.count, saveFilled.count == anchors,
+              saveFilled.allSatisfy({ $0 >= 0 && $0 <= queueLength }) else {
+            throw NecoError.shape("reference queues: saved \(saved.count) values / \(saveFilled.count) counters, "
+                                  + "this sampler has \(queue.count) / \(anchors) (length \(queueLength))")
+        }
+        queue = saved
+        filled = saveFilled
     }
 
     public var queueLength: Int {

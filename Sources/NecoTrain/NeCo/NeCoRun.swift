@@ -1,0 +1,563 @@
+import NecoCore
+import NecoImage
+import NecoModel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// A NeCo post-pretraining run: the trainer, the objective and the data loader wired together,
+// with a run folder for checkpoints, the exported models and a per-step log. `neco train` and
+// the C training API are thin layers over `NeCoRun`.
+//
+// Run folder (all files written atomically except the append-only log):
+//   run.json                 what was asked for: run config, model source, data, image count
+//   checkpoint.safetensors   the latest checkpoint (`Checkpoint` + `neco.*` run metadata)
+//   student.safetensors      the trained student backbone, a plain model file (at the end)
+//   teacher.safetensors      the EMA teacher backbone (at the end)
+//   log.csv | log.jsonl      one row per step; on resume, rows after the checkpoint are dropped
+
+// MARK: - Configuration
+
+/// How `NeCoRun` logs its steps to the run folder.
+public enum TrainingLogFormat: String, Sendable, CaseIterable {
+    case csv, jsonl, none
+}
+
+/// Everything that defines a NeCo run besides the initial weights and the images.
+public struct NeCoRunConfig: Sendable, Equatable {
+    /// Optimiser, schedules (`totalSteps` = T), head, EMA, stochastic depth, seed.
+    public var trainer: TrainerConfig
+    /// Crops, augmentation, ROI size, sorting network, references. Its `patchSize` is set from the
+    /// model when the run is built.
+    public var objective = NeCoObjectiveConfig()
+    /// Images per step (B).
+    public var batchSize = 8
+    /// Save a checkpoint every this many steps; 0 = only when the run stops or ends.
+    public var checkpointEvery = 50
+    public var log: TrainingLogFormat = .csv
+
+    public init(totalSteps: Int) { trainer = TrainerConfig(totalSteps: totalSteps) }
+
+    /// - Throws: `.invalidArgument` naming the first bad value.
+    public func validate() throws {
+        try trainer.validate()
+        try objective.validate()
+        guard batchSize >= 1, batchSize <= 4096 else { throw NecoError.invalidArgument("batch size must be in 1...4096") }
+        guard checkpointEvery >= 0 else { throw NecoError.invalidArgument("checkpoint interval must be ≥ 0") }
+        guard trainer.useTeacher else { throw NecoError.invalidArgument("NeCo needs the EMA teacher (useTeacher)") }
+    }
+
+    public var json: JSONValue {
+        .object([("trainer", trainer.json), ("objective", objective.json), ("batch_size", .number(Double(batchSize))),
+                 ("checkpoint_every", .number(Double(checkpointEvery))), ("log", .string(log.rawValue))])
+    }
+
+    public init(json j: JSONValue) throws {
+        guard let t = j["trainer"], let o = j["objective"], let b = j["batch_size"]?.intValue,
+              let e = j["checkpoint_every"]?.intValue, let l = j["log"]?.stringValue.flatMap(TrainingLogFormat.init) else {
+            throw NecoError.format("run config: missing trainer / objective / batch_size / checkpoint_every / log")
+        }
+        trainer = try TrainerConfig(json: t)
+        objective = try NeCoObjectiveConfig(json: o)
+        batchSize = b
+        checkpointEvery = e
+        log = l
+        try validate()
+    }
+}
+
+extension NeCoObjectiveConfig {
+    public var json: JSONValue {
+        func pair(_ p: (Double, Double)) -> JSONValue { .array([.number(p.0), .number(p.1)]) }
+        let refs: JSONValue
+        switch references {
+        case .batch: refs = .string("batch")
+        case .queue(let n): refs = .number(Double(n))
+        }
+        return .object([
+            ("global_size", .number(Double(crops.globalSize))), ("local_size", .number(Double(crops.localSize))),
+            ("global_crops", .number(Double(crops.globalCrops))), ("local_crops", .number(Double(crops.localCrops))),
+            ("global_scale", pair(crops.globalScale)), ("local_scale", pair(crops.localScale)), ("ratio", pair(crops.ratio)),
+            ("min_intersection", .number(crops.minIntersection)), ("max_attempts", .number(Double(crops.maxAttempts))),
+            ("jitter_probability", .number(photometric.jitterProbability)),
+            ("brightness", .number(photometric.brightness)), ("contrast", .number(photometric.contrast)),
+            ("saturation", .number(photometric.saturation)), ("hue", .number(photometric.hue)),
+            ("grayscale_probability", .number(photometric.grayscaleProbability)),
+            ("blur_probability", .number(photometric.blurProbability)), ("blur_radius", pair(photometric.blurRadius)),
+            ("patch_size", .number(Double(patchSize))), ("roi_size", .number(Double(roiSize))),
+            ("sort_net", .string(network.rawValue)), ("relaxation", .string(relaxation.rawValue)),
+            ("student_steepness", .number(studentSteepness)),
+            ("teacher_steepness", teacherSteepness.map { .number($0) } ?? .null),
+            ("art_lambda", .number(artLambda)), ("references", refs),
+            ("shared_queue_counter", .bool(sharedQueueCounter)), ("log_floor", .number(logFloor)),
+        ])
+    }
+
+    public init(json j: JSONValue) throws {
+        func num(_ k: String) throws -> Double {
+            guard let v = j[k]?.doubleValue else { throw NecoError.format("NeCo config: missing number '\(k)'") }
+            return v
+        }
+        func int(_ k: String) throws -> Int {
+            guard let v = j[k]?.intValue else { throw NecoError.format("NeCo config: missing integer '\(k)'") }
+            return v
+        }
+        func pair(_ k: String) throws -> (Double, Double) {
+            guard let a = j[k]?.arrayValue, a.count == 2, let x = a[0].doubleValue, let y = a[1].doubleValue else {
+                throw NecoError.format("NeCo config: '\(k)' must be [lo, hi]")
+            }
+            return (x, y)
+        }
+        self.init()
+        crops.globalSize = try int("global_size")
+        crops.localSize = try int("local_size")
+        crops.globalCrops = try int("global_crops")
+        crops.localCrops = try int("local_crops")
+        crops.globalScale = try pair("global_scale")
+        crops.localScale = try pair("local_scale")
+        crops.ratio = try pair("ratio")
+        crops.minIntersection = try num("min_intersection")
+        crops.maxAttempts = try int("max_attempts")
+        photometric.jitterProbability = try num("jitter_probability")
+        photometric.brightness = try num("brightness")
+        photometric.contrast = try num("contrast")
+        photometric.saturation = try num("saturation")
+        photometric.hue = try num("hue")
+        photometric.grayscaleProbability = try num("grayscale_probability")
+        photometric.blurProbability = try num("blur_probability")
+        photometric.blurRadius = try pair("blur_radius")
+        patchSize = try int("patch_size")
+        roiSize = try int("roi_size")
+        guard let n = j["sort_net"]?.stringValue.flatMap(SortingNetworkKind.init),
+              let r = j["relaxation"]?.stringValue.flatMap(Relaxation.init) else {
+            throw NecoError.format("NeCo config: unknown sort_net / relaxation")
+        }
+        network = n
+        relaxation = r
+        studentSteepness = try num("student_steepness")
+        teacherSteepness = j["teacher_steepness"].flatMap { $0.isNull ? nil : $0.doubleValue }
+        artLambda = try num("art_lambda")
+        if j["references"]?.stringValue == "batch" {
+            references = .batch
+        } else if let q = j["references"]?.intValue {
+            references = .queue(length: q)
+        } else {
+            throw NecoError.format("NeCo config: 'references' must be \"batch\" or a queue length")
+        }
+        guard let shared = j["shared_queue_counter"]?.boolValue else {
+            throw NecoError.format("NeCo config: missing bool 'shared_queue_counter'")
+        }
+        sharedQueueCounter = shared
+        logFloor = try num("log_floor")
+        try validate()
+    }
+}
+
+// MARK: - Step report
+
+/// What one `NeCoRun.step` did, with the figures a progress display needs.
+public struct NeCoStepInfo: Sendable {
+    /// Steps done after this one (1...totalSteps).
+    public var step: Int
+    public var totalSteps: Int
+    /// The data loader's epoch after this step's batch (0-based).
+    public var epoch: Int
+    public var loss: Float
+    public var lrBackbone: Double
+    public var lrHead: Double
+    public var weightDecay: Double
+    public var momentum: Double
+    public var gradNorm: Double
+    /// Trainer phases; `times.loss` is the whole NeCo objective (queue, ROI Align, similarities,
+    /// sorting networks, cross-entropy, forward and backward).
+    public var times: PhaseTimes
+    /// Decoding, cropping and augmenting the batch.
+    public var dataSeconds: Double
+    /// Parts of `times.loss`: the reference-queue update, and the pair loop.
+    public var queueSeconds: Double
+    public var pairSeconds: Double
+    public var stepSeconds: Double { dataSeconds + times.total }
+    /// Images (not views) per second of this step, data included.
+    public var imagesPerSecond: Double
+    /// Wall time since this process started the run (or resumed it), and the projected rest.
+    public var elapsedSeconds: Double
+    public var etaSeconds: Double
+    /// Unreadable images skipped so far.
+    public var skippedImages: Int
+}
+
+/// How `NeCoRun.run` ended.
+public enum NeCoRunOutcome: Sendable, Equatable {
+    /// All `totalSteps` steps are done (models exported when there is a run folder).
+    case finished
+    /// The callback asked to stop; a checkpoint at the current step was saved (with a run folder).
+    case stopped
+    /// The requested number of steps is done, the run is not finished.
+    case paused
+}
+
+// MARK: - The run
+
+/// A NeCo post-pretraining run. Build it with `init(model:images:config:directory:)` for a new
+/// run or `resume(directory:images:)` to continue one; then call `run(steps:progress:)` (or `step()`).
+///
+/// Determinism: the same initial weights, images, config and thread count give bit-identical
+/// losses and weights, also across a stop and resume: the checkpoint holds the trainer's state,
+/// the data loader's position, the reference sampler's random stream and its queues (which the
+/// official code does not save).
+///
+/// Failure: a step whose loss or gradients are not finite throws and changes no weight; the last
+/// checkpoint in the run folder is left as it was. Continue from it with `resume`.
+///
+/// Thread safety: use a run from one thread at a time.
+public final class NeCoRun: @unchecked Sendable {
+    public static let configFile = "run.json"
+    public static let checkpointFile = "checkpoint.safetensors"
+    public static let studentFile = "student.safetensors"
+    public static let teacherFile = "teacher.safetensors"
+    /// The reference queues in a checkpoint, (nG, L, E).
+    public static let queueTensor = "neco.reference_queue"
+
+    public let config: NeCoRunConfig
+    public let trainer: Trainer
+    public let objective: NeCoObjective
+    public let loader: NeCoDataLoader
+    /// The run folder, or nil for a run that writes nothing by itself (the C ABI's in-memory runs).
+    public let directory: String?
+    /// (step, loss) of every step this process ran, for a loss-curve summary.
+    public private(set) var losses: [(step: Int, loss: Float)] = []
+    /// The step of the checkpoint most recently saved or resumed from (nil: none yet).
+    public private(set) var checkpointStep: Int?
+    /// Where warnings go (skipped images, a log that cannot be written); default: standard error.
+    public var warn: @Sendable (String) -> Void {
+        get { loader.warn }
+        set { loader.warn = newValue }
+    }
+
+    private var logFD: Int32 = -1
+    private var startClock = 0.0
+    private var stepsThisSession = 0
+    private let modelSource: String
+
+    /// Steps done (= the trainer's step).
+    public var stepsDone: Int { trainer.step }
+    public var totalSteps: Int { config.trainer.totalSteps }
+    public var isFinished: Bool { trainer.step >= totalSteps }
+
+    /// A new run that trains `model` in place.
+    /// - Parameters:
+    ///   - directory: the run folder (created if missing). It must not hold a checkpoint already.
+    /// - Throws: `.invalidArgument` for a bad config (crop sizes not multiples of the patch size,
+    ///   steepness ≤ 0, a sorting network that is too small, a batch too small for the reference
+    ///   mode, a batch larger than the image count) or a run folder that is in use; `.io` when the
+    ///   folder cannot be created.
+    public init(model: ViTModel, images: TrainingImages, config: NeCoRunConfig, directory: String?) throws {
+        var c = config
+        c.objective.patchSize = model.config.patchSize
+        try c.validate()
+        self.config = c
+        self.directory = directory
+        modelSource = model.source
+        if let dir = directory {
+            try Self.makeFolder(dir)
+            guard !FileIO.exists(dir + "/" + Self.checkpointFile) else {
+                throw NecoError.invalidArgument("\(dir) already holds a run (\(Self.checkpointFile)); resume it or choose another folder")
+            }
+        }
+        trainer = try Trainer(student: model, config: c.trainer)
+        (objective, loader) = try Self.makeObjectiveAndLoader(config: c, trainer: trainer, images: images)
+        if let dir = directory {
+            try FileIO.writeAtomically(dir + "/" + Self.configFile, bytes: Array(runJSON(images: images).serialized().utf8))
+            try openLog(keepingUpTo: 0)
+        }
+    }
+
+    /// Continues the run saved in `directory` from its checkpoint. `images` defaults to the folder
+    /// recorded in the checkpoint; it must hold the same number of images.
+    /// - Throws: `.io` / `.format` for a missing or corrupt checkpoint; `.invalidArgument` when
+    ///   the images differ from the recorded ones.
+    public static func resume(directory: String, images: TrainingImages? = nil) throws -> NeCoRun {
+        let path = directory + "/" + checkpointFile
+        guard FileIO.exists(path) else {
+            throw NecoError.io("\(directory): no \(checkpointFile) to resume from (a run saves one every checkpoint interval and when stopped)")
+        }
+        return try NeCoRun(checkpoint: path, images: images, directory: directory)
+    }
+
+    /// A run continued from a checkpoint file, writing to `directory` (nil: nowhere).
+    public init(checkpoint path: String, images: TrainingImages?, directory: String?) throws {
+        let meta = try Checkpoint.metadata(path: path)
+        guard let runText = meta["neco.run"], let recordedCount = meta["neco.image_count"].flatMap({ Int($0) }) else {
+            throw NecoError.format("\(path): a training checkpoint without NeCo run metadata (neco.run / neco.image_count)")
+        }
+        let c: NeCoRunConfig
+        do { c = try NeCoRunConfig(json: try JSONValue.parse(runText)) } catch let e as NecoError {
+            throw NecoError.format("\(path): bad neco.run metadata: \(e.message)")
+        }
+        let source: TrainingImages
+        if let images {
+            source = images
+        } else {
+            guard let root = meta["neco.data"], meta["neco.data_kind"] == "folder" else {
+                throw NecoError.invalidArgument("\(path): the run trained on in-memory images; pass the images to resume")
+            }
+            source = .folder(try ImageFolder(root: root))
+        }
+        guard source.count == recordedCount else {
+            throw NecoError.invalidArgument("the run trained on \(recordedCount) images, \(source.description) now has \(source.count): "
+                                            + "the epoch order would change, so the run cannot continue exactly")
+        }
+        config = c
+        self.directory = directory
+        modelSource = meta["neco.model_source"] ?? path
+        trainer = try Checkpoint.load(path: path)
+        (objective, loader) = try Self.makeObjectiveAndLoader(config: c, trainer: trainer, images: source)
+        try NeCoRunState(metadata: meta).restore(objective: objective, loader: loader)
+        let refs = objective.references
+        if refs.queueLength > 0 {
+            let filled = (meta["neco.queue_filled"] ?? "").split(separator: ",").compactMap { Int($0) }
+            var queue = [Float](repeating: 0, count: refs.queue.count)
+            try queue.withUnsafeMutableBufferPointer {
+                try Checkpoint.readExtraTensor(path: path, name: Self.queueTensor, into: $0)
+            }
+            try refs.restoreQueues(queue, filled: filled)
+        }
+        checkpointStep = trainer.step
+        if let dir = directory {
+            try Self.makeFolder(dir)
+            try openLog(keepingUpTo: trainer.step)
+        }
+    }
+
+    deinit {
+        if logFD >= 0 { close(logFD) }
+    }
+
+    static func makeObjectiveAndLoader(config c: NeCoRunConfig, trainer: Trainer,
+                                       images: TrainingImages) throws -> (NeCoObjective, NeCoDataLoader) {
+        let dim = trainer.studentHead?.config.outDim ?? trainer.student.config.embedDim
+        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: TrainRNG(seed: c.trainer.seed, stream: 2))
+        try objective.validate(batch: c.batchSize)
+        let loader = try NeCoDataLoader(images: images, batchSize: c.batchSize, crops: c.objective.crops,
+                                        photometric: c.objective.photometric, seed: c.trainer.seed,
+                                        patchSize: c.objective.patchSize)
+        return (objective, loader)
+    }
+
+    static func makeFolder(_ dir: String) throws {
+        guard !dir.isEmpty else { throw NecoError.invalidArgument("empty run folder path") }
+        var path = dir.hasPrefix("/") ? "/" : ""
+        for part in dir.split(separator: "/") {
+            path += (path.isEmpty || path.hasSuffix("/") ? "" : "/") + part
+            if !FileIO.isDirectory(path) && mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw NecoError.io("cannot create the run folder \(path): \(FileIO.errnoString())")
+            }
+        }
+        guard FileIO.isDirectory(dir) else { throw NecoError.io("\(dir) is not a folder") }
+    }
+
+    // MARK: Steps
+
+    /// One training step on the next batch.
+    /// - Throws: `.invalidArgument` when fewer than B images of the source can be read; the
+    ///   trainer's errors (a non-finite loss or gradient, with the weights unchanged).
+    @discardableResult
+    public func step() throws -> NeCoStepInfo {
+        guard !isFinished else { throw NecoError.invalidArgument("the run is finished (\(totalSteps) steps)") }
+        if stepsThisSession == 0 { startClock = necoClock() }
+        let t0 = necoClock()
+        guard let batch = try loader.next() ?? loader.next() else {
+            throw NecoError.invalidArgument("fewer than \(config.batchSize) readable images in \(loader.images.description) "
+                                            + "(\(loader.skipped) skipped so far)")
+        }
+        let dataSeconds = necoClock() - t0
+        let report: StepReport
+        do {
+            report = try objective.step(trainer: trainer, batch: batch)
+        } catch let e as NecoError {
+            let kept = checkpointStep.map { "the last checkpoint (step \($0)) is intact" } ?? "no checkpoint was written yet"
+            throw NecoError(e.kind, "step \(trainer.step + 1): \(e.message); \(kept)")
+        }
+        stepsThisSession += 1
+        losses.append((trainer.step, report.loss))
+        let elapsed = necoClock() - startClock
+        let left = totalSteps - trainer.step
+        let perStep = elapsed / Double(stepsThisSession)
+        let nr = objective.lastReport
+        let info = NeCoStepInfo(step: trainer.step, totalSteps: totalSteps, epoch: loader.epoch, loss: report.loss,
+                                lrBackbone: report.lrBackbone, lrHead: report.lrHead, weightDecay: report.weightDecay,
+                                momentum: report.momentum, gradNorm: report.gradNorm, times: report.times,
+                                dataSeconds: dataSeconds, queueSeconds: nr.queueSeconds, pairSeconds: nr.pairSeconds,
+                                imagesPerSecond: Double(batch.batch) / max(dataSeconds + report.times.total, 1e-9),
+                                elapsedSeconds: elapsed, etaSeconds: perStep * Double(left), skippedImages: loader.skipped)
+        writeLog(info)
+        return info
+    }
+
+    /// Runs until the run is finished, `steps` more steps are done, or `progress` returns false.
+    /// With a run folder: saves a checkpoint every `checkpointEvery` steps and when stopping or
+    /// pausing, and at the end writes the last checkpoint plus `student.safetensors` and
+    /// `teacher.safetensors`.
+    /// - Throws: step errors (see `step()`); the run folder keeps its last good checkpoint.
+    public func run(steps: Int? = nil, progress: (NeCoStepInfo) -> Bool = { _ in true }) throws -> NeCoRunOutcome {
+        if let s = steps, s < 0 { throw NecoError.invalidArgument("steps must be ≥ 0") }
+        let end = steps.map { min(totalSteps, trainer.step + $0) } ?? totalSteps
+        while trainer.step < end {
+            let info = try step()
+            let keepGoing = progress(info)
+            if isFinished { break }
+            if directory != nil, config.checkpointEvery > 0, trainer.step % config.checkpointEvery == 0 {
+                try saveCheckpoint()
+            }
+            if !keepGoing {
+                if directory != nil { try saveCheckpoint() }
+                return .stopped
+            }
+        }
+        guard isFinished else {
+            if directory != nil { try saveCheckpoint() }
+            return .paused
+        }
+        if let dir = directory {
+            try saveCheckpoint()
+            try Checkpoint.exportModel(trainer, to: dir + "/" + Self.studentFile)
+            try Checkpoint.exportModel(trainer, to: dir + "/" + Self.teacherFile, teacher: true)
+        }
+        return .finished
+    }
+
+    // MARK: Checkpoints
+
+    /// The `neco.*` metadata a checkpoint of this run carries.
+    public var checkpointMetadata: [String: String] {
+        var m = NeCoRunState(objective: objective, loader: loader).metadata
+        m["neco.run"] = config.json.serialized()
+        m["neco.image_count"] = String(loader.images.count)
+        m["neco.model_source"] = modelSource
+        m["neco.queue_filled"] = objective.references.filled.map { String($0) }.joined(separator: ",")
+        switch loader.images {
+        case .folder(let f):
+            m["neco.data_kind"] = "folder"
+            m["neco.data"] = f.root
+        case .memory:
+            m["neco.data_kind"] = "memory"
+        }
+        return m
+    }
+
+    /// Saves the complete state to `path` (default: the run folder's checkpoint), atomically.
+    /// Skips the write when the run folder's checkpoint is already at the current step.
+    public func saveCheckpoint(to path: String? = nil) throws {
+        guard let target = path ?? directory.map({ $0 + "/" + Self.checkpointFile }) else {
+            throw NecoError.invalidArgument("this run has no folder; give a checkpoint path")
+        }
+        let own = path == nil
+        if own, checkpointStep == trainer.step, FileIO.exists(target) { return }
+        if logFD >= 0 { _ = fsync(logFD) }
+        let refs = objective.references
+        var queue = refs.queue
+        try queue.withUnsafeMutableBufferPointer { q in
+            var extras: [Checkpoint.ExtraTensor] = []
+            if refs.queueLength > 0 {
+                extras.append(Checkpoint.ExtraTensor(name: Self.queueTensor, shape: [refs.anchors, refs.queueLength, refs.dim],
+                                                     base: q.baseAddress!))
+            }
+            try Checkpoint.save(trainer, to: target, extraMetadata: checkpointMetadata, extraTensors: extras)
+        }
+        if own || checkpointStep == nil { checkpointStep = trainer.step }
+    }
+
+    /// A short text summary of the loss curve of the steps this process ran: the mean loss over
+    /// up to 10 equal windows, first to last.
+    public var lossCurveSummary: String {
+        guard !losses.isEmpty else { return "no steps" }
+        let n = losses.count, windows = min(10, n)
+        var parts: [String] = []
+        for w in 0..<windows {
+            let a = w * n / windows, b = (w + 1) * n / windows
+            let mean = losses[a..<b].reduce(0.0) { $0 + Double($1.loss) } / Double(b - a)
+            parts.append("steps \(losses[a].step)-\(losses[b - 1].step): \(Self.format(mean, 4))")
+        }
+        return parts.joined(separator: "\n")
+    }
+
+    // MARK: Files
+
+    func runJSON(images: TrainingImages) -> JSONValue {
+        var data: [(String, JSONValue)] = [("count", .number(Double(images.count)))]
+        if case .folder(let f) = images { data.append(("folder", .string(f.root))) }
+        let m = trainer.student.config
+        return .object([("format", .string("neco-run")), ("version", .string("1")), ("config", config.json),
+                        ("model", .object([("source", .string(modelSource)), ("architecture", m.trainingJSON)])),
+                        ("data", .object(data))])
+    }
+
+    static let csvHeader = "step,epoch,loss,lr_backbone,lr_head,weight_decay,momentum,grad_norm,images_per_s,data_s,"
+        + "teacher_forward_s,student_forward_s,neco_loss_s,backward_s,optimizer_s,step_s"
+
+    /// Opens (creates) the log, keeping only the rows of steps 1...n (rows are numbered by steps
+    /// done, so resuming from a checkpoint at step n drops the rows of the lost steps).
+    func openLog(keepingUpTo n: Int) throws {
+        guard let dir = directory, config.log != .none else { return }
+        let path = dir + "/log." + config.log.rawValue
+        var kept: [String] = config.log == .csv ? [Self.csvHeader] : []
+        if n > 0, FileIO.exists(path) {
+            let text = String(decoding: try FileIO.readAll(path), as: UTF8.self)
+            for line in text.split(separator: "\n") {
+                guard let step = Self.logStep(String(line)) else { continue }
+                if step <= n { kept.append(String(line)) }
+            }
+        }
+        let body = kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
+        try FileIO.writeAtomically(path, bytes: Array(body.utf8))
+        logFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        if logFD < 0 { throw NecoError.io("\(path): cannot open the log: \(FileIO.errnoString())") }
+    }
+
+    /// The step number of a log row, nil for the header or a malformed line.
+    static func logStep(_ line: String) -> Int? {
+        if line.hasPrefix("{\"step\":") {
+            return Int(line.dropFirst(8).prefix { $0.isNumber })
+        }
+        return Int(line.prefix { $0 != "," })
+    }
+
+    func writeLog(_ i: NeCoStepInfo) {
+        guard logFD >= 0 else { return }
+        let t = i.times
+        let values: [(String, String)] = [
+            ("step", String(i.step)), ("epoch", String(i.epoch)), ("loss", "\(i.loss)"),
+            ("lr_backbone", "\(i.lrBackbone)"), ("lr_head", "\(i.lrHead)"), ("weight_decay", "\(i.weightDecay)"),
+            ("momentum", "\(i.momentum)"), ("grad_norm", "\(i.gradNorm)"), ("images_per_s", Self.format(i.imagesPerSecond, 4)),
+            ("data_s", Self.format(i.dataSeconds, 4)), ("teacher_forward_s", Self.format(t.teacherForward, 4)),
+            ("student_forward_s", Self.format(t.studentForward, 4)), ("neco_loss_s", Self.format(t.loss, 4)),
+            ("backward_s", Self.format(t.backward, 4)), ("optimizer_s", Self.format(t.optimizer, 4)),
+            ("step_s", Self.format(i.stepSeconds, 4)),
+        ]
+        let line: String
+        if config.log == .csv {
+            line = values.map { $0.1 }.joined(separator: ",") + "\n"
+        } else {
+            line = "{" + values.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n"
+        }
+        var bytes = Array(line.utf8)
+        let n = bytes.withUnsafeMutableBytes { write(logFD, $0.baseAddress, $0.count) }
+        if n != bytes.count {
+            warn("cannot append to the training log: \(FileIO.errnoString()); logging stops")
+            close(logFD)
+            logFD = -1
+        }
+    }
+
+    /// Fixed-point text with `digits` decimals (no Foundation).
+    static func format(_ v: Double, _ digits: Int) -> String {
+        guard v.isFinite else { return "\(v)" }
+        var p = 1.0
+        for _ in 0..<digits { p *= 10 }
+        let scaled = (abs(v) * p).rounded()
+        let whole = Int(scaled / p)
+        var frac = String(Int(scaled - Double(whole) * p))
+        while frac.count < digits { frac = "0" + frac }
+        return (v < 0 && scaled > 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + frac : "")
+    }
+}
