@@ -109,7 +109,7 @@ struct Train: ParsableCommand {
                           + "teacher \(fmt(t.teacherForward, 2)) student \(fmt(t.studentForward, 2)) neco \(fmt(t.loss, 2)) "
                           + "backward \(fmt(t.backward, 2)) optim \(fmt(t.optimizer, 2)) s | ETA \(duration(info.etaSeconds))")
                 }
-                if interruptRequested != 0 {
+                if interruptRequested != 0 && info.step < info.totalSteps {
                     if tty { writeStderr("\n") }
                     print("interrupted: saving a checkpoint at step \(info.step)")
                     return false

@@ -1,5 +1,6 @@
 import ArgumentParser
 import NecoCore
+import NecoImage
 import NecoModel
 import NecoTrain
 
@@ -31,12 +32,17 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Train only the last N blocks (0 = everything).") var last: Int = 0
     @Option(help: "Rounds of (libneco steps, PyTorch process), medians reported.") var rounds: Int = 1
     @Flag(help: "Skip the PyTorch run.") var noTorch = false
+    @Flag(help: "Time a full NeCo step instead: data loading, 2 global (--size) + 4 local (--local-size) crops per image, the NeCo objective, projection heads, drop path 0.1.")
+    var neco = false
+    @Option(help: "Local crop size for --neco.") var localSize: Int = 98
+    @Option(help: "Image folder for --neco (default: synthetic 320×256 images in memory).") var data: String?
 
     func run() throws {
         if let t = threads {
             guard t >= 1 && t <= 256 else { throw NecoError.invalidArgument("--threads must be in 1...256") }
             Threads.setCount(t)
         }
+        if neco { return try runNeCo() }
         guard images >= 1, views >= 1, images * views <= 512 else { throw NecoError.invalidArgument("bad --images / --views") }
         guard steps >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
         guard rounds >= 1 else { throw NecoError.invalidArgument("--rounds must be ≥ 1") }
@@ -128,6 +134,85 @@ struct TrainBench: ParsableCommand {
         print("PyTorch: \(fmt(tv, 3)) views/s (median of \(theirs.count) round\(theirs.count == 1 ? "" : "s")), peak RSS \(fmt(trss, 0)) MiB")
         print("ratio libneco / PyTorch: throughput \(fmt(vps / tv, 2))×, peak RSS \(fmt(rss / trss, 2))×"
               + (torchMed["cpu_s"].map { ", CPU time per step \(fmt(cpuMed / $0, 2))× (with 1 thread the CPU-time ratio is the load-independent one)" } ?? ""))
+    }
+
+    /// `--neco`: the per-phase breakdown of complete NeCo steps (ViT-S/14 reg4, random weights).
+    func runNeCo() throws {
+        guard images >= 2, images <= 256 else { throw NecoError.invalidArgument("--images must be in 2...256 for --neco") }
+        guard steps >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
+        let c = ViTConfig.dinov2Small(registers: 4)
+        let params = try ViTParameters(config: c)
+        var state: UInt64 = 42
+        for i in 0..<params.count {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
+        }
+        let model = ViTModel(params: params, source: "random", scheme: .meta)
+        var rc = NeCoRunConfig(totalSteps: 1000)
+        rc.batchSize = images
+        rc.objective.crops.globalSize = size
+        rc.objective.crops.localSize = localSize
+        rc.trainer.dropPathRate = 0.1
+        rc.trainer.trainable = last > 0 ? .last(last) : .all
+        let source: TrainingImages
+        if let data {
+            source = .folder(try ImageFolder(root: data))
+        } else {
+            // Smooth colour ramps with a checker texture: decoding is skipped, cropping,
+            // resizing and augmentation cost what they cost on photos of this size.
+            source = .memory((0..<(2 * images)).map { k in
+                let w = 320, h = 256
+                var px = [UInt8](repeating: 0, count: w * h * 3)
+                for y in 0..<h {
+                    for x in 0..<w {
+                        let o = (y * w + x) * 3
+                        let checker = ((x / (8 + k)) + (y / (6 + k))) % 2 == 0 ? 40 : 0
+                        px[o] = UInt8((x * 255 / w + checker) % 256)
+                        px[o + 1] = UInt8((y * 255 / h + 3 * k) % 256)
+                        px[o + 2] = UInt8(((x + y) * 127 / (w + h) + checker) % 256)
+                    }
+                }
+                return RGBImage(width: w, height: h, pixels: px)
+            })
+        }
+        let run = try NeCoRun(model: model, images: source, config: rc, directory: nil)
+        run.warn = { _ in }
+        let o = rc.objective.crops
+        print("train-bench --neco: ViT-S/14 reg4 (random weights), batch \(images), crops \(o.globalCrops)×\(o.globalSize) + "
+              + "\(o.localCrops)×\(o.localSize), queue references, bitonic/Cauchy, heads 384→2048→2048→256, drop path 0.1, "
+              + "\(Threads.count) threads, data \(source.description), load average \(loadAverage())")
+        var infos: [NeCoStepInfo] = []
+        for s in 0...steps {
+            let i = try run.step()
+            if s > 0 { infos.append(i) }
+            print("  step \(s)\(s == 0 ? " (warm-up)" : ""): \(fmt(i.stepSeconds, 3)) s, loss \(i.loss)")
+        }
+        let m = infos.sorted { $0.stepSeconds < $1.stepSeconds }[infos.count / 2]
+        let t = m.times
+        let total = m.stepSeconds
+        func row(_ name: String, _ v: Double) {
+            let pct = fmt(100 * v / total, 1)
+            print(name + String(repeating: " ", count: max(1, 34 - name.count)) + fmt(v, 3)
+                  + String(repeating: " ", count: max(1, 9 - fmt(v, 3).count)) + String(repeating: " ", count: max(0, 5 - pct.count)) + pct + " %")
+        }
+        print("phase (median step of \(infos.count))        seconds    share")
+        row("data (decode, crops, augment)", m.dataSeconds)
+        row("teacher forward + head", t.teacherForward)
+        row("student forward + head", t.studentForward)
+        row("NeCo objective", t.loss)
+        row("  queue update", m.queueSeconds)
+        row("  ROI Align, sort, loss (fwd+bwd)", m.pairSeconds)
+        row("backward", t.backward)
+        row("EMA + AdamW", t.optimizer)
+        row("step", total)
+        let views = images * o.crops
+        print("NeCo step: \(fmt(Double(images) / total, 3)) images/s (\(fmt(Double(views) / total, 2)) views/s), "
+              + "sorting + ROI Align + loss \(fmt(100 * t.loss / total, 1)) % of the step, peak RSS \(fmt(peakRSSMiB(), 0)) MiB, "
+              + "load average now \(loadAverage())")
+        print("NECO_STEP images=\(images) step_s=\(fmt(total, 3)) images_per_s=\(fmt(Double(images) / total, 3)) "
+              + "data_s=\(fmt(m.dataSeconds, 3)) teacher_fwd_s=\(fmt(t.teacherForward, 3)) student_fwd_s=\(fmt(t.studentForward, 3)) "
+              + "neco_loss_s=\(fmt(t.loss, 3)) backward_s=\(fmt(t.backward, 3)) optimizer_s=\(fmt(t.optimizer, 3)) "
+              + "neco_share=\(fmt(t.loss / total, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0))")
     }
 
     /// User + system CPU seconds of this process so far.
