@@ -108,3 +108,4 @@ fi
 
 say "ready: model $MODEL, photos $PHOTOS"
 "$VENV/bin/python" "$ROOT/scripts/build_benchmark.py" --cache "$CACHE"  # segmentation benchmarks for neco eval (docs/EVAL.md)
+"$VENV/bin/python" "$ROOT/scripts/collect_photos.py" --cache "$CACHE"  # real photos for the main job's NeCo run

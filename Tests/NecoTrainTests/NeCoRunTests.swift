@@ -171,6 +171,20 @@ final class NeCoRunTests: XCTestCase {
         let again = try NeCoRun(checkpoint: path, images: .memory(images), directory: nil)
         XCTAssertEqual(again.stepsDone, 3)
         XCTAssertTrue(again.isFinished)
+        XCTAssertEqual(weights(again.trainer.student), weights(run.trainer.student))
+        // Loading into a run built the same way (the C ABI's neco_trainer_load_checkpoint).
+        let fresh = try NeCoRun(model: try model(), images: .memory(images), config: c, directory: nil)
+        try fresh.restore(checkpoint: path)
+        XCTAssertEqual(fresh.stepsDone, 3)
+        XCTAssertEqual(weights(fresh.trainer.student), weights(run.trainer.student))
+        XCTAssertEqual(fresh.objective.references.rng.words, run.objective.references.rng.words)
+        var other = c
+        other.objective.studentSteepness = 50
+        let mismatched = try NeCoRun(model: try model(), images: .memory(images), config: other, directory: nil)
+        XCTAssertThrowsError(try mismatched.restore(checkpoint: path)) {
+            XCTAssertTrue("\($0)".contains("student_steepness 100"), "\($0)")
+        }
+        XCTAssertEqual(mismatched.stepsDone, 0)
     }
 
     /// Every bad input of the issue gives a clear error; unreadable images are skipped and counted.

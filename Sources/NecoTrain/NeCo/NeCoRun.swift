@@ -226,7 +226,7 @@ public final class NeCoRun: @unchecked Sendable {
     public let directory: String?
     /// (step, loss) of every step this process ran, for a loss-curve summary.
     public private(set) var losses: [(step: Int, loss: Float)] = []
-    /// The step of the checkpoint most recently saved or resumed from (nil: none yet).
+    /// The step of the checkpoint most recently saved or restored (nil: none yet).
     public private(set) var checkpointStep: Int?
     /// Where warnings go (skipped images, a log that cannot be written); default: standard error.
     public var warn: @Sendable (String) -> Void {
@@ -235,6 +235,8 @@ public final class NeCoRun: @unchecked Sendable {
     }
 
     private var logFD: Int32 = -1
+    /// The step of the checkpoint file in the run folder, when this object wrote or read it.
+    private var folderCheckpointStep: Int?
     private var startClock = 0.0
     private var stepsThisSession = 0
     private let modelSource: String
@@ -286,14 +288,7 @@ public final class NeCoRun: @unchecked Sendable {
 
     /// A run continued from a checkpoint file, writing to `directory` (nil: nowhere).
     public init(checkpoint path: String, images: TrainingImages?, directory: String?) throws {
-        let meta = try Checkpoint.metadata(path: path)
-        guard let runText = meta["neco.run"], let recordedCount = meta["neco.image_count"].flatMap({ Int($0) }) else {
-            throw NecoError.format("\(path): a training checkpoint without NeCo run metadata (neco.run / neco.image_count)")
-        }
-        let c: NeCoRunConfig
-        do { c = try NeCoRunConfig(json: try JSONValue.parse(runText)) } catch let e as NecoError {
-            throw NecoError.format("\(path): bad neco.run metadata: \(e.message)")
-        }
+        let (c, meta) = try Self.runMetadata(path)
         let source: TrainingImages
         if let images {
             source = images
@@ -303,30 +298,97 @@ public final class NeCoRun: @unchecked Sendable {
             }
             source = .folder(try ImageFolder(root: root))
         }
-        guard source.count == recordedCount else {
-            throw NecoError.invalidArgument("the run trained on \(recordedCount) images, \(source.description) now has \(source.count): "
-                                            + "the epoch order would change, so the run cannot continue exactly")
-        }
+        try Self.checkImageCount(meta, source)
         config = c
         self.directory = directory
         modelSource = meta["neco.model_source"] ?? path
         trainer = try Checkpoint.load(path: path)
         (objective, loader) = try Self.makeObjectiveAndLoader(config: c, trainer: trainer, images: source)
-        try NeCoRunState(metadata: meta).restore(objective: objective, loader: loader)
-        let refs = objective.references
-        if refs.queueLength > 0 {
-            let filled = (meta["neco.queue_filled"] ?? "").split(separator: ",").compactMap { Int($0) }
-            var queue = [Float](repeating: 0, count: refs.queue.count)
-            try queue.withUnsafeMutableBufferPointer {
-                try Checkpoint.readExtraTensor(path: path, name: Self.queueTensor, into: $0)
-            }
-            try refs.restoreQueues(queue, filled: filled)
-        }
-        checkpointStep = trainer.step
+        try applyRunState(try readRunState(meta, path: path), path: path)
         if let dir = directory {
             try Self.makeFolder(dir)
             try openLog(keepingUpTo: trainer.step)
         }
+    }
+
+    /// Loads a checkpoint of this run (same config, same number of images) into this object:
+    /// weights, optimiser, schedules, random streams, data position and reference queues. The
+    /// run folder's log, if any, keeps the rows up to the checkpoint's step.
+    /// - Throws: `.invalidArgument` naming the settings that differ; `.format` for a corrupt file.
+    public func restore(checkpoint path: String) throws {
+        let (c, meta) = try Self.runMetadata(path)
+        if c != config {
+            let mine = config.json, theirs = c.json
+            var diffs: [String] = []
+            for section in ["trainer", "objective"] {
+                for (k, v) in theirs[section]?.objectValue ?? [] where mine[section]?[k] != v {
+                    diffs.append("\(k) \(v.serialized()) (this run: \(mine[section]?[k]?.serialized() ?? "none"))")
+                }
+            }
+            for k in ["batch_size", "checkpoint_every", "log"] where mine[k] != theirs[k] {
+                diffs.append("\(k) \(theirs[k]?.serialized() ?? "none") (this run: \(mine[k]?.serialized() ?? "none"))")
+            }
+            throw NecoError.invalidArgument("\(path): the checkpoint is of another run configuration: \(diffs.joined(separator: "; "))")
+        }
+        try Self.checkImageCount(meta, loader.images)
+        let state = try readRunState(meta, path: path)
+        try Checkpoint.restore(trainer, from: path)
+        try applyRunState(state, path: path)
+        losses = []
+        stepsThisSession = 0
+        if directory != nil {
+            if logFD >= 0 { close(logFD) }
+            logFD = -1
+            try openLog(keepingUpTo: trainer.step)
+        }
+    }
+
+    static func runMetadata(_ path: String) throws -> (NeCoRunConfig, [String: String]) {
+        let meta = try Checkpoint.metadata(path: path)
+        guard let runText = meta["neco.run"] else {
+            throw NecoError.format("\(path): a training checkpoint without NeCo run metadata (neco.run)")
+        }
+        do {
+            return (try NeCoRunConfig(json: try JSONValue.parse(runText)), meta)
+        } catch let e as NecoError {
+            throw NecoError.format("\(path): bad neco.run metadata: \(e.message)")
+        }
+    }
+
+    static func checkImageCount(_ meta: [String: String], _ source: TrainingImages) throws {
+        guard let recorded = meta["neco.image_count"].flatMap({ Int($0) }) else {
+            throw NecoError.format("checkpoint metadata lacks neco.image_count")
+        }
+        guard source.count == recorded else {
+            throw NecoError.invalidArgument("the run trained on \(recorded) images, \(source.description) now has \(source.count): "
+                                            + "the epoch order would change, so the run cannot continue exactly")
+        }
+    }
+
+    /// The data position, reference stream and queues of a checkpoint, read and checked without
+    /// changing anything (so that a bad file leaves the run as it was).
+    func readRunState(_ meta: [String: String], path: String) throws -> (NeCoRunState, queue: [Float]?, filled: [Int]) {
+        let state = try NeCoRunState(metadata: meta)
+        let refs = objective.references
+        guard refs.queueLength > 0 else { return (state, nil, []) }
+        let filled = (meta["neco.queue_filled"] ?? "").split(separator: ",").compactMap { Int($0) }
+        guard filled.count == refs.anchors, filled.allSatisfy({ $0 >= 0 && $0 <= refs.queueLength }) else {
+            throw NecoError.format("\(path): bad neco.queue_filled metadata")
+        }
+        var queue = [Float](repeating: 0, count: refs.queue.count)
+        try queue.withUnsafeMutableBufferPointer {
+            try Checkpoint.readExtraTensor(path: path, name: Self.queueTensor, into: $0)
+        }
+        return (state, queue, filled)
+    }
+
+    /// Puts a state from `readRunState` into the objective and loader (the trainer's own state is
+    /// restored by `Checkpoint`).
+    func applyRunState(_ s: (NeCoRunState, queue: [Float]?, filled: [Int]), path: String) throws {
+        try s.0.restore(objective: objective, loader: loader)
+        if let q = s.queue { try objective.references.restoreQueues(q, filled: s.filled) }
+        checkpointStep = trainer.step
+        if let dir = directory, path == dir + "/" + Self.checkpointFile { folderCheckpointStep = trainer.step }
     }
 
     deinit {
@@ -452,7 +514,7 @@ public final class NeCoRun: @unchecked Sendable {
             throw NecoError.invalidArgument("this run has no folder; give a checkpoint path")
         }
         let own = path == nil
-        if own, checkpointStep == trainer.step, FileIO.exists(target) { return }
+        if own, folderCheckpointStep == trainer.step, FileIO.exists(target) { return }
         if logFD >= 0 { _ = fsync(logFD) }
         let refs = objective.references
         var queue = refs.queue
@@ -464,7 +526,8 @@ public final class NeCoRun: @unchecked Sendable {
             }
             try Checkpoint.save(trainer, to: target, extraMetadata: checkpointMetadata, extraTensors: extras)
         }
-        if own || checkpointStep == nil { checkpointStep = trainer.step }
+        checkpointStep = trainer.step
+        if own { folderCheckpointStep = trainer.step }
     }
 
     /// A short text summary of the loss curve of the steps this process ran: the mean loss over
