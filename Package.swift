@@ -77,7 +77,9 @@ let package = Package(
 // MARK: - C ABI: libneco.so (include/neco.h)
 //
 // `NecoCAPI` holds the `@_cdecl` entry points only (validation, handles, status mapping);
-// `NecoEval` the neighbour search; `CNecoSupport` the thread-local last-error buffer and log sink.
+// `NecoEval` the neighbour search; `NecoONNX` the ONNX export (neco_export_onnx: libneco.so then
+// also NEEDs Debian's libonnx.so.1, libonnx_proto.so.1, libprotobuf.so.32 and libstdc++);
+// `CNecoSupport` the thread-local last-error buffer and log sink.
 // The dynamic product `NecoCAPI` is libneco.so: it exports exactly the names listed in neco.map
 // and has the soname libneco.so. SwiftPM names the file libNecoCAPI.so because the product name
 // `neco` is taken by the CLI (SwiftPM ignores a second product of the same name); CMakeLists.txt
@@ -88,12 +90,12 @@ package.products.append(.library(name: "NecoCAPI", type: .dynamic, targets: ["Ne
 package.targets += [
     .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
     .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage"]),
-    .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "CNecoSupport"],
+    .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "NecoONNX", "CNecoSupport"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(necoPackageRoot)/neco.map",
                                            "-Xlinker", "-soname=libneco.so"])]),
     .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore"]),
     .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "CNecoSupport", "Neco", "NecoEval", "NecoImage",
-                                                      "NecoModel", "NecoCore", "_NecoTestSupport"]),
+                                                      "NecoModel", "NecoCore", "NecoONNX", "_NecoTestSupport"]),
 ]
 // Benchmark of the Swift API next to the C ABI (examples-c/bench/run.sh).
 package.targets.append(.executableTarget(name: "neco-bench-swift", dependencies: ["Neco", "NecoCAPI", "CNecoSupport"],

@@ -386,6 +386,62 @@ NECO_NODISCARD neco_status neco_index_predict(const neco_index * index, const fl
                                               float * out_scores, size_t scores_capacity,
                                               int32_t * out_labels, size_t labels_capacity);
 
+/* Export ---------------------------------------------------------------------------------- */
+
+/* ONNX export of a loaded model's encoder: ONNX IR 8 / opset 17, written through Debian's libonnx.
+ * The graph has one input, "pixel_values" float (N, 3, H, W), ImageNet-normalised as for
+ * neco_extract_nchw, with N dynamic. Its outputs are "patch_tokens" (N, h*w, D) after the final
+ * LayerNorm, "cls_token" (N, D) and, when R > 0, "register_tokens" (N, R, D): the numbers of
+ * neco_extract_nchw without L2 normalisation or upsampling. The position table is resampled with
+ * the model's pos_rule. Initializers carry the canonical (Meta DINOv2) key names of the
+ * checkpoint, and the metadata records the architecture, patch size, normalisation constants and
+ * position rule.
+ * No projection head: a neco_model holds the backbone only, so the graph has no "projection"
+ * output. `neco export --with-head` / `--head FILE` (command line) or the Swift API add one. */
+
+/* Spatial size of the exported input. */
+typedef enum neco_export_size {
+    NECO_EXPORT_SIZE_DYNAMIC = 0, /* H and W symbolic: any multiples of the patch size at run time;
+                                     the graph resamples the position table itself */
+    NECO_EXPORT_SIZE_FIXED = 1    /* H and W fixed to neco_export_params.height x width */
+} neco_export_size;
+
+/* Where the weights go. */
+typedef enum neco_external_data {
+    NECO_EXTERNAL_DATA_AUTO = 0,   /* inside the .onnx file, unless they exceed 1.8 GB (only
+                                      ViT-g/14): then as with NECO_EXTERNAL_DATA_ALWAYS */
+    NECO_EXTERNAL_DATA_ALWAYS = 1, /* in "<path>.data" next to the .onnx file, e.g.
+                                      "model.onnx.data" (ONNX external data, 4096-byte aligned) */
+    NECO_EXTERNAL_DATA_NEVER = 2   /* inside the .onnx file; NECO_ERR_OOM beyond protobuf's 2 GiB */
+} neco_external_data;
+
+typedef struct neco_export_params {
+    int32_t input_size;    /* a neco_export_size. Default NECO_EXPORT_SIZE_DYNAMIC */
+    int32_t height;        /* NECO_EXPORT_SIZE_FIXED only: input height in pixels, a multiple of the
+                              patch size, 1...16384 (and at most 65536 patches in all); 0 together
+                              with width = 0 means the model's image_height x image_width. Must be 0
+                              with NECO_EXPORT_SIZE_DYNAMIC. Default 0 */
+    int32_t width;         /* as height. Default 0 */
+    int32_t external_data; /* a neco_external_data. Default NECO_EXTERNAL_DATA_AUTO */
+} neco_export_params;
+
+neco_export_params neco_export_default_params(void);
+
+/* Writes the encoder of `model` to `path` as an ONNX file (e.g. "dinov2_vits14.onnx"); `params`
+ * NULL = defaults (dynamic size, weights inside the file). The graph is checked with
+ * onnx::checker and strict shape inference, then written to a temporary file next to `path`,
+ * fsynced and renamed: an existing file at `path` is replaced only by a complete export, and a
+ * failed export leaves no new or partial file at `path` (nor at "<path>.data"). Reads the model
+ * only: other threads may extract with it meanwhile. ViT-S/14 takes about 0.5 s and 88 MB.
+ * Errors: INVALID_ARG (NULL model or path, an empty path or one over 4096 bytes, a path that is a
+ * directory, params out of range: bad enums, negative sizes or sides over 16384, only one of
+ * height / width 0, a size with NECO_EXPORT_SIZE_DYNAMIC), SHAPE (a side not a multiple of the
+ * patch size, or more than 65536 patches), IO (the folder does not exist or takes no new file, a
+ * write failed), OOM (weights over 2 GiB with NECO_EXTERNAL_DATA_NEVER), INTERNAL (libonnx
+ * rejected the graph: a libneco bug). */
+NECO_NODISCARD neco_status neco_export_onnx(const neco_model * model, const char * path,
+                                            const neco_export_params * params);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,11 +16,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <neco.h>
 
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -137,6 +140,27 @@ static float max_abs_diff(const float * a, const float * b, size_t n) {
 
 /* A handle of the wrong kind, as a confused caller would pass it. */
 #define AS(type, handle) ((type *)(void *)(handle))
+
+/* ---- export helpers (Export section) ---------------------------------------------------- */
+
+/* Size of a regular file in bytes; -1 when there is none. */
+static long long file_bytes(const char * path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    return (long long)st.st_size;
+}
+
+/* Names in `dir` that an export may leave only while it runs: "<file>.tmp-<pid>-<n>" (the file
+ * being written before its rename) and "<file>.probe-<pid>-<n>" (the writability probe). */
+static int export_leftovers(const char * dir) {
+    DIR * d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent * e = readdir(d); e; e = readdir(d))
+        if (strstr(e->d_name, ".tmp-") || strstr(e->d_name, ".probe-")) n++;
+    closedir(d);
+    return n;
+}
 
 int main(int argc, char ** argv) {
     if (argc < 2) {
@@ -805,6 +829,116 @@ int main(int argc, char ** argv) {
         neco_index_free(ix);
         free(bank);
         free(queries);
+    }
+
+    /* ---- ONNX export (Export section of neco.h) ------------------------------------------ */
+    {
+        neco_export_params xp = neco_export_default_params();
+        TRUE_(xp.input_size == NECO_EXPORT_SIZE_DYNAMIC && xp.height == 0 && xp.width == 0 &&
+              xp.external_data == NECO_EXTERNAL_DATA_AUTO);
+        char p_onnx[512], p_onnx_data[512], p_bad[512], p_under_file[600];
+        tmp_path(p_onnx, sizeof p_onnx, "model.onnx");
+        tmp_path(p_onnx_data, sizeof p_onnx_data, "model.onnx.data"); /* external data: <file name>.data */
+        tmp_path(p_bad, sizeof p_bad, "bad.onnx");
+        snprintf(p_under_file, sizeof p_under_file, "%s/model.onnx", p_random); /* folder is a file */
+
+        /* Handles and paths. */
+        EXPECT(neco_export_onnx(NULL, p_bad, &xp), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_export_onnx(AS(neco_model, img), p_bad, &xp), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_export_onnx(model, NULL, &xp), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_export_onnx(model, "", &xp), NECO_ERR_INVALID_ARG);
+        {
+            char * longpath = malloc(5001);
+            memset(longpath, 'a', 5000);
+            longpath[5000] = '\0';
+            EXPECT(neco_export_onnx(model, longpath, &xp), NECO_ERR_INVALID_ARG);
+            free(longpath);
+        }
+        EXPECT(neco_export_onnx(model, tmpdir, &xp), NECO_ERR_INVALID_ARG); /* a directory */
+        EXPECT(neco_export_onnx(model, "/nonexistent/neco/model.onnx", &xp), NECO_ERR_IO);
+        EXPECT(neco_export_onnx(model, p_under_file, &xp), NECO_ERR_IO);
+
+        /* Params: enums, sizes. The tiny model has patch 14 and loaded with 224x224. */
+        neco_export_params bad = xp;
+        bad.input_size = 2;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.input_size = -1;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.input_size = INT32_MIN;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad = xp;
+        bad.external_data = 3;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.external_data = -1;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad = xp; /* dynamic takes no size */
+        bad.height = 56;
+        bad.width = 56;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.input_size = NECO_EXPORT_SIZE_FIXED;
+        bad.height = -14;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.height = 0; /* 0 only together with width 0 */
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.height = INT32_MIN;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.height = INT32_MAX;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.height = 16384 + 14;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+        bad.height = 57; /* not a multiple of 14 */
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_SHAPE);
+        bad.height = 7; /* smaller than a patch */
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_SHAPE);
+        bad.height = 16380; /* 1170 x 1170 patches, over 65536 */
+        bad.width = 16380;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_SHAPE);
+        TRUE_(file_bytes(p_bad) == -1 && export_leftovers(tmpdir) == 0);
+
+        /* Successes: NULL params (dynamic), the model's size (0 x 0), a non-square size, external
+         * data always and never. */
+        EXPECT(neco_export_onnx(model, p_onnx, NULL), NECO_OK);
+        const long long dynamic_bytes = file_bytes(p_onnx);
+        TRUE_(dynamic_bytes > 1000);
+        neco_export_params fx = xp;
+        fx.input_size = NECO_EXPORT_SIZE_FIXED;
+        EXPECT(neco_export_onnx(model, p_onnx, &fx), NECO_OK); /* replaces the dynamic file */
+        TRUE_(file_bytes(p_onnx) > 1000 && file_bytes(p_onnx) != dynamic_bytes);
+        fx.height = 42;
+        fx.width = 70;
+        EXPECT(neco_export_onnx(model, p_onnx, &fx), NECO_OK);
+        fx.external_data = NECO_EXTERNAL_DATA_ALWAYS;
+        EXPECT(neco_export_onnx(model, p_onnx, &fx), NECO_OK);
+        TRUE_(file_bytes(p_onnx_data) >= 4 * neco_model_n_params(model)); /* fp32 weights, aligned */
+        TRUE_(file_bytes(p_onnx) > 0 && file_bytes(p_onnx) < file_bytes(p_onnx_data));
+        unlink(p_onnx_data);
+        fx.external_data = NECO_EXTERNAL_DATA_NEVER;
+        EXPECT(neco_export_onnx(model, p_onnx, &fx), NECO_OK);
+        const long long fixed_bytes = file_bytes(p_onnx);
+        TRUE_(fixed_bytes > 4 * neco_model_n_params(model) && file_bytes(p_onnx_data) == -1);
+
+        /* A failed export leaves an existing file as it was. */
+        bad = fx;
+        bad.width = 71;
+        EXPECT(neco_export_onnx(model, p_onnx, &bad), NECO_ERR_SHAPE);
+        TRUE_(file_bytes(p_onnx) == fixed_bytes);
+        /* A write that fails halfway (a 4 KiB file size limit: write() gives EFBIG) leaves no
+         * partial file, neither a new one nor over an existing one. */
+        {
+            struct rlimit old_limit, small;
+            void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+            TRUE_(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+            small = old_limit;
+            small.rlim_cur = 4096;
+            TRUE_(setrlimit(RLIMIT_FSIZE, &small) == 0);
+            EXPECT(neco_export_onnx(model, p_bad, &fx), NECO_ERR_IO);
+            EXPECT(neco_export_onnx(model, p_onnx, &fx), NECO_ERR_IO);
+            TRUE_(setrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+            signal(SIGXFSZ, old_handler);
+            TRUE_(file_bytes(p_bad) == -1 && file_bytes(p_onnx) == fixed_bytes);
+        }
+        TRUE_(export_leftovers(tmpdir) == 0);
+        unlink(p_onnx);
     }
 
     /* ---- thread-local last error --------------------------------------------------------- */
