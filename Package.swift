@@ -77,7 +77,7 @@ let package = Package(
 // MARK: - C ABI: libneco.so (include/neco.h)
 //
 // `NecoCAPI` holds the `@_cdecl` entry points only (validation, handles, status mapping);
-// `NecoEval` the neighbour search; `NecoONNX` the ONNX export (neco_export_onnx: libneco.so then
+// `NecoEval` the neighbour search; `NecoTrain` NeCo training; `NecoONNX` the ONNX export (neco_export_onnx: libneco.so then
 // also NEEDs Debian's libonnx.so.1, libonnx_proto.so.1, libprotobuf.so.32 and libstdc++);
 // `CNecoSupport` the thread-local last-error buffer and log sink.
 // The dynamic product `NecoCAPI` is libneco.so: it exports exactly the names listed in neco.map
@@ -90,12 +90,12 @@ package.products.append(.library(name: "NecoCAPI", type: .dynamic, targets: ["Ne
 package.targets += [
     .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
     .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage"]),
-    .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "NecoONNX", "CNecoSupport"],
+    .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "NecoTrain", "NecoONNX", "CNecoSupport"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(necoPackageRoot)/neco.map",
                                            "-Xlinker", "-soname=libneco.so"])]),
     .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore"]),
     .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "CNecoSupport", "Neco", "NecoEval", "NecoImage",
-                                                      "NecoModel", "NecoCore", "NecoONNX", "_NecoTestSupport"]),
+                                                      "NecoModel", "NecoCore", "NecoONNX", "NecoTrain", "_NecoTestSupport"]),
 ]
 // Benchmark of the Swift API next to the C ABI (examples-c/bench/run.sh).
 package.targets.append(.executableTarget(name: "neco-bench-swift", dependencies: ["Neco", "NecoCAPI", "CNecoSupport"],

@@ -386,6 +386,161 @@ NECO_NODISCARD neco_status neco_index_predict(const neco_index * index, const fl
                                               float * out_scores, size_t scores_capacity,
                                               int32_t * out_labels, size_t labels_capacity);
 
+/* Training -------------------------------------------------------------------------------- */
+
+/* NeCo post-pretraining (Patch Neighbor Consistency): a student ViT (the model's weights, copied)
+ * and an EMA teacher see 2 global and 4 local crops of each image; the loss makes the student
+ * order its patches' neighbours the way the teacher does (ROI Align on the crop overlaps, cosine
+ * similarities to reference patches, a differentiable sorting network, cross-entropy between the
+ * soft permutation matrices). Defaults are NeCo's ViT-S/14 settings with CPU-sized crops (224 and
+ * 98; the paper uses 518 and 98). A step with the defaults costs about 15-30 s of a 2-core CPU.
+ *
+ * Determinism: the same model, images, params and thread count give bit-identical losses and
+ * weights, also across a checkpoint save and load. */
+
+/* Opaque. Use from one thread at a time; the models it hands out are independent copies. */
+typedef struct neco_trainer neco_trainer;
+
+/* Where the reference patches of the loss come from. */
+typedef enum neco_train_references {
+    NECO_REFERENCES_QUEUE = 0, /* a FIFO of past teacher patches per global crop (NeCo's DINOv2
+                                  configs); needs batch_size * roi_size^2 <= queue_length */
+    NECO_REFERENCES_BATCH = 1  /* the teacher patches of the current batch; needs batch_size >= 2 */
+} neco_train_references;
+
+typedef enum neco_sort_net {
+    NECO_SORT_BITONIC = 0,  /* padded to a power of two (NeCo's default) */
+    NECO_SORT_ODD_EVEN = 1  /* odd-even transposition */
+} neco_sort_net;
+
+/* Relaxation of each comparator (diffsort's distributions). logistic, logistic_phi and gaussian
+ * underflow at steepness 100 (P = 0, so ln P = -inf): give them a log_floor such as 1e-30. */
+typedef enum neco_relaxation {
+    NECO_RELAX_CAUCHY = 0, /* NeCo's default */
+    NECO_RELAX_LOGISTIC = 1,
+    NECO_RELAX_LOGISTIC_PHI = 2,
+    NECO_RELAX_GAUSSIAN = 3,
+    NECO_RELAX_RECIPROCAL = 4,
+    NECO_RELAX_OPTIMAL = 5
+} neco_relaxation;
+
+typedef struct neco_train_params {
+    int64_t total_steps;      /* T, 1...2^40: the schedules (cosine lr, weight decay, teacher
+                                 momentum) span T steps. Default 100 */
+    int32_t batch_size;       /* images per step, 1...4096, at most the number of images. Default 8 */
+    int32_t global_size;      /* global crop side, a multiple of the patch size. Default 224 */
+    int32_t local_size;       /* local crop side, a multiple of the patch size. Default 98 */
+    int32_t n_global_crops;   /* >= 1. Default 2 */
+    int32_t n_local_crops;    /* >= 0; 2...64 crops in all. Default 4 */
+    int32_t roi_size;         /* ROI Align grid side, 2...32: roi_size^2 queries and references,
+                                 sorted by a network of roi_size^2 wires. Default 7 */
+    int32_t references;       /* a neco_train_references. Default NECO_REFERENCES_QUEUE */
+    int32_t queue_length;     /* rows per queue (queue mode). Default 8192 */
+    int32_t sort_net;         /* a neco_sort_net. Default NECO_SORT_BITONIC */
+    int32_t relaxation;       /* a neco_relaxation. Default NECO_RELAX_CAUCHY */
+    double steepness;         /* sorting steepness of the student, > 0. Default 100 */
+    double teacher_steepness; /* of the teacher; 0 = the student's. Default 0 */
+    double log_floor;         /* floor inside ln P, 0 (none, as NeCo) ... < 1. Default 0 */
+    double lr_backbone;       /* AdamW learning rate of the backbone. Default 1e-5 */
+    double lr_head;           /* of the projection head. Default 1e-4 */
+    int64_t warmup_steps;     /* linear warm-up steps, 0...T-1. Default 0 */
+    double drop_path;         /* student stochastic-depth rate, 0 ... < 1. Default 0.1 */
+    int32_t train_last_blocks;   /* > 0: only the last N blocks (and the head) train. Default 0 */
+    int32_t freeze_first_blocks; /* > 0: the first N blocks and the embeddings are frozen. Default 0
+                                    (at most one of the two may be set) */
+    double grad_clip;         /* gradient-norm clipping; 0 = none (as NeCo). Default 0 */
+    uint64_t seed;            /* crops, image order, heads, stochastic depth, references. Default 0 */
+    const char * run_dir;     /* NULL: the trainer writes no file by itself. A folder (created if
+                                 needed, must not hold a run yet): neco_trainer_run saves
+                                 "checkpoint.safetensors" every checkpoint_every steps, when it
+                                 stops and at the end, appends "log.csv", and at the end writes
+                                 "student.safetensors" and "teacher.safetensors". Default NULL */
+    int32_t checkpoint_every; /* with run_dir: steps between checkpoints, 0 = only on stop and at
+                                 the end. Default 50 */
+} neco_train_params;
+
+neco_train_params neco_train_default_params(void);
+
+/* What one step did (filled by neco_trainer_step and passed to the neco_trainer_run callback). */
+typedef struct neco_train_progress {
+    int64_t step;               /* steps done, 1...total_steps */
+    int64_t total_steps;
+    int64_t epoch;              /* passes over the images started so far (0-based) */
+    float loss;
+    double lr_backbone;         /* the values this step used */
+    double lr_head;
+    double weight_decay;
+    double momentum;            /* teacher EMA momentum */
+    double grad_norm;           /* before clipping */
+    double images_per_second;   /* this step, data included */
+    double step_seconds;        /* the phases below, summed */
+    double data_seconds;        /* decoding, crops, augmentation */
+    double teacher_seconds;     /* teacher forward and head */
+    double student_seconds;     /* student forward and head */
+    double loss_seconds;        /* NeCo objective: ROI Align, sorting, cross-entropy, forward and backward */
+    double backward_seconds;    /* backbone and head backward */
+    double optimizer_seconds;   /* EMA and AdamW */
+    double eta_seconds;         /* projected time to total_steps */
+    int64_t skipped_images;     /* unreadable images skipped so far (each one also logged as a warning) */
+} neco_train_progress;
+
+/* Called after every step of neco_trainer_run; return true to stop the run there. */
+typedef bool (*neco_train_callback)(const neco_train_progress * progress, void * user_data);
+
+/* A trainer over the JPEG/PNG files under `folder` (recursive). The model's weights are copied:
+ * `model` is not changed and may be freed afterwards. `params` NULL = defaults. Free with
+ * neco_trainer_free. Errors: INVALID_ARG (NULL pointers, params out of range, crop sizes that are
+ * not multiples of the patch size, a batch too small for the reference mode or larger than the
+ * folder, a folder without images, a run_dir that already holds a run), IO (the folder cannot be
+ * read, run_dir cannot be created), OOM. Unreadable images are skipped during training, with a warning. */
+NECO_NODISCARD neco_status neco_trainer_init_folder(const neco_model * model, const char * folder,
+                                                    const neco_train_params * params,
+                                                    neco_trainer ** out_trainer);
+
+/* A trainer over n_images (1...1000000) caller-supplied RGB8 pictures, images[i] of
+ * (heights[i], widths[i], 3); the pixels are copied. Otherwise as neco_trainer_init_folder. */
+NECO_NODISCARD neco_status neco_trainer_init_images(const neco_model * model, const uint8_t * const * images,
+                                                    const int32_t * heights, const int32_t * widths,
+                                                    int32_t n_images, const neco_train_params * params,
+                                                    neco_trainer ** out_trainer);
+
+/* Releases a trainer. NULL is a no-op. */
+void neco_trainer_free(neco_trainer * trainer);
+
+/* One training step on the next batch; `out_progress` may be NULL. Errors: INVALID_ARG (NULL
+ * trainer, the run is finished, fewer than batch_size readable images), INTERNAL (the loss or a
+ * gradient is not finite: no weight changed, a checkpoint in run_dir stays as it was; load a
+ * checkpoint to continue). */
+NECO_NODISCARD neco_status neco_trainer_step(neco_trainer * trainer, neco_train_progress * out_progress);
+
+/* Runs n_steps more steps (0 = up to total_steps), calling `callback` (may be NULL) after each.
+ * With a run_dir it saves checkpoints as described there. Returns NECO_ERR_ABORTED when the
+ * callback asked to stop (after saving a checkpoint with a run_dir), otherwise as
+ * neco_trainer_step. */
+NECO_NODISCARD neco_status neco_trainer_run(neco_trainer * trainer, int64_t n_steps,
+                                            neco_train_callback callback, void * user_data);
+
+/* Steps done so far (0 for NULL). */
+int64_t neco_trainer_step_count(const neco_trainer * trainer);
+
+/* Saves the complete state (student, teacher, heads, AdamW moments, schedules, random streams,
+ * data position, reference queues, params) to `path`, a safetensors file written atomically: a
+ * failure leaves any previous file at `path` intact. Its student loads with neco_model_load.
+ * Errors: INVALID_ARG, IO. */
+NECO_NODISCARD neco_status neco_trainer_save_checkpoint(neco_trainer * trainer, const char * path);
+
+/* Loads a checkpoint saved by a trainer built with the same params and the same number of images,
+ * so that training continues exactly where it was saved. Errors: INVALID_ARG (NULL pointers, a
+ * checkpoint of other params, naming them, or of another image count), IO, FORMAT (not a
+ * checkpoint, corrupt, truncated; the trainer is unchanged). */
+NECO_NODISCARD neco_status neco_trainer_load_checkpoint(neco_trainer * trainer, const char * path);
+
+/* The current student (or, with `teacher`, the EMA teacher) backbone as a new model, an
+ * independent copy with the input size of the model the trainer was built from. Free it with
+ * neco_model_free. Errors: INVALID_ARG, OOM. */
+NECO_NODISCARD neco_status neco_trainer_get_model(const neco_trainer * trainer, bool teacher,
+                                                  neco_model ** out_model);
+
 /* Export ---------------------------------------------------------------------------------- */
 
 /* ONNX export of a loaded model's encoder: ONNX IR 8 / opset 17, written through Debian's libonnx.

@@ -141,6 +141,14 @@ static float max_abs_diff(const float * a, const float * b, size_t n) {
 /* A handle of the wrong kind, as a confused caller would pass it. */
 #define AS(type, handle) ((type *)(void *)(handle))
 
+/* ---- training helpers (Training section) ------------------------------------------------ */
+
+static bool stop_now(const neco_train_progress * progress, void * user_data) {
+    (void)progress;
+    (void)user_data;
+    return true;
+}
+
 /* ---- export helpers (Export section) ---------------------------------------------------- */
 
 /* Size of a regular file in bytes; -1 when there is none. */
@@ -829,6 +837,243 @@ int main(int argc, char ** argv) {
         neco_index_free(ix);
         free(bank);
         free(queries);
+    }
+
+    /* ---- training (Training section of neco.h) ------------------------------------------ */
+    {
+        neco_train_params tp = neco_train_default_params();
+        TRUE_(tp.total_steps == 100 && tp.batch_size == 8 && tp.global_size == 224 && tp.local_size == 98 &&
+              tp.n_global_crops == 2 && tp.n_local_crops == 4 && tp.roi_size == 7 &&
+              tp.references == NECO_REFERENCES_QUEUE && tp.queue_length == 8192 && tp.sort_net == NECO_SORT_BITONIC &&
+              tp.relaxation == NECO_RELAX_CAUCHY && tp.steepness == 100 && tp.teacher_steepness == 0 &&
+              tp.log_floor == 0 && tp.lr_backbone == 1e-5 && tp.lr_head == 1e-4 && tp.run_dir == NULL &&
+              tp.checkpoint_every == 50);
+        /* Small valid params for the tiny model (patch 14): crops of 2 and 1 patches, a 2x2 ROI grid. */
+        tp.total_steps = 4;
+        tp.batch_size = 2;
+        tp.global_size = 28;
+        tp.local_size = 14;
+        tp.roi_size = 2;
+        tp.references = NECO_REFERENCES_BATCH;
+        enum { TW = 40, TH = 36 };
+        static uint8_t pix[4][TH * TW * 3];
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < TH * TW * 3; k++) pix[i][k] = (uint8_t)((k * (5 + i) + k / (3 * TW)) % 251);
+        const uint8_t * pics[4] = {pix[0], pix[1], pix[2], pix[3]};
+        int32_t hs[4] = {TH, TH, TH, TH}, ws[4] = {TW, TW, TW, TW};
+        neco_trainer * tr = AS(neco_trainer, img); /* must be cleared on failure */
+
+        /* init_images: arguments. */
+        EXPECT(neco_trainer_init_images(NULL, pics, hs, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+        TRUE_(tr == NULL);
+        EXPECT(neco_trainer_init_images(AS(neco_model, img), pics, hs, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, NULL, hs, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, pics, NULL, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, pics, hs, NULL, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, 0, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, -1, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, INT32_MAX, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &tp, NULL), NECO_ERR_INVALID_ARG);
+        {
+            const uint8_t * holes[4] = {pix[0], NULL, pix[2], pix[3]};
+            EXPECT(neco_trainer_init_images(model, holes, hs, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+            int32_t bad[4] = {TH, 0, TH, TH};
+            EXPECT(neco_trainer_init_images(model, pics, bad, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+            bad[1] = -5;
+            EXPECT(neco_trainer_init_images(model, pics, bad, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+            bad[1] = 70000;
+            EXPECT(neco_trainer_init_images(model, pics, hs, bad, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
+        }
+        /* init_images: every params field out of range, and the combinations NeCo cannot train. */
+        neco_train_params b;
+#define BAD_TRAIN_PARAM(change, want)                                                           \
+    do {                                                                                        \
+        b = tp;                                                                                 \
+        change;                                                                                 \
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &b, &tr), want);                \
+        TRUE_(tr == NULL);                                                                      \
+    } while (0)
+        BAD_TRAIN_PARAM(b.total_steps = 0, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.total_steps = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.total_steps = INT64_MAX, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.batch_size = 0, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.batch_size = 1, NECO_ERR_INVALID_ARG);  /* batch references need 2 */
+        BAD_TRAIN_PARAM(b.batch_size = 5, NECO_ERR_INVALID_ARG);  /* more than the images */
+        BAD_TRAIN_PARAM(b.batch_size = INT32_MIN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.global_size = 29, NECO_ERR_INVALID_ARG); /* not a multiple of 14 */
+        BAD_TRAIN_PARAM(b.global_size = 0, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.global_size = INT32_MAX, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.local_size = 15, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.local_size = -14, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.n_global_crops = 0, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.n_local_crops = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.n_local_crops = 100, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.roi_size = 1, NECO_ERR_INVALID_ARG);     /* a sorting network of one wire */
+        BAD_TRAIN_PARAM(b.roi_size = 33, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.references = 2, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.references = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM((b.references = NECO_REFERENCES_QUEUE, b.queue_length = 4), NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM((b.references = NECO_REFERENCES_QUEUE, b.queue_length = 0), NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.sort_net = 2, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.relaxation = 6, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.relaxation = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.steepness = 0, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.steepness = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.steepness = NAN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.steepness = INFINITY, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.teacher_steepness = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.teacher_steepness = NAN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.log_floor = 1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.log_floor = -0.5, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.lr_backbone = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.lr_backbone = NAN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.lr_head = INFINITY, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.warmup_steps = 4, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.warmup_steps = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.drop_path = 1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.drop_path = NAN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.train_last_blocks = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.train_last_blocks = 3, NECO_ERR_INVALID_ARG); /* the tiny model has 2 blocks */
+        BAD_TRAIN_PARAM(b.freeze_first_blocks = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM((b.train_last_blocks = 1, b.freeze_first_blocks = 1), NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.grad_clip = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.grad_clip = NAN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.checkpoint_every = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.run_dir = "", NECO_ERR_INVALID_ARG);
+        {
+            char under_file[600];
+            snprintf(under_file, sizeof under_file, "%s/run", p_random); /* its parent is a file */
+            BAD_TRAIN_PARAM(b.run_dir = under_file, NECO_ERR_IO);
+        }
+#undef BAD_TRAIN_PARAM
+
+        /* init_folder: arguments, a missing folder, a file, a folder without images, and a folder
+         * whose images cannot be decoded (accepted; the first step says so). */
+        char p_empty_dir[512], p_junk_dir[512], p_junk1[600], p_junk2[600], p_junk3[600];
+        tmp_path(p_empty_dir, sizeof p_empty_dir, "no-images");
+        tmp_path(p_junk_dir, sizeof p_junk_dir, "junk");
+        mkdir(p_empty_dir, 0755);
+        mkdir(p_junk_dir, 0755);
+        snprintf(p_junk1, sizeof p_junk1, "%s/a.jpg", p_junk_dir);
+        snprintf(p_junk2, sizeof p_junk2, "%s/b.png", p_junk_dir);
+        snprintf(p_junk3, sizeof p_junk3, "%s/c.jpg", p_junk_dir);
+        write_file(p_junk1, sample_jpeg, sizeof sample_jpeg / 2);
+        write_file(p_junk2, sample_png, sizeof sample_png / 2);
+        write_file(p_junk3, "not a jpeg", 10);
+        EXPECT(neco_trainer_init_folder(NULL, p_junk_dir, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_folder(AS(neco_model, img), p_junk_dir, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_folder(model, NULL, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_folder(model, "", &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_folder(model, p_junk_dir, &tp, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_folder(model, "/nonexistent/neco/photos", &tp, &tr), NECO_ERR_IO);
+        EXPECT(neco_trainer_init_folder(model, p_random, &tp, &tr), NECO_ERR_IO);
+        EXPECT(neco_trainer_init_folder(model, p_empty_dir, &tp, &tr), NECO_ERR_INVALID_ARG);
+        TRUE_(tr == NULL);
+        EXPECT(neco_trainer_init_folder(model, p_junk_dir, &tp, &tr), NECO_OK);
+        EXPECT(neco_trainer_step(tr, NULL), NECO_ERR_INVALID_ARG); /* fewer than 2 readable images */
+        TRUE_(strstr(neco_last_error(), "readable") != NULL);
+        TRUE_(neco_trainer_step_count(tr) == 0);
+        neco_trainer_free(tr);
+        unlink(p_junk1);
+        unlink(p_junk2);
+        unlink(p_junk3);
+        rmdir(p_junk_dir);
+        rmdir(p_empty_dir);
+
+        /* A working trainer: step, run, their arguments. */
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &tp, &tr), NECO_OK);
+        EXPECT(neco_trainer_step(NULL, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_step(AS(neco_trainer, img), NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_run(NULL, 0, NULL, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_run(tr, -1, NULL, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_run(tr, INT64_MAX, NULL, NULL), NECO_ERR_INVALID_ARG);
+        neco_train_progress pr;
+        memset(&pr, 0xFF, sizeof pr);
+        EXPECT(neco_trainer_step(tr, &pr), NECO_OK);
+        TRUE_(pr.step == 1 && pr.total_steps == 4 && pr.epoch == 0 && isfinite(pr.loss) && pr.loss > 0 &&
+              pr.lr_backbone == 1e-5 && pr.momentum == 0.9995 && pr.step_seconds > 0 && pr.skipped_images == 0);
+        EXPECT(neco_trainer_run(tr, 1, NULL, NULL), NECO_OK);
+        TRUE_(neco_trainer_step_count(tr) == 2);
+        EXPECT_GETTER_FAILS(neco_trainer_step_count(NULL), 0);
+        EXPECT_GETTER_FAILS(neco_trainer_step_count(AS(neco_trainer, img)), 0);
+
+        /* Checkpoints: arguments, unwritable and unreadable paths, files that are not checkpoints,
+         * corrupt and truncated ones (the trainer is left as it was), then a good round trip. */
+        char p_ck[512], p_ck_bad[512], p_ck_cut[512];
+        tmp_path(p_ck, sizeof p_ck, "trainer.safetensors");
+        tmp_path(p_ck_bad, sizeof p_ck_bad, "trainer-corrupt.safetensors");
+        tmp_path(p_ck_cut, sizeof p_ck_cut, "trainer-truncated.safetensors");
+        EXPECT(neco_trainer_save_checkpoint(NULL, p_ck), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_save_checkpoint(AS(neco_trainer, model), p_ck), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_save_checkpoint(tr, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_save_checkpoint(tr, ""), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_save_checkpoint(tr, tmpdir), NECO_ERR_INVALID_ARG); /* a folder */
+        EXPECT(neco_trainer_save_checkpoint(tr, "/nonexistent/neco/trainer.safetensors"), NECO_ERR_IO);
+        EXPECT(neco_trainer_save_checkpoint(tr, p_ck), NECO_OK);
+        {
+            size_t n = 0;
+            unsigned char * bytes = read_file(p_ck, &n);
+            TRUE_(bytes != NULL && n > 1000);
+            if (bytes) {
+                write_file(p_ck_cut, bytes, n - 100);
+                bytes[n - 7] ^= 0x5A;
+                write_file(p_ck_bad, bytes, n);
+                free(bytes);
+            }
+        }
+        EXPECT(neco_trainer_load_checkpoint(NULL, p_ck), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_load_checkpoint(tr, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_load_checkpoint(tr, ""), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_load_checkpoint(tr, "/nonexistent/neco/trainer.safetensors"), NECO_ERR_IO);
+        EXPECT(neco_trainer_load_checkpoint(tr, p_random), NECO_ERR_FORMAT);
+        EXPECT(neco_trainer_load_checkpoint(tr, p_empty), NECO_ERR_FORMAT);
+        EXPECT(neco_trainer_load_checkpoint(tr, tiny), NECO_ERR_FORMAT); /* a model, not a checkpoint */
+        EXPECT(neco_trainer_load_checkpoint(tr, p_ck_bad), NECO_ERR_FORMAT);
+        TRUE_(strstr(neco_last_error(), "checksum") != NULL);
+        EXPECT(neco_trainer_load_checkpoint(tr, p_ck_cut), NECO_ERR_FORMAT);
+        TRUE_(neco_trainer_step_count(tr) == 2);
+
+        /* The last steps, then nothing more to do; the checkpoint rewinds to step 2. */
+        EXPECT(neco_trainer_run(tr, 0, NULL, NULL), NECO_OK);
+        TRUE_(neco_trainer_step_count(tr) == 4);
+        EXPECT(neco_trainer_step(tr, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_run(tr, 0, NULL, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_load_checkpoint(tr, p_ck), NECO_OK);
+        TRUE_(neco_trainer_step_count(tr) == 2);
+        /* The callback stops the run after its first step. */
+        EXPECT(neco_trainer_run(tr, 0, stop_now, NULL), NECO_ERR_ABORTED);
+        TRUE_(neco_trainer_step_count(tr) == 3);
+
+        /* Models out of the trainer. */
+        neco_model * sm = AS(neco_model, img);
+        EXPECT(neco_trainer_get_model(NULL, false, &sm), NECO_ERR_INVALID_ARG);
+        TRUE_(sm == NULL);
+        EXPECT(neco_trainer_get_model(AS(neco_trainer, model), false, &sm), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_get_model(tr, false, NULL), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_get_model(tr, true, &sm), NECO_OK);
+        TRUE_(sm != NULL && neco_model_embed_dim(sm) == 32 && neco_model_n_registers(sm) == 4);
+        neco_model_free(sm);
+        EXPECT(neco_trainer_get_model(tr, false, &sm), NECO_OK);
+        neco_trainer_free(tr); /* the model is an independent copy */
+        TRUE_(neco_model_n_layers(sm) == 2);
+        neco_model_free(sm);
+
+        /* A checkpoint of other params is refused and names the difference. */
+        b = tp;
+        b.steepness = 50;
+        EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &b, &tr), NECO_OK);
+        EXPECT(neco_trainer_load_checkpoint(tr, p_ck), NECO_ERR_INVALID_ARG);
+        TRUE_(strstr(neco_last_error(), "student_steepness") != NULL);
+        TRUE_(neco_trainer_step_count(tr) == 0);
+        /* Wrong-kind frees are refused, NULL is a no-op. */
+        neco_trainer_free(AS(neco_trainer, img));
+        TRUE_(strncmp(neco_last_error(), "neco_trainer_free", 17) == 0);
+        TRUE_(neco_image_width(img) == SAMPLE_WIDTH);
+        neco_trainer_free(NULL);
+        neco_trainer_free(tr);
+        unlink(p_ck);
+        unlink(p_ck_bad);
+        unlink(p_ck_cut);
     }
 
     /* ---- ONNX export (Export section of neco.h) ------------------------------------------ */
