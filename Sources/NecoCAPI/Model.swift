@@ -88,7 +88,9 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
         }
         let model: ViTModel
         do {
-            model = try WeightLoader.load(source: st, options: options, sourceName: file)
+            // By path, so that libneco's own files (training checkpoints, exported students)
+            // bring the architecture they record: heads and position rule where params say auto.
+            model = try WeightLoader.load(path: file, options: options)
         } catch let e as NecoError {
             throw NecoError(e.kind, e.message.hasPrefix(file) ? e.message : "\(file): \(e.message)")
         }

@@ -12,6 +12,14 @@ import NecoCore
 /// 4. K = C: Hungarian matching; K > C: many-to-one by precision; mIoU over the C classes;
 /// 5. the reported value is the mean over the seeds.
 public enum Overcluster {
+    /// The overclustering counts of the protocol (NECO-SPEC §6.3, paper Table 1(a): K ∈ {GT, 300,
+    /// 500} on VOC and COCO-Things; NeCo's README reports K = 500).
+    public static let overclusterCounts = [300, 500]
+
+    /// The protocol's cluster counts for C classes: K = C (Hungarian matching), then
+    /// `overclusterCounts` (many-to-one).
+    public static func defaultClusterCounts(classes: Int) -> [Int] { [classes] + overclusterCounts }
+
     public struct Options: Sendable {
         public var pcaDim = 50
         public var iterations = 100

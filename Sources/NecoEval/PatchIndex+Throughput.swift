@@ -15,7 +15,8 @@ import Glibc
 ///    reaches at this inner dimension, the ceiling for the rest;
 /// 2. **similarity**: the search's own tiling (query tile × bank tile, queries normalised per
 ///    tile) with the GEMMs only, over the whole bank, no selection;
-/// 3. **search**: `PatchIndex.search` itself (tiles + per-row heap top-k + final sort).
+/// 3. **search**: `PatchIndex.search` itself (tiles + per-row heap top-k + final sort), with the
+///    same tiles as pass 2.
 ///
 /// The bank is the index's (M·D floats) plus a copy for pass 2, so the memory is 2·M·D·4 bytes
 /// (3 GiB for 1M × 384) plus O(tile) scratch; nothing grows with Q.
@@ -51,7 +52,7 @@ public struct PatchIndexThroughput: Sendable {
     /// - Throws: `.invalidArgument` for sizes below 1 or k > M; `.outOfMemory` when the bank does
     ///   not fit.
     /// - Parameters:
-    ///   - queryTile, bankTile: tile sizes of the GEMM-only pass (default: the search's own,
+    ///   - queryTile, bankTile: tile sizes of both passes (default: the search's own,
     ///     `PatchIndex.queryTile` × `PatchIndex.bankTile`), to measure what other tiles would give.
     public static func measure(bankRows m: Int, queries q: Int, dim d: Int, k: Int, seed: UInt64 = 7,
                                queryTile: Int? = nil, bankTile: Int? = nil, rounds: Int = 5,
@@ -117,7 +118,8 @@ public struct PatchIndexThroughput: Sendable {
             let ts = clock() - t1
             // 3. The real search.
             let t2 = clock()
-            try index.search(queries: queries.base + s0 * d, rows: sq, k: k, indices: outIdx.base, similarities: outSim.base)
+            try index.search(queries: queries.base + s0 * d, rows: sq, k: k, indices: outIdx.base, similarities: outSim.base,
+                             labels: nil, queryTile: qTile, bankTile: bTile)
             let tk = clock() - t2
             sim += ts
             search += tk

@@ -36,8 +36,12 @@ public final class PatchIndex: @unchecked Sendable {
     public static let maxDim = 1 << 16
     /// Largest bank, in floats (M·D ≤ 2³², 16 GiB).
     public static let maxBankFloats = 1 << 32
-    /// Query rows per GEMM tile, and bank rows per tile.
-    static let queryTile = 256
+    /// Query rows per GEMM tile, and bank rows per tile: each similarity tile is a
+    /// (1024, D) · (4096, D)ᵀ product into 1024 × 4096 floats (16 MiB of scratch). With 1024
+    /// query rows every pass over the bank does 4× the work per bank row read and packed that
+    /// 256 rows do: on a 1M × 384 bank the GEMMs ran at 94 % of one large sgemm's speed (256:
+    /// 83 %) and the whole search about 10 % faster (docs/EVAL.md, `neco bench-index`).
+    static let queryTile = 1024
     static let bankTile = 4096
     /// Upper bound on heap slots (Qc·k) held at once; Qc shrinks for large k.
     static let heapBudget = 1 << 22
@@ -122,6 +126,15 @@ public final class PatchIndex: @unchecked Sendable {
                        indices: UnsafeMutablePointer<Int64>,
                        similarities: UnsafeMutablePointer<Float>? = nil,
                        labels: UnsafeMutablePointer<Int32>? = nil) throws {
+        try search(queries: queries, rows: rows, k: k, indices: indices, similarities: similarities, labels: labels,
+                   queryTile: PatchIndex.queryTile, bankTile: PatchIndex.bankTile)
+    }
+
+    /// `search` with other tile sizes (the throughput bench); results do not depend on them.
+    func search(queries: UnsafePointer<Float>, rows: Int, k: Int, indices: UnsafeMutablePointer<Int64>,
+                similarities: UnsafeMutablePointer<Float>?, labels: UnsafeMutablePointer<Int32>?,
+                queryTile: Int, bankTile: Int) throws {
+        precondition(queryTile >= 1 && bankTile >= 1, "search: tiles must be positive")
         guard k >= 1 else { throw NecoError.invalidArgument("k = \(k) must be at least 1") }
         guard rows >= 0 else { throw NecoError.invalidArgument("query row count \(rows) is negative") }
         guard k <= count else {
@@ -132,8 +145,8 @@ public final class PatchIndex: @unchecked Sendable {
         guard let bank, let labelStore else { throw NecoError(.internal, "index storage missing") }
 
         let d = dim, m = count
-        let qTile = max(1, min(PatchIndex.queryTile, rows, PatchIndex.heapBudget / k))
-        let bTile = min(PatchIndex.bankTile, m)
+        let qTile = max(1, min(queryTile, rows, PatchIndex.heapBudget / k))
+        let bTile = min(bankTile, m)
         let q = try Scratch<Float>(qTile * d)             // normalised query tile (Qc, D)
         let tile = try Scratch<Float>(qTile * bTile)      // similarity tile (Qc, Mc)
         let heapSims = try Scratch<Float>(qTile * k)      // (Qc, k)

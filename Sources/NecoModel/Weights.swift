@@ -63,9 +63,59 @@ public struct LoadOptions: Sendable {
 public enum WeightLoader {
     /// Keys that exist in checkpoints but are not used by the forward pass.
     static let ignored: Set<String> = ["mask_token", "embeddings.mask_token"]
-    /// Key prefixes that are not part of the backbone: NeCo's projection head, which libneco's
-    /// training checkpoints store next to the student (NeCo's own loader drops head keys too).
-    public static let ignoredPrefixes = ["projection_head."]
+    /// Key prefixes that are not part of the backbone. A libneco training checkpoint
+    /// (NecoTrain `Checkpoint`) stores the student backbone under the canonical names and, next
+    /// to it, the student's projection head (`projection_head.`, which NeCo's own loader drops
+    /// too), the teacher (`teacher.`) and the AdamW moments (`optimizer.`); skipping these three
+    /// makes a checkpoint load as its student backbone.
+    public static let ignoredPrefixes = ["projection_head.", "teacher.", "optimizer."]
+
+    /// `__metadata__["format"]` values of libneco's own files, whose `model` entry records the
+    /// architecture (NecoTrain `Checkpoint.format` and `Checkpoint.exportModel`).
+    public static let libnecoFormats: Set<String> = ["neco-checkpoint", "neco-model"]
+
+    /// The settings a libneco file records in `__metadata__["model"]` (`ViTConfig`'s training
+    /// JSON) that its tensors cannot show: heads, position rule, name and LayerNorm ε, plus the
+    /// integer sizes, which must agree with the tensors.
+    struct Recorded {
+        var name: String?
+        var heads: Int?
+        var posEmbedRule: PosEmbedRule?
+        var layerNormEps: Float?
+        /// "embed_dim", "depth", "patch_size", "mlp_hidden", "registers", "pos_grid", "in_channels".
+        var sizes: [(String, Int)] = []
+        /// Tensors the file lists in `__metadata__["extra_tensors"]` (comma-separated): state
+        /// stored next to the model, such as a NeCo run's reference queues; not part of it.
+        var extraTensors: Set<String> = []
+    }
+
+    /// The recorded architecture of a libneco file, or nil for any other file.
+    /// - Throws: `.format` when `model` is missing, not JSON, or holds a wrongly typed or unknown value.
+    static func recorded(metadata: [String: String]) throws -> Recorded? {
+        guard let format = metadata["format"], libnecoFormats.contains(format) else { return nil }
+        guard let text = metadata["model"] else { throw NecoError.format("\(format) file has no 'model' metadata") }
+        var r = Recorded()
+        r.extraTensors = Set((metadata["extra_tensors"] ?? "").split(separator: ",").map(String.init))
+        let j = try JSONValue.parse(text)
+        guard j.objectValue != nil else { throw NecoError.format("metadata 'model' is not a JSON object") }
+        func bad(_ key: String) -> NecoError { NecoError.format("metadata 'model': bad '\(key)' \(j[key]?.serialized() ?? "")") }
+        if let v = j["name"] { guard let s = v.stringValue else { throw bad("name") }; r.name = s }
+        if let v = j["heads"] { guard let h = v.intValue, h >= 1 else { throw bad("heads") }; r.heads = h }
+        if let v = j["pos_embed_rule"] {
+            guard let s = v.stringValue, let rule = PosEmbedRule(rawValue: s) else { throw bad("pos_embed_rule") }
+            r.posEmbedRule = rule
+        }
+        if let v = j["layer_norm_eps"] {
+            guard let e = v.doubleValue, e > 0, e < 1 else { throw bad("layer_norm_eps") }
+            r.layerNormEps = Float(e)
+        }
+        for key in ["embed_dim", "depth", "patch_size", "mlp_hidden", "registers", "pos_grid", "in_channels"] {
+            guard let v = j[key] else { continue }
+            guard let n = v.intValue else { throw bad(key) }
+            r.sizes.append((key, n))
+        }
+        return r
+    }
 
     public static func detectScheme(_ names: [String]) -> WeightScheme {
         if names.contains(where: { $0.hasPrefix("embeddings.") || $0.hasPrefix("encoder.layer.") }) { return .huggingFace }
@@ -82,11 +132,21 @@ public enum WeightLoader {
         }
     }
 
-    /// Loads a safetensors checkpoint in any of the three schemes.
+    /// Loads a safetensors checkpoint in any of the three schemes, or a libneco file: a training
+    /// checkpoint (its student backbone; the tensors named in `extra_tensors` are skipped too) or
+    /// an exported model. For libneco files the architecture recorded in the metadata supplies the
+    /// heads, position rule, name and LayerNorm ε wherever `options` leaves them nil, and its sizes
+    /// must agree with the tensors.
     public static func load(path: String, options: LoadOptions = LoadOptions()) throws -> ViTModel {
         let file = try SafetensorsFile(path: path)
         do {
-            return try load(source: file, options: options, sourceName: path)
+            let recorded = try recorded(metadata: file.metadata)
+            var o = options
+            if let r = recorded {
+                o.heads = o.heads ?? r.heads
+                o.posEmbedRule = o.posEmbedRule ?? r.posEmbedRule
+            }
+            return try load(source: file, options: o, sourceName: path, recorded: recorded)
         } catch let e as NecoError {
             throw NecoError(e.kind, e.message.hasPrefix(path) ? e.message : "\(path): \(e.message)")
         }
@@ -102,7 +162,15 @@ public enum WeightLoader {
 
     public static func load(source: TensorSource, options: LoadOptions = LoadOptions(),
                             sourceName: String = "weights") throws -> ViTModel {
-        let names = source.tensorNames
+        try load(source: source, options: options, sourceName: sourceName, recorded: nil)
+    }
+
+    static func load(source: TensorSource, options: LoadOptions, sourceName: String,
+                     recorded: Recorded?) throws -> ViTModel {
+        let extra = recorded?.extraTensors ?? []
+        let names = source.tensorNames.filter { name in
+            !ignoredPrefixes.contains { name.hasPrefix($0) } && !extra.contains(name)
+        }
         let nameSet = Set(names)
         let scheme = detectScheme(names)
         func shape(_ n: String) -> [Int]? { source.tensorShape(n) }
@@ -200,6 +268,16 @@ public enum WeightLoader {
             }
         }
         if options.heads == nil && dim % config.heads != 0 { config.heads = 1 }
+        if let r = recorded {
+            let inferred = ["embed_dim": dim, "depth": depth, "patch_size": pw[2], "mlp_hidden": hidden,
+                            "registers": weightRegisters, "pos_grid": grid, "in_channels": pw[1]]
+            let diffs = r.sizes.filter { inferred[$0.0] != $0.1 }.map { "\($0.0) \($0.1) (weights: \(inferred[$0.0]!))" }
+            if !diffs.isEmpty {
+                throw NecoError.format("the metadata's model config does not fit the weights: \(diffs.joined(separator: "; "))")
+            }
+            if options.expect == nil, let n = r.name { config.name = n }
+            if let e = r.layerNormEps { config.layerNormEps = e }
+        }
         try config.validate()
 
         // Canonical name → recipe.
@@ -270,9 +348,7 @@ public enum WeightLoader {
             }
         }
         if registers == 0 && weightRegisters > 0 { used.insert(regKey) }  // XR: register weights dropped on purpose
-        let unexpected = names.filter { name in
-            !used.contains(name) && !ignored.contains(name) && !ignoredPrefixes.contains { name.hasPrefix($0) }
-        }
+        let unexpected = names.filter { !used.contains($0) && !ignored.contains($0) }
         if !missing.isEmpty || !badShape.isEmpty || !unexpected.isEmpty {
             var parts: [String] = []
             if !missing.isEmpty { parts.append("missing keys: \(missing.joined(separator: ", "))") }

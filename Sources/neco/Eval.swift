@@ -4,7 +4,6 @@ import NecoCore
 import NecoEval
 import NecoImage
 import NecoModel
-import NecoTrain
 
 #if canImport(Glibc)
 import Glibc
@@ -16,8 +15,10 @@ import Glibc
 /// Hummingbird's normalisation std (P22: the last value is 0.255, sic).
 let hummingbirdStd: (Float, Float, Float) = (0.229, 0.224, 0.255)
 
-/// Models for the evaluations: a file (plain backbone or libneco training checkpoint), the
-/// default model, or a randomly initialised one.
+/// Models for the evaluations: a file (plain backbone, libneco training checkpoint or exported
+/// model) or a run directory (its checkpoint.safetensors), the default model, or a randomly
+/// initialised one. Files load through `ModelOptions.load` → `WeightLoader.load(path:)`, which
+/// takes a checkpoint's student backbone with its recorded heads and position rule.
 struct EvalModelOptions: ParsableArguments {
     @OptionGroup var modelOptions: ModelOptions
     @Flag(help: "Use a randomly initialised model of --config (default vits14) instead of weights: the floor.")
@@ -28,7 +29,11 @@ struct EvalModelOptions: ParsableArguments {
 
     func models() throws -> [ViTModel] {
         var out = [try primary()]
-        if let c = compare { out.append(try loadAnyModel(path: c, options: modelOptions)) }
+        if let c = compare {
+            var o = modelOptions
+            o.model = c
+            out.append(try o.load())
+        }
         return out
     }
 
@@ -42,20 +47,8 @@ struct EvalModelOptions: ParsableArguments {
             }
             return try RandomViT.make(config: c, seed: initSeed)
         }
-        if let m = modelOptions.model { return try loadAnyModel(path: m, options: modelOptions) }
         return try modelOptions.load()
     }
-}
-
-/// A backbone file or, failing that, a libneco training checkpoint's student.
-func loadAnyModel(path: String, options: ModelOptions) throws -> ViTModel {
-    try options.applyThreads()
-    if let file = try? SafetensorsFile(path: path), file.metadata["format"] == Checkpoint.format {
-        return try Checkpoint.loadModel(path: path)
-    }
-    var o = options
-    o.model = path
-    return try o.load()
 }
 
 /// A randomly initialised ViT, as DINOv2 initialises it for training: linear weights, position
@@ -191,7 +184,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Linear probe: epochs.") var epochs: Int = 25
     @Option(help: "Linear probe: images per SGD step.") var probeBatch: Int = 8
     @Option(help: "Linear probe: learning rate.") var lr: Float = 0.01
-    @Option(help: "Clustering: cluster counts, comma-separated; 'gt' = the number of classes.") var clusters: String = "gt,100,300"
+    @Option(help: "Clustering: cluster counts, comma-separated; 'gt' = the number of classes. Default gt,300,500 (NECO-SPEC §6.3), leaving out counts above the number of validation patches.")
+    var clusters: String?
     @Option(help: "Clustering: number of seeds (0, 1, ...).") var seeds: Int = 5
     @Option(help: "Clustering: k-means iterations.") var iterations: Int = 100
     @Option(help: "Clustering: k-means restarts per seed (best objective kept).") var redo: Int = 5
@@ -210,7 +204,6 @@ struct Eval: ParsableCommand {
         let benchmark = try Benchmark(path: root)
         let train = maxTrain > 0 ? Array(benchmark.train.prefix(maxTrain)) : benchmark.train
         let val = maxVal > 0 ? Array(benchmark.val.prefix(maxVal)) : benchmark.val
-        let kList = try clusterCounts(classes: benchmark.classes.count)
         let models = try evalModel.models()
         for m in models {
             guard size % m.config.patchSize == 0 else {
@@ -218,6 +211,8 @@ struct Eval: ParsableCommand {
             }
             try m.validateInput(height: size, width: size)
         }
+        let valPatches = models.map { val.count * (size / $0.config.patchSize) * (size / $0.config.patchSize) }.min() ?? 0
+        let kList = try clusterCounts(classes: benchmark.classes.count, patches: valPatches)
 
         print("benchmark  \(root)")
         print("           \(benchmark.classes.count) classes: \(benchmark.classes.joined(separator: ", "))")
@@ -241,8 +236,18 @@ struct Eval: ParsableCommand {
         printTable(results, classes: benchmark.classes, models: models)
     }
 
-    func clusterCounts(classes: Int) throws -> [Int] {
-        try clusters.split(separator: ",").map { s -> Int in
+    /// `--clusters`, or the protocol's counts without those above the number of validation
+    /// patches (k-means needs at least K points; a small benchmark such as `voc` has 256).
+    func clusterCounts(classes: Int, patches: Int) throws -> [Int] {
+        guard let clusters else {
+            let all = Overcluster.defaultClusterCounts(classes: classes)
+            let kept = all.filter { $0 <= patches }
+            if kept.count < all.count {
+                writeStderr("  cluster: K = \(all.filter { $0 > patches }.map(String.init).joined(separator: ", ")) left out: only \(patches) validation patches\n")
+            }
+            return kept
+        }
+        return try clusters.split(separator: ",").map { s -> Int in
             if s == "gt" { return classes }
             guard let v = Int(s), v >= 1 else { throw NecoError.invalidArgument("bad cluster count '\(s)' in --clusters") }
             return v
@@ -371,8 +376,8 @@ struct IndexBench: ParsableCommand {
     @Option(help: "Feature dim D.") var dim: Int = 384
     @Option(help: "Neighbours k.") var k: Int = 30
     @Option(help: "Threads (default: all cores).") var threads: Int?
-    @Option(help: "Query rows per tile of the GEMM-only pass (default: the index's own).") var queryTile: Int?
-    @Option(help: "Bank rows per tile of the GEMM-only pass (default: the index's own).") var bankTile: Int?
+    @Option(help: "Query rows per tile, both passes (default: the index's own, 1024).") var queryTile: Int?
+    @Option(help: "Bank rows per tile, both passes (default: the index's own, 4096).") var bankTile: Int?
     @Option(help: "Slices of the queries; the GEMM-only pass and the search alternate over them.") var rounds: Int = 5
 
     func run() throws {

@@ -127,6 +127,39 @@ final class ClusterTests: XCTestCase {
         XCTAssertThrowsError(try x.withUnsafeBufferPointer { try FeatureReduction.pca($0.baseAddress!, rows: 400, dim: 6, outDim: 7) })
     }
 
+    /// The protocol's cluster counts are NECO-SPEC §6.3's (paper Table 1(a)): K = C, 300, 500;
+    /// K = C is matched one-to-one, 300 and 500 many-to-one, and both run on 512 patches of
+    /// 4 separable classes with every cluster pure (mIoU 1).
+    func testDefaultClusterCountsFollowTheSpec() throws {
+        XCTAssertEqual(Overcluster.defaultClusterCounts(classes: 21), [21, 300, 500])
+        XCTAssertEqual(Overcluster.defaultClusterCounts(classes: 9), [9, 300, 500])
+        let gh = 4, gw = 4, dim = 6, classes = 4, images = 32
+        var rng = EvalRNG(seed: 3)
+        var feats: [Float] = [], maps: [LabelMap] = []
+        for i in 0..<images {
+            var px = [UInt8](repeating: 0, count: 8 * 8)  // 2-pixel patches
+            for p in 0..<(gh * gw) {
+                let c = (p + i) % classes
+                for y in 0..<2 { for x in 0..<2 { px[((p / gw) * 2 + y) * 8 + (p % gw) * 2 + x] = UInt8(c) } }
+                for j in 0..<dim { feats.append((j == c ? 5 : 0) + rng.uniform(-0.3, 0.3)) }
+            }
+            maps.append(try LabelMap(width: 8, height: 8, labels: px))
+        }
+        let prep = try Overcluster.prepare(features: feats, images: images, gridHeight: gh, gridWidth: gw, dim: dim, pcaDim: 5)
+        var o = Overcluster.Options()
+        o.seeds = [0]
+        o.redo = 1
+        o.iterations = 5
+        o.maskSize = 8
+        for k in Overcluster.defaultClusterCounts(classes: classes) {
+            let r = try Overcluster.evaluate(prep, labels: maps, classes: classes, clusters: k, options: o)
+            XCTAssertEqual(r.matching, k == classes ? .hungarian : .manyToOne, "K = \(k)")
+            // With K ≥ 300 random initial points, every blob of 128 patches holds some: all pure.
+            // (K = C can end in a local minimum with one restart; testOverclusterProtocol covers it.)
+            if k > classes { XCTAssertEqual(r.mIoU, 1, accuracy: 1e-12, "K = \(k)") }
+        }
+    }
+
     /// The whole overclustering protocol on synthetic "features" whose patches carry their class:
     /// K = C (Hungarian) and K > C (many-to-one) both reach mIoU 1.
     func testOverclusterProtocolOnSeparableFeatures() throws {

@@ -60,6 +60,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(data.count, 128 + 2 * 3 * 4 * 32 * 4)
     }
 
+    /// `--model DIR` loads DIR/checkpoint.safetensors (a training run's folder); a folder without
+    /// one is a one-line error naming the file it looked for.
+    func testModelDirectoryLoadsItsCheckpoint() throws {
+        let run = tmp + "/run"
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: fixturePath("vit/tiny_reg4.weights.safetensors"),
+                                         toPath: run + "/checkpoint.safetensors")
+        let (rc, out, err) = try runTool(["info", "--model", run, "--heads", "4"])
+        XCTAssertEqual(rc, 0, err)
+        XCTAssertTrue(out.contains("model        \(run)/checkpoint.safetensors"), out)
+        XCTAssertTrue(out.contains("registers    4"), out)
+        try assertOneLineError(["info", "--model", tmp], contains: "without a checkpoint.safetensors")
+    }
+
     func testBadInputsGiveOneLineErrors() throws {
         let tiny = ["--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--heads", "4"]
         try assertOneLineError(["info", "--model", "/nonexistent.safetensors"], contains: "/nonexistent.safetensors")
