@@ -293,8 +293,10 @@ public enum Checkpoint {
         public init(file: SafetensorsFile, prefix: String) {
             self.file = file
             self.prefix = prefix
+            // Tensors stored next to the state (a NeCo run's reference queues) are not part of it.
+            let extras = Set((file.metadata["extra_tensors"] ?? "").split(separator: ",").map(String.init))
             tensorNames = file.names.compactMap { n -> String? in
-                guard n.hasPrefix(prefix) else { return nil }
+                guard n.hasPrefix(prefix), !extras.contains(n) else { return nil }
                 let rest = String(n.dropFirst(prefix.count))
                 if rest.hasPrefix(HeadLayout.prefix) || rest.hasPrefix("optimizer.") || rest.hasPrefix(teacherPrefix) { return nil }
                 return rest

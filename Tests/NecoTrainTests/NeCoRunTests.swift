@@ -75,9 +75,14 @@ final class NeCoRunTests: XCTestCase {
         for f in [NeCoRun.configFile, NeCoRun.checkpointFile, NeCoRun.studentFile, NeCoRun.teacherFile, "log.jsonl"] {
             XCTAssertTrue(FileIO.exists(scratch + "/a/" + f), f)
         }
-        // The exported student is a plain model file equal to the trained student.
+        // The exported student is a plain model file equal to the trained student; the checkpoint
+        // (with its reference queues) loads as its student or its teacher.
         let student = try WeightLoader.load(path: scratch + "/a/" + NeCoRun.studentFile)
         XCTAssertEqual(weights(student), weights(a.trainer.student))
+        let ckpt = scratch + "/a/" + NeCoRun.checkpointFile
+        XCTAssertEqual(weights(try WeightLoader.load(path: ckpt)), weights(a.trainer.student))
+        XCTAssertEqual(weights(try Checkpoint.loadModel(path: ckpt)), weights(a.trainer.student))
+        XCTAssertEqual(weights(try Checkpoint.loadModel(path: ckpt, teacher: true)), weights(a.trainer.teacher!))
 
         // Paused after 3 steps (a checkpoint is written), resumed in a new object.
         let b = try NeCoRun(model: try model(), images: .folder(folder), config: c, directory: scratch + "/b")
