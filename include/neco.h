@@ -457,6 +457,8 @@ typedef struct neco_train_params {
                                  "student.safetensors" and "teacher.safetensors". Default NULL */
     int32_t checkpoint_every; /* with run_dir: steps between checkpoints, 0 = only on stop and at
                                  the end. Default 50 */
+    int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536. Default 2048 */
+    int32_t head_out_dim;     /* the embedding the loss sees, 1...65536. Default 256 */
 } neco_train_params;
 
 neco_train_params neco_train_default_params(void);

@@ -40,7 +40,7 @@ public func neco_train_default_params() -> neco_train_params {
                       sort_net: Int32(NECO_SORT_BITONIC.rawValue), relaxation: Int32(NECO_RELAX_CAUCHY.rawValue),
                       steepness: 100, teacher_steepness: 0, log_floor: 0, lr_backbone: 1e-5, lr_head: 1e-4, warmup_steps: 0,
                       drop_path: 0.1, train_last_blocks: 0, freeze_first_blocks: 0, grad_clip: 0, seed: 0, run_dir: nil,
-                      checkpoint_every: 50)
+                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256)
 }
 
 /// The run configuration for C params, every field range-checked (NeCoRunConfig.validate checks
@@ -67,6 +67,8 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     try check(p.train_last_blocks == 0 || p.freeze_first_blocks == 0, "train_last_blocks and freeze_first_blocks are both set")
     try check(p.grad_clip.isFinite && p.grad_clip >= 0, "grad_clip = \(p.grad_clip) must be finite and ≥ 0 (0 = none)")
     try check(p.checkpoint_every >= 0, "checkpoint_every = \(p.checkpoint_every) must be ≥ 0")
+    try check(p.head_hidden_dim >= 1 && p.head_hidden_dim <= 65536 && p.head_out_dim >= 1 && p.head_out_dim <= 65536,
+              "head_hidden_dim / head_out_dim = \(p.head_hidden_dim) / \(p.head_out_dim) out of range 1...65536")
 
     var c = NeCoRunConfig(totalSteps: Int(p.total_steps))
     c.batchSize = Int(p.batch_size)
@@ -79,6 +81,8 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     t.warmupSteps = Int(p.warmup_steps)
     t.dropPathRate = Float(p.drop_path)
     t.gradClip = p.grad_clip > 0 ? p.grad_clip : nil
+    t.headHiddenDim = Int(p.head_hidden_dim)
+    t.headOutDim = Int(p.head_out_dim)
     t.trainable = p.train_last_blocks > 0 ? .last(Int(p.train_last_blocks))
         : (p.freeze_first_blocks > 0 ? .freezeFirst(Int(p.freeze_first_blocks)) : .all)
     c.trainer = t

@@ -847,7 +847,7 @@ int main(int argc, char ** argv) {
               tp.references == NECO_REFERENCES_QUEUE && tp.queue_length == 8192 && tp.sort_net == NECO_SORT_BITONIC &&
               tp.relaxation == NECO_RELAX_CAUCHY && tp.steepness == 100 && tp.teacher_steepness == 0 &&
               tp.log_floor == 0 && tp.lr_backbone == 1e-5 && tp.lr_head == 1e-4 && tp.run_dir == NULL &&
-              tp.checkpoint_every == 50);
+              tp.checkpoint_every == 50 && tp.head_hidden_dim == 2048 && tp.head_out_dim == 256);
         /* Small valid params for the tiny model (patch 14): crops of 2 and 1 patches, a 2x2 ROI grid. */
         tp.total_steps = 4;
         tp.batch_size = 2;
@@ -855,6 +855,8 @@ int main(int argc, char ** argv) {
         tp.local_size = 14;
         tp.roi_size = 2;
         tp.references = NECO_REFERENCES_BATCH;
+        tp.head_hidden_dim = 16; /* a small head keeps the valgrind run short */
+        tp.head_out_dim = 8;
         enum { TW = 40, TH = 36 };
         static uint8_t pix[4][TH * TW * 3];
         for (int i = 0; i < 4; i++)
@@ -939,6 +941,8 @@ int main(int argc, char ** argv) {
         BAD_TRAIN_PARAM(b.grad_clip = -1, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.grad_clip = NAN, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.checkpoint_every = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.head_hidden_dim = 0, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.head_out_dim = 70000, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.run_dir = "", NECO_ERR_INVALID_ARG);
         {
             char under_file[600];

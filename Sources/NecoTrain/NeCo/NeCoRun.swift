@@ -266,8 +266,11 @@ public final class NeCoRun: @unchecked Sendable {
                 throw NecoError.invalidArgument("\(dir) already holds a run (\(Self.checkpointFile)); resume it or choose another folder")
             }
         }
+        // Everything that can be refused is checked before the trainer allocates its heads,
+        // moments and teacher.
+        _ = try c.trainer.trainable.parts(depth: model.config.depth)
+        (objective, loader) = try Self.makeObjectiveAndLoader(config: c, model: model.config, images: images)
         trainer = try Trainer(student: model, config: c.trainer)
-        (objective, loader) = try Self.makeObjectiveAndLoader(config: c, trainer: trainer, images: images)
         if let dir = directory {
             try FileIO.writeAtomically(dir + "/" + Self.configFile, bytes: Array(runJSON(images: images).serialized().utf8))
             try openLog(keepingUpTo: 0)
@@ -303,7 +306,7 @@ public final class NeCoRun: @unchecked Sendable {
         self.directory = directory
         modelSource = meta["neco.model_source"] ?? path
         trainer = try Checkpoint.load(path: path)
-        (objective, loader) = try Self.makeObjectiveAndLoader(config: c, trainer: trainer, images: source)
+        (objective, loader) = try Self.makeObjectiveAndLoader(config: c, model: trainer.student.config, images: source)
         try applyRunState(try readRunState(meta, path: path), path: path)
         if let dir = directory {
             try Self.makeFolder(dir)
@@ -395,9 +398,9 @@ public final class NeCoRun: @unchecked Sendable {
         if logFD >= 0 { close(logFD) }
     }
 
-    static func makeObjectiveAndLoader(config c: NeCoRunConfig, trainer: Trainer,
+    static func makeObjectiveAndLoader(config c: NeCoRunConfig, model: ViTConfig,
                                        images: TrainingImages) throws -> (NeCoObjective, NeCoDataLoader) {
-        let dim = trainer.studentHead?.config.outDim ?? trainer.student.config.embedDim
+        let dim = c.trainer.headConfig(inDim: model.embedDim)?.outDim ?? model.embedDim
         let objective = try NeCoObjective(config: c.objective, dim: dim, rng: TrainRNG(seed: c.trainer.seed, stream: 2))
         try objective.validate(batch: c.batchSize)
         let loader = try NeCoDataLoader(images: images, batchSize: c.batchSize, crops: c.objective.crops,
