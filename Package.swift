@@ -69,7 +69,8 @@ let package = Package(
         .testTarget(name: "NecoImageTests", dependencies: ["NecoImage", "_NecoTestSupport"]),
         .testTarget(name: "NecoModelTests", dependencies: ["NecoModel", "Neco", "_NecoTestSupport"]),
         .testTarget(name: "NecoTrainTests", dependencies: ["NecoTrain", "NecoModel", "NecoCore", "_NecoTestSupport"]),
-        .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "Neco", "NecoImage", "NecoModel", "_NecoTestSupport"]),
+        .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "Neco", "NecoImage", "NecoModel", "NecoTrain",
+                                                      "_NecoTestSupport"]),
     ],
     cxxLanguageStandard: .cxx17
 )

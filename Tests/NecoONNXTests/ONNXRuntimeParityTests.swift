@@ -4,6 +4,7 @@ import NecoCore
 import NecoImage
 import NecoModel
 import NecoONNX
+import NecoTrain
 import XCTest
 import _NecoTestSupport
 
@@ -40,7 +41,7 @@ final class ONNXRuntimeParityTests: XCTestCase {
 
         /// Runs the Swift forward on `input` and records the case for `file`.
         func add(_ name: String, model: ViTModel, file: String, input: [Float], batch: Int, height: Int, width: Int,
-                 head: ProjectionHead? = nil) throws {
+                 head: NecoONNX.ProjectionHead? = nil) throws {
             let c = model.config
             let s = try forwardSplit(model, input: input, batch: batch, height: height, width: width)
             var expected: [(String, [Int], [Float])] = [
@@ -126,6 +127,32 @@ final class ONNXRuntimeParityTests: XCTestCase {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Trains the tiny reg4 fixture for 4 NeCo steps and saves the run's checkpoint at `path`.
+    func trainTinyCheckpoint(_ path: String) throws -> String {
+        var rng = TestRNG(seed: 77)
+        let images = (0..<4).map { i -> RGBImage in
+            let w = 60 + 4 * i, h = 50
+            return RGBImage(width: w, height: h, pixels: (0..<(w * h * 3)).map { _ in UInt8(truncatingIfNeeded: Int(255 * rng.uniform())) })
+        }
+        var c = NeCoRunConfig(totalSteps: 4)
+        c.batchSize = 2
+        c.trainer.lrBackbone = 1e-2
+        c.trainer.lrHead = 1e-2
+        c.trainer.headHiddenDim = 24
+        c.trainer.headOutDim = 12
+        c.objective.crops.globalSize = 28
+        c.objective.crops.localSize = 14
+        c.objective.roiSize = 2
+        c.objective.references = .batch
+        let start = try Tiny.reg4.load()
+        let before = Array(start.params.slab.buffer)
+        let run = try NeCoRun(model: start, images: .memory(images), config: c, directory: nil)
+        XCTAssertEqual(try run.run(), .finished)
+        XCTAssertNotEqual(Array(run.trainer.student.params.slab.buffer), before, "training changed the weights")
+        try run.saveCheckpoint(to: path)
+        return path
+    }
+
     func testONNXRuntimeMatchesSwiftForward() throws {
         try requirePythonEnvironment()
         let dir = try TempFolder()
@@ -151,7 +178,7 @@ final class ONNXRuntimeParityTests: XCTestCase {
         // 2. Tiny checkpoints: every architecture and every position rule, at the native grid and
         //    off it (down- and upsampling), batch 1 and 3; plus a projection head and external data.
         var seed: UInt64 = 100
-        func tinyCases(_ tiny: Tiny, rule: PosEmbedRule? = nil, sizes: [(Int, Int)], head: ProjectionHead? = nil,
+        func tinyCases(_ tiny: Tiny, rule: PosEmbedRule? = nil, sizes: [(Int, Int)], head: NecoONNX.ProjectionHead? = nil,
                        external: Bool = false) throws {
             let model = try tiny.load(rule: rule)
             let tag = "\(tiny.rawValue)_\(model.config.posEmbedRule.rawValue)\(head != nil ? "_head" : "")\(external ? "_ext" : "")"
@@ -178,6 +205,29 @@ final class ONNXRuntimeParityTests: XCTestCase {
         try tinyCases(.swiglu, sizes: [(70, 70), (56, 84)])
         try tinyCases(.noreg, rule: .bicubic, sizes: [(42, 42)], head: randomHead(inDim: 32, hidden: 64, out: 16, seed: 9))
         try tinyCases(.noreg, sizes: [(56, 56)], external: true)
+
+        // 3. A checkpoint produced by training: four NeCo steps of the tiny reg4 model (its own
+        //    projection head, batch references, 28/14 px crops of synthetic pictures), saved by
+        //    NeCoRun, then loaded back from that one file as a model (the student backbone with its
+        //    recorded position rule) and a head, and exported with and without the head.
+        let checkpoint = try trainTinyCheckpoint(dir.file("trained.safetensors"))
+        let trained = try WeightLoader.load(path: checkpoint)
+        let trainedHead = try NecoONNX.ProjectionHead.load(path: checkpoint)
+        XCTAssertEqual(trained.config.posEmbedRule, .antialias, "the recorded rule of tiny_reg4")
+        try suite.export(trained, "trained_dynamic.onnx", ONNXExportOptions(inputSize: .dynamic))
+        try suite.export(trained, "trained_head_56x70.onnx", ONNXExportOptions(inputSize: .fixed(height: 56, width: 70), head: trainedHead))
+        for (h, w) in [(56, 70), (98, 84)] {
+            for batch in [1, 3] {
+                seed += 1
+                let x = syntheticInput(batch: batch, height: h, width: w, seed: seed)
+                try suite.add("trained dynamic \(h)x\(w) batch \(batch)", model: trained, file: "trained_dynamic.onnx", input: x,
+                              batch: batch, height: h, width: w)
+                if h == 56 {
+                    try suite.add("trained + head \(h)x\(w) batch \(batch)", model: trained, file: "trained_head_56x70.onnx",
+                                  input: x, batch: batch, height: h, width: w, head: trainedHead)
+                }
+            }
+        }
 
         let manifest = try suite.write()
         let script = repositoryRoot + "/scripts/onnx_parity.py"
