@@ -65,6 +65,23 @@ struct Train: ParsableCommand {
         if let dir = resume {
             try modelOptions.applyThreads()
             guard out == nil || out == dir else { throw NecoError.invalidArgument("--resume continues in its own folder; drop --out") }
+            let fresh = try Train.parse([])
+            var changed: [String] = []
+            if steps != nil || epochs != nil { changed.append("--steps/--epochs") }
+            if modelOptions.model != nil || modelOptions.config != nil || modelOptions.registers != nil
+                || modelOptions.posRule != nil || modelOptions.heads != nil { changed.append("model options") }
+            if batch != fresh.batch || globalSize != fresh.globalSize || localSize != fresh.localSize
+                || globalCrops != fresh.globalCrops || localCrops != fresh.localCrops { changed.append("batch/crop options") }
+            if references != fresh.references || queueLength != fresh.queueLength || sortNet != fresh.sortNet
+                || relaxation != fresh.relaxation || steepness != fresh.steepness || teacherSteepness != nil
+                || roiSize != fresh.roiSize || logFloor != fresh.logFloor { changed.append("NeCo loss options") }
+            if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps
+                || dropPath != fresh.dropPath || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
+                || checkpointEvery != fresh.checkpointEvery || log != fresh.log { changed.append("optimisation options") }
+            guard changed.isEmpty else {
+                throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
+                                                + "(only --data, --threads and --quiet may be given)")
+            }
             run = try NeCoRun.resume(directory: dir, images: try data.map { .folder(try ImageFolder(root: $0)) })
             print("resuming \(dir) at step \(run.stepsDone)/\(run.totalSteps) (epoch \(run.loader.epoch)), "
                   + "data \(run.loader.images.description)")

@@ -60,6 +60,8 @@ extension CLITests {
                                contains: "too small")
         try assertOneLineError(["train", "--data", data, "--out", run] + tinyTrainArgs, contains: "already holds a run")
         try assertOneLineError(["train", "--resume", tmp + "/nothing"], contains: "no checkpoint.safetensors")
+        try assertOneLineError(["train", "--resume", run, "--steps", "9", "--lr-head", "1"],
+                               contains: "drop --steps/--epochs, optimisation options")
         try assertOneLineError(["train", "--out", tmp + "/r5"], contains: "--data DIR is required")
         try assertOneLineError(["train", "--data", data, "--out", tmp + "/r6", "--relaxation", "fuzzy"] + tinyTrainArgs,
                                contains: "unknown --relaxation")
