@@ -124,10 +124,7 @@ private func makeTrainer(_ model: OpaquePointer?, _ images: () throws -> Trainin
     try config.validate()
     let source = try images()
     // The trainer trains its own copy: the caller's model handle stays immutable.
-    let copy = try ViTParameters(config: m.model.config)
-    copy.slab.copy(from: m.model.params.slab)
-    let student = ViTModel(params: copy, source: m.model.source, scheme: m.model.scheme)
-    let run = try NeCoRun(model: student, images: source, config: config, directory: dir)
+    let run = try NeCoRun(model: try m.model.copy(), images: source, config: config, directory: dir)
     run.warn = { message in log(NECO_LOG_WARN, message) }
     out.pointee = box(TrainerHandle(run: run, imageHeight: m.imageHeight, imageWidth: m.imageWidth))
 }
@@ -265,10 +262,7 @@ public func neco_trainer_get_model(_ trainer: OpaquePointer?, _ teacher: Bool,
         guard let source = teacher ? h.run.trainer.teacher : h.run.trainer.student else {
             throw NecoError.invalidArgument("this trainer has no teacher")
         }
-        let params = try ViTParameters(config: source.config)
-        params.slab.copy(from: source.params.slab)
-        let copy = ViTModel(params: params, source: "\(teacher ? "teacher" : "student") at step \(h.run.stepsDone)",
-                            scheme: source.scheme)
+        let copy = try source.copy(source: "\(teacher ? "teacher" : "student") at step \(h.run.stepsDone)")
         guard let name = strdup(source.config.name) else { throw NecoError(.outOfMemory, "cannot copy the model name") }
         out.pointee = box(ModelHandle(model: copy, imageHeight: h.imageHeight, imageWidth: h.imageWidth, name: name))
     }

@@ -83,6 +83,20 @@ public enum FileIO {
         return stat(path, &st) == 0
     }
 
+    /// Creates the folder `path` and any missing parents (`mkdir -p`).
+    /// - Throws: `.invalidArgument` for an empty path; `.io` naming the first folder that cannot
+    ///   be created (or a file standing where a folder should be).
+    public static func makeDirectories(_ path: String) throws {
+        guard !path.isEmpty else { throw NecoError.invalidArgument("empty folder path") }
+        var current = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            current += (current.isEmpty || current.hasSuffix("/") ? "" : "/") + part
+            if !isDirectory(current) && mkdir(current, 0o755) != 0 && !isDirectory(current) {
+                throw NecoError.io("\(current): cannot create folder: \(errnoString())")
+            }
+        }
+    }
+
     /// Lists regular files under `dir`, recursively, sorted, keeping those whose lowercased
     /// extension is in `extensions`.
     public static func listFiles(_ dir: String, extensions: Set<String>) throws -> [String] {

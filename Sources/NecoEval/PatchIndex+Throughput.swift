@@ -69,7 +69,7 @@ public struct PatchIndexThroughput: Sendable {
         progress?("sgemm 2048x8192x\(d): \(Int(sgemm.rounded())) GFLOP/s")
 
         // The bank (own copy, normalised, for pass 2) and the index built from it.
-        let t0 = clock()
+        let t0 = monotonicSeconds()
         let bank = try Scratch<Float>(m * d)
         fillUniform(bank.base, count: m * d, seed: seed)
         let index = try PatchIndex(dim: d)
@@ -83,7 +83,7 @@ public struct PatchIndexThroughput: Sendable {
         PatchIndex.normalizeRows(bank.base, rows: m, dim: d)
         let queries = try Scratch<Float>(q * d)
         fillUniform(queries.base, count: q * d, seed: seed &+ 1)
-        let build = clock() - t0
+        let build = monotonicSeconds() - t0
         progress?("built a \(m) x \(d) bank (\((m * d * 4) >> 20) MiB) and \(q) queries in \(Int(build.rounded())) s")
 
         // 2 and 3, alternating over `rounds` slices of the queries, so that both passes see the
@@ -100,7 +100,7 @@ public struct PatchIndexThroughput: Sendable {
         while s0 < q {
             let sq = min(slice, q - s0)
             // 2. Similarity GEMMs only, with the search's tiles.
-            let t1 = clock()
+            let t1 = monotonicSeconds()
             var q0 = s0
             while q0 < s0 + sq {
                 let mq = min(qTile, s0 + sq - q0)
@@ -115,12 +115,12 @@ public struct PatchIndexThroughput: Sendable {
                 }
                 q0 += mq
             }
-            let ts = clock() - t1
+            let ts = monotonicSeconds() - t1
             // 3. The real search.
-            let t2 = clock()
+            let t2 = monotonicSeconds()
             try index.search(queries: queries.base + s0 * d, rows: sq, k: k, indices: outIdx.base, similarities: outSim.base,
                              labels: nil, queryTile: qTile, bankTile: bTile)
-            let tk = clock() - t2
+            let tk = monotonicSeconds() - t2
             sim += ts
             search += tk
             ratios.append(tk / ts - 1)
@@ -142,9 +142,9 @@ public struct PatchIndexThroughput: Sendable {
         Gemm.gemm(out: c.base, a: a.base, b: b.base, m: mm, n: nn, k: d, transB: true)  // warm-up
         var best = Double.infinity
         for _ in 0..<3 {
-            let t = clock()
+            let t = monotonicSeconds()
             Gemm.gemm(out: c.base, a: a.base, b: b.base, m: mm, n: nn, k: d, transB: true)
-            best = min(best, clock() - t)
+            best = min(best, monotonicSeconds() - t)
         }
         return 2 * Double(mm) * Double(nn) * Double(d) / best / 1e9
     }
@@ -163,12 +163,6 @@ public struct PatchIndexThroughput: Sendable {
                 }
             }
         }
-    }
-
-    static func clock() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
     static func fmt(_ v: Double) -> String {

@@ -22,6 +22,15 @@ public final class ViTModel: @unchecked Sendable {
         self.scheme = scheme
     }
 
+    /// An independent copy of the weights (same architecture and scheme), e.g. to train without
+    /// touching a shared model.
+    /// - Throws: `.outOfMemory` when the parameter slab cannot be allocated.
+    public func copy(source: String? = nil) throws -> ViTModel {
+        let p = try ViTParameters(config: config)
+        p.slab.copy(from: params.slab)
+        return ViTModel(params: p, source: source ?? self.source, scheme: scheme)
+    }
+
     /// Checks an input size; throws `.shape` with a clear message.
     public func validateInput(height: Int, width: Int) throws {
         let p = config.patchSize

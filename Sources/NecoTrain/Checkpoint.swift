@@ -274,9 +274,12 @@ public enum Checkpoint {
     /// `WeightLoader` (the checkpoint keys are the loader's canonical keys).
     public static func loadModel(path: String, teacher: Bool = false) throws -> ViTModel {
         let file = try openFile(path)
+        // The student is what `WeightLoader` reads from a checkpoint by itself (with the recorded
+        // architecture, extra tensors skipped); the teacher needs the prefix view below.
+        guard teacher else { return try WeightLoader.load(path: path) }
         let c = try parse(file, "model") { try ViTConfig(trainingJSON: $0) }
-        let source = ModelSource(file: file, prefix: teacher ? teacherPrefix : "")
-        guard !source.tensorNames.isEmpty else { throw NecoError.format("\(path): checkpoint has no \(teacher ? "teacher" : "student") backbone") }
+        let source = ModelSource(file: file, prefix: teacherPrefix)
+        guard !source.tensorNames.isEmpty else { throw NecoError.format("\(path): checkpoint has no teacher backbone") }
         let model = try WeightLoader.load(source: source,
                                           options: LoadOptions(heads: c.heads, registers: c.registers, posEmbedRule: c.posEmbedRule),
                                           sourceName: path)

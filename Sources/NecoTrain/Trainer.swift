@@ -156,9 +156,7 @@ public final class Trainer: @unchecked Sendable {
             teacherHead = nil
         }
         if config.useTeacher {
-            let tp = try ViTParameters(config: c)
-            tp.slab.copy(from: student.params.slab)
-            teacher = ViTModel(params: tp, source: "teacher of \(student.source)", scheme: student.scheme)
+            teacher = try student.copy(source: "teacher of \(student.source)")
         } else {
             teacher = nil
         }
@@ -231,7 +229,7 @@ public final class Trainer: @unchecked Sendable {
         let d = c.embedDim
 
         // 1. Teacher.
-        var clock = Self.now()
+        var clock = monotonicSeconds()
         var teacherViews: [EmbeddingView?] = Array(repeating: nil, count: inputs.count)
         if let teacher {
             for (i, inp) in inputs.enumerated() where inp.teacher {
@@ -251,7 +249,7 @@ public final class Trainer: @unchecked Sendable {
                 teacherViews[i] = b.view(UnsafePointer(b.teacherEmbedding!.base))
             }
         }
-        var now = Self.now()
+        var now = monotonicSeconds()
         times.teacherForward = now - clock
         clock = now
 
@@ -282,7 +280,7 @@ public final class Trainer: @unchecked Sendable {
                 gradViews.append(b.gradient(b.studentGradient!.base))
             }
         }
-        now = Self.now()
+        now = monotonicSeconds()
         times.studentForward = now - clock
         clock = now
 
@@ -291,7 +289,7 @@ public final class Trainer: @unchecked Sendable {
         guard value.isFinite else {
             throw NecoError(.internal, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
         }
-        now = Self.now()
+        now = monotonicSeconds()
         times.loss = now - clock
         clock = now
 
@@ -312,7 +310,7 @@ public final class Trainer: @unchecked Sendable {
                 try student.backward(b.acts, grads: gradients.base, images: inp.images, trainable: trainableParts)
             }
         }
-        now = Self.now()
+        now = monotonicSeconds()
         times.backward = now - clock
         clock = now
 
@@ -343,7 +341,7 @@ public final class Trainer: @unchecked Sendable {
         optimizer.update(segments: segments, grads: gradients.base,
                          lr: [sv.lrBackbone, sv.lrBackbone, sv.lrHead, sv.lrHead],
                          weightDecay: [sv.weightDecay, 0, sv.weightDecay, 0])
-        now = Self.now()
+        now = monotonicSeconds()
         times.optimizer = now - clock
         step += 1
         rng = stepRNG
@@ -496,11 +494,5 @@ public final class Trainer: @unchecked Sendable {
             (dTokens + i * b.tokens * d).update(repeating: 0, count: prefix * d)
             (dTokens + (i * b.tokens + prefix) * d).update(from: src + i * n * d, count: n * d)
         }
-    }
-
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }

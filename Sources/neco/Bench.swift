@@ -48,13 +48,13 @@ struct Bench: ParsableCommand {
             }
             var times: [Double] = []
             for _ in 0..<repeats {
-                let t0 = now()
+                let t0 = monotonicSeconds()
                 try input.withUnsafeBufferPointer { ip in
                     try out.withUnsafeMutableBufferPointer { op in
                         try model.forward(out: op.baseAddress!, images: ip.baseAddress!, batch: b, height: h, width: w)
                     }
                 }
-                times.append(now() - t0)
+                times.append(monotonicSeconds() - t0)
             }
             let med = times.sorted()[times.count / 2]
             let ips = Double(b) / med

@@ -91,12 +91,6 @@ func resizeMode(size: String, crop: Bool, patch: Int) throws -> ResizeMode {
     return .stretch(height: h, width: w)
 }
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 func peakRSSMiB() -> Double {
     var u = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
@@ -173,7 +167,7 @@ struct Extract: ParsableCommand {
         let options = ExtractOptions(resize: mode, l2Normalize: l2)
         var stacked: [Float] = []
         var shape: [Int] = []
-        let t0 = now()
+        let t0 = monotonicSeconds()
         var start = 0
         var usedNames = Set<String>()
         while start < files.count {
@@ -194,7 +188,7 @@ struct Extract: ParsableCommand {
                 }
             }
             start += chunk.count
-            let rate = Double(start) / max(now() - t0, 1e-9)
+            let rate = Double(start) / max(monotonicSeconds() - t0, 1e-9)
             if files.count > 1 {
                 var line = "\r[\(start)/\(files.count)] \(fmt(rate, 1)) img/s"
                 if start == files.count { line += "\n" }

@@ -23,7 +23,7 @@ struct Demo: ParsableCommand {
         guard FileIO.isDirectory(dir) else { throw NecoError.io("\(dir): no such folder (run scripts/setup.sh)") }
         let files = try FileIO.listFiles(dir, extensions: ["jpg", "jpeg", "png"])
         guard !files.isEmpty else { throw NecoError.invalidArgument("\(dir): no JPEG or PNG photos") }
-        try makeDirectories(out)
+        try FileIO.makeDirectories(out)
         print("model  \(model.source)")
         print("       \(c.name), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue), \(Threads.count) threads")
         print("")
@@ -33,9 +33,9 @@ struct Demo: ParsableCommand {
         for path in files {
             let img = try ImageDecoder.load(path: path)
             let mode = ResizeMode.fitMultiple(maxSide: size, multiple: c.patchSize)
-            let t0 = now()
+            let t0 = monotonicSeconds()
             let f = try extractor.extract(images: [img], options: ExtractOptions(resize: mode))
-            let dt = now() - t0
+            let dt = monotonicSeconds() - t0
             totalTime += dt
             let patches = f.patches(of: 0)
             // Mean feature norm, and how similar neighbouring patches are (cosine, right neighbour).
@@ -68,15 +68,5 @@ struct Demo: ParsableCommand {
         }
         print("")
         print("\(files.count) images in \(fmt(totalTime, 2)) s (\(fmt(Double(files.count) / totalTime, 2)) img/s), peak RSS \(fmt(peakRSSMiB(), 0)) MiB")
-    }
-}
-
-func makeDirectories(_ path: String) throws {
-    var current = path.hasPrefix("/") ? "" : "."
-    for part in path.split(separator: "/") {
-        current += "/" + part
-        if !FileIO.isDirectory(current) && mkdir(current, 0o755) != 0 && !FileIO.isDirectory(current) {
-            throw NecoError.io("\(current): cannot create folder: \(FileIO.errnoString())")
-        }
     }
 }

@@ -121,7 +121,7 @@ final class FeatureCache {
         var feats: [Float] = []
         var labels: [LabelMap] = []
         var gh = 0, gw = 0, dim = 0
-        let t0 = now()
+        let t0 = monotonicSeconds()
         var start = 0
         while start < samples.count {
             let chunk = Array(samples[start..<min(samples.count, start + batch)])
@@ -137,7 +137,7 @@ final class FeatureCache {
             gh = f.gridHeight; gw = f.gridWidth; dim = f.dim
             feats += f.patches
             start += chunk.count
-            writeStderr("\r  features \(split) [\(start)/\(samples.count)] \(fmt(Double(start) / max(now() - t0, 1e-9), 1)) img/s")
+            writeStderr("\r  features \(split) [\(start)/\(samples.count)] \(fmt(Double(start) / max(monotonicSeconds() - t0, 1e-9), 1)) img/s")
         }
         writeStderr("\n")
         let out = SplitFeatures(features: feats, labels: labels, names: samples.map(\.name), images: samples.count,
@@ -223,13 +223,13 @@ struct Eval: ParsableCommand {
             let cache = FeatureCache(model: model, bench: benchmark, size: size, batch: batch)
             var rows: [EvalRow] = []
             for p in protocols {
-                let t0 = now()
+                let t0 = monotonicSeconds()
                 switch p {
                 case "incontext": rows.append(try inContext(cache, train, val, classes: benchmark.classes.count))
                 case "linear": rows.append(try linear(cache, train, val, classes: benchmark.classes.count))
                 default: rows += try cluster(cache, val, classes: benchmark.classes.count, kList: kList)
                 }
-                writeStderr("  \(p): \(fmt(now() - t0, 1)) s\n")
+                writeStderr("  \(p): \(fmt(monotonicSeconds() - t0, 1)) s\n")
             }
             results.append(rows)
         }
@@ -315,9 +315,9 @@ struct Eval: ParsableCommand {
         o.seeds = (0..<seeds).map { UInt64($0) }
         var rows: [EvalRow] = []
         for kk in kList {
-            let t0 = now()
+            let t0 = monotonicSeconds()
             let r = try Overcluster.evaluate(prepared, labels: va.labels, classes: classes, clusters: kk, options: o)
-            writeStderr("  cluster K=\(kk): \(fmt(now() - t0, 1)) s\n")
+            writeStderr("  cluster K=\(kk): \(fmt(monotonicSeconds() - t0, 1)) s\n")
             rows.append(EvalRow(protocolName: "cluster", setting: "K=\(kk) (\(r.matching == .hungarian ? "Hungarian" : "many-to-one")), \(seeds) seeds",
                                 perClass: r.perClassMean, mIoU: r.mIoU,
                                 extra: "± \(fmt(100 * r.mIoUStd, 1)) over seeds, PCA \(prepared.dim) keeps \(fmt(100 * prepared.explainedVariance, 1)) % of the variance"))

@@ -37,7 +37,7 @@ struct Segment: ParsableCommand {
         for i in 0..<tr.images {
             try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i], patch: patch)
         }
-        try makeDirectories(out)
+        try FileIO.makeDirectories(out)
         let plan = BilinearPlan(inHeight: va.gridHeight, inWidth: va.gridWidth, outHeight: size, outWidth: size)
         var total = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
         var panels: [(String, [Int32], Int)] = []

@@ -90,8 +90,7 @@ struct Train: ParsableCommand {
             guard let out else { throw NecoError.invalidArgument("--out RUN_DIR is required for a new run") }
             let folder = try ImageFolder(root: data)
             let model = try modelOptions.load()
-            var config = try makeConfig(images: folder.files.count)
-            config.objective.patchSize = model.config.patchSize
+            let config = try makeConfig(images: folder.files.count)
             run = try NeCoRun(model: model, images: .folder(folder), config: config, directory: out)
             let c = run.config
             print("NeCo run \(out): \(model.config.name) from \(model.source)")
@@ -115,7 +114,7 @@ struct Train: ParsableCommand {
             outcome = try run.run { info in
                 let t = info.times
                 if tty {
-                    let clock = now()
+                    let clock = monotonicSeconds()
                     if clock - lastDraw > 0.2 || info.step == info.totalSteps {
                         lastDraw = clock
                         writeStderr("\r\u{1B}[K" + progressLine(info))

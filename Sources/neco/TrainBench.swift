@@ -48,14 +48,8 @@ struct TrainBench: ParsableCommand {
         guard rounds >= 1 else { throw NecoError.invalidArgument("--rounds must be ≥ 1") }
         guard last >= 0, last <= 12 else { throw NecoError.invalidArgument("--last must be in 0...12") }
         let n = images * views
-        let c = ViTConfig.dinov2Small(registers: 4)
-        let params = try ViTParameters(config: c)
         var state: UInt64 = 42
-        for i in 0..<params.count {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
-        }
-        let model = ViTModel(params: params, source: "random", scheme: .meta)
+        let model = try Self.randomViTSmall(state: &state)
         try model.validateInput(height: size, width: size)
         var config = TrainerConfig(totalSteps: 1000)
         config.projectionHead = head
@@ -140,14 +134,8 @@ struct TrainBench: ParsableCommand {
     func runNeCo() throws {
         guard images >= 2, images <= 256 else { throw NecoError.invalidArgument("--images must be in 2...256 for --neco") }
         guard steps >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
-        let c = ViTConfig.dinov2Small(registers: 4)
-        let params = try ViTParameters(config: c)
         var state: UInt64 = 42
-        for i in 0..<params.count {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
-        }
-        let model = ViTModel(params: params, source: "random", scheme: .meta)
+        let model = try Self.randomViTSmall(state: &state)
         var rc = NeCoRunConfig(totalSteps: 1000)
         rc.batchSize = images
         rc.objective.crops.globalSize = size
@@ -213,6 +201,17 @@ struct TrainBench: ParsableCommand {
               + "data_s=\(fmt(m.dataSeconds, 3)) teacher_fwd_s=\(fmt(t.teacherForward, 3)) student_fwd_s=\(fmt(t.studentForward, 3)) "
               + "neco_loss_s=\(fmt(t.loss, 3)) backward_s=\(fmt(t.backward, 3)) optimizer_s=\(fmt(t.optimizer, 3)) "
               + "neco_share=\(fmt(t.loss / total, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0))")
+    }
+
+    /// ViT-S/14 with 4 registers and weights uniform in ±0.02 from a 64-bit LCG (its state is
+    /// left in `state` for further draws); the cost of a step equals trained weights'.
+    static func randomViTSmall(state: inout UInt64) throws -> ViTModel {
+        let params = try ViTParameters(config: ViTConfig.dinov2Small(registers: 4))
+        for i in 0..<params.count {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
+        }
+        return ViTModel(params: params, source: "random", scheme: .meta)
     }
 
     /// User + system CPU seconds of this process so far.

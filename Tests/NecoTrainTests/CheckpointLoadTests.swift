@@ -76,12 +76,13 @@ final class CheckpointLoadTests: XCTestCase {
         let e = try WeightLoader.load(path: export)
         XCTAssertEqual(e.config, t.student.config)
         XCTAssertEqual(Array(e.params.slab.buffer), Array(m.params.slab.buffer))
-        // `Checkpoint.loadModel` takes the same weights, heads and rule (it passes only those
-        // three to the loader, so its name and ε are the loader's defaults).
+        // `Checkpoint.loadModel` reads the student through the same loader: the same weights and
+        // the whole recorded architecture.
         let viaCheckpoint = try Checkpoint.loadModel(path: path)
         XCTAssertEqual(Array(viaCheckpoint.params.slab.buffer), Array(m.params.slab.buffer))
         XCTAssertEqual(viaCheckpoint.config.posEmbedRule, m.config.posEmbedRule)
         XCTAssertEqual(viaCheckpoint.config.heads, m.config.heads)
+        XCTAssertEqual(viaCheckpoint.config, t.student.config)
     }
 
     /// A NeCo run's checkpoint also stores its reference queues, named in the `extra_tensors`

@@ -150,10 +150,10 @@ public final class NeCoObjective: @unchecked Sendable {
         let b = boxes.batch
         try validate(batch: b)
         var report = NeCoLossReport()
-        var clock = necoClock()
+        var clock = monotonicSeconds()
         references.push(teacherGlobal: teacherGlobal.base, batch: b, grid: teacherGlobal.grid)
-        report.queueSeconds = necoClock() - clock
-        clock = necoClock()
+        report.queueSeconds = monotonicSeconds() - clock
+        clock = monotonicSeconds()
         let q = pairLoss.queryCount, k = pairLoss.referenceCount
         let sampler = references
         var pairs: [Double] = []
@@ -163,7 +163,7 @@ public final class NeCoObjective: @unchecked Sendable {
                                    sampler.sample(anchor: g, teacherQueries: tq, queries: q, out: out, batch: b, references: k)
                                },
                                pairLosses: { _, _, l in pairs.append(l) })
-        report.pairSeconds = necoClock() - clock
+        report.pairSeconds = monotonicSeconds() - clock
         report.pairLosses = pairs
         guard report.loss.isFinite else {
             var hint = ""
@@ -195,12 +195,6 @@ public final class NeCoObjective: @unchecked Sendable {
     }
 }
 
-/// Seconds of the monotonic clock.
-func necoClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 /// The NeCo-specific state a checkpoint must carry besides the trainer's: the reference
 /// sampler's random state and the loader's position. (`NeCoRun` also saves the reference queues as

@@ -261,7 +261,7 @@ public final class NeCoRun: @unchecked Sendable {
         self.directory = directory
         modelSource = model.source
         if let dir = directory {
-            try Self.makeFolder(dir)
+            try FileIO.makeDirectories(dir)
             guard !FileIO.exists(dir + "/" + Self.checkpointFile) else {
                 throw NecoError.invalidArgument("\(dir) already holds a run (\(Self.checkpointFile)); resume it or choose another folder")
             }
@@ -309,7 +309,7 @@ public final class NeCoRun: @unchecked Sendable {
         (objective, loader) = try Self.makeObjectiveAndLoader(config: c, model: trainer.student.config, images: source)
         try applyRunState(try readRunState(meta, path: path), path: path)
         if let dir = directory {
-            try Self.makeFolder(dir)
+            try FileIO.makeDirectories(dir)
             try openLog(keepingUpTo: trainer.step)
         }
     }
@@ -409,18 +409,6 @@ public final class NeCoRun: @unchecked Sendable {
         return (objective, loader)
     }
 
-    static func makeFolder(_ dir: String) throws {
-        guard !dir.isEmpty else { throw NecoError.invalidArgument("empty run folder path") }
-        var path = dir.hasPrefix("/") ? "/" : ""
-        for part in dir.split(separator: "/") {
-            path += (path.isEmpty || path.hasSuffix("/") ? "" : "/") + part
-            if !FileIO.isDirectory(path) && mkdir(path, 0o755) != 0 && errno != EEXIST {
-                throw NecoError.io("cannot create the run folder \(path): \(FileIO.errnoString())")
-            }
-        }
-        guard FileIO.isDirectory(dir) else { throw NecoError.io("\(dir) is not a folder") }
-    }
-
     // MARK: Steps
 
     /// One training step on the next batch.
@@ -429,13 +417,13 @@ public final class NeCoRun: @unchecked Sendable {
     @discardableResult
     public func step() throws -> NeCoStepInfo {
         guard !isFinished else { throw NecoError.invalidArgument("the run is finished (\(totalSteps) steps)") }
-        if stepsThisSession == 0 { startClock = necoClock() }
-        let t0 = necoClock()
+        if stepsThisSession == 0 { startClock = monotonicSeconds() }
+        let t0 = monotonicSeconds()
         guard let batch = try loader.next() ?? loader.next() else {
             throw NecoError.invalidArgument("fewer than \(config.batchSize) readable images in \(loader.images.description) "
                                             + "(\(loader.skipped) skipped so far)")
         }
-        let dataSeconds = necoClock() - t0
+        let dataSeconds = monotonicSeconds() - t0
         let report: StepReport
         do {
             report = try objective.step(trainer: trainer, batch: batch)
@@ -445,7 +433,7 @@ public final class NeCoRun: @unchecked Sendable {
         }
         stepsThisSession += 1
         losses.append((trainer.step, report.loss))
-        let elapsed = necoClock() - startClock
+        let elapsed = monotonicSeconds() - startClock
         let left = totalSteps - trainer.step
         let perStep = elapsed / Double(stepsThisSession)
         let nr = objective.lastReport
