@@ -91,3 +91,33 @@ public struct TestRNG {
     public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
     public mutating func floats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in uniform() * scale } }
 }
+
+/// A fresh empty folder under $TMPDIR named `<prefix>-XXXXXX`, removed with its files by `cleanup()`.
+public final class TempFolder {
+    public let path: String
+    public init(prefix: String = "neco-test") throws {
+        var template = Array(((getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/\(prefix)-XXXXXX").utf8CString)
+        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw NecoError.io("mkdtemp failed")
+        }
+        path = String(cString: p)
+    }
+    public func file(_ name: String) -> String { path + "/" + name }
+    /// Names of the files in the folder, sorted.
+    public var contents: [String] {
+        guard let d = opendir(path) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+    public func cleanup() {
+        for n in contents { unlink(file(n)) }
+        rmdir(path)
+    }
+}

@@ -14,48 +14,6 @@ import Glibc
 // neco_export_params onto ONNXExportOptions, every refused argument, and the promise that a
 // failed export leaves no file behind.
 
-/// A fresh folder under $TMPDIR; `cleanup()` removes it with its files.
-private final class ExportFolder {
-    let path: String
-    init() throws {
-        var template = Array(((getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/neco-capi-export-XXXXXX").utf8CString)
-        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw NecoError.io("mkdtemp failed")
-        }
-        path = String(cString: p)
-    }
-    func file(_ name: String) -> String { path + "/" + name }
-    var contents: [String] {
-        guard let d = opendir(path) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
-    func cleanup() {
-        for n in contents { unlink(file(n)) }
-        rmdir(path)
-    }
-}
-
-private func fileBytes(_ path: String) -> [UInt8]? {
-    guard let f = fopen(path, "rb") else { return nil }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = fread(&buf, 1, buf.count, f)
-        if n == 0 { break }
-        out += buf[0..<n]
-    }
-    return out
-}
-
 private func export(_ m: OpaquePointer?, _ path: String, _ p: neco_export_params?) -> neco_status {
     path.withCString { cpath in
         if var p { return NecoCAPI.neco_export_onnx(m, cpath, &p) }
@@ -87,7 +45,7 @@ final class CAPIExportTests: XCTestCase {
         let m = try loadTiny(imageSize: 56)
         defer { NecoCAPI.neco_model_free(m) }
         let swiftModel = try WeightLoader.load(path: tinyModel, options: LoadOptions(heads: 4))
-        let dir = try ExportFolder()
+        let dir = try TempFolder(prefix: "neco-capi-export")
         defer { dir.cleanup() }
 
         let cases: [(String, neco_export_params?, ONNXExportOptions.InputSize)] = [
@@ -100,7 +58,7 @@ final class CAPIExportTests: XCTestCase {
             XCTAssertEqual(export(m, c, params), NECO_OK, "\(name): \(lastError())")
             XCTAssertEqual(lastError(), "")
             try ONNXExporter.export(model: swiftModel, to: s, options: ONNXExportOptions(inputSize: size))
-            let cb = try XCTUnwrap(fileBytes(c)), sb = try XCTUnwrap(fileBytes(s))
+            let cb = try FileIO.readAll(c), sb = try FileIO.readAll(s)
             XCTAssertGreaterThan(cb.count, 4 * swiftModel.params.count, name)
             XCTAssertTrue(cb == sb, "\(name): the C export (\(cb.count) bytes) differs from the Swift export (\(sb.count) bytes)")
 
@@ -122,7 +80,7 @@ final class CAPIExportTests: XCTestCase {
     func testExternalData() throws {
         let m = try loadTiny(imageSize: 56)
         defer { NecoCAPI.neco_model_free(m) }
-        let dir = try ExportFolder()
+        let dir = try TempFolder(prefix: "neco-capi-export")
         defer { dir.cleanup() }
         XCTAssertEqual(export(m, dir.file("m.onnx"), fixed(56, 56, NECO_EXTERNAL_DATA_ALWAYS)), NECO_OK, lastError())
         XCTAssertEqual(dir.contents, ["m.onnx", "m.onnx.data"])
@@ -138,7 +96,7 @@ final class CAPIExportTests: XCTestCase {
     func testErrorsLeaveNoFile() throws {
         let m = try loadTiny(imageSize: 56)
         defer { NecoCAPI.neco_model_free(m) }
-        let dir = try ExportFolder()
+        let dir = try TempFolder(prefix: "neco-capi-export")
         defer { dir.cleanup() }
         let target = dir.file("bad.onnx")
         var index: OpaquePointer? = nil
@@ -183,11 +141,11 @@ final class CAPIExportTests: XCTestCase {
     func testFailedWriteLeavesNoPartialFile() throws {
         let m = try loadTiny(imageSize: 56)
         defer { NecoCAPI.neco_model_free(m) }
-        let dir = try ExportFolder()
+        let dir = try TempFolder(prefix: "neco-capi-export")
         defer { dir.cleanup() }
         let existing = dir.file("existing.onnx")
         XCTAssertEqual(export(m, existing, fixed(56, 56)), NECO_OK, lastError())
-        let before = try XCTUnwrap(fileBytes(existing))
+        let before = try FileIO.readAll(existing)
 
         var old = rlimit()
         XCTAssertEqual(getrlimit(RLIMIT_FSIZE_VALUE, &old), 0)
@@ -206,7 +164,7 @@ final class CAPIExportTests: XCTestCase {
         XCTAssertTrue(freshMessage.contains("new.onnx"), freshMessage)
         XCTAssertEqual(over, NECO_ERR_IO, overMessage)
         XCTAssertEqual(dir.contents, ["existing.onnx"])
-        XCTAssertTrue(try XCTUnwrap(fileBytes(existing)) == before)
+        XCTAssertTrue(try FileIO.readAll(existing) == before)
     }
 }
 

@@ -8,37 +8,6 @@ import _NecoTestSupport
 import Glibc
 #endif
 
-/// A fresh empty folder under $TMPDIR, removed (with its files) by `cleanup()`.
-final class TempFolder {
-    let path: String
-    init() throws {
-        let base = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/neco-onnx-XXXXXX"
-        var template = Array(base.utf8CString)
-        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw NecoError.io("mkdtemp failed")
-        }
-        path = String(cString: p)
-    }
-    func file(_ name: String) -> String { path + "/" + name }
-    /// Names of the files in the folder, sorted.
-    var contents: [String] {
-        guard let d = opendir(path) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
-    func cleanup() {
-        for n in contents { unlink(file(n)) }
-        rmdir(path)
-    }
-}
-
 /// The tiny models of Tests/Fixtures/vit (all built with 4 heads).
 enum Tiny: String, CaseIterable {
     case reg4 = "tiny_reg4"          // timm scheme, 4 registers, antialias rule, patch 14, grid 5

@@ -12,7 +12,7 @@ import Glibc
 final class ONNXExportTests: XCTestCase {
     var tmp: TempFolder!
 
-    override func setUpWithError() throws { tmp = try TempFolder() }
+    override func setUpWithError() throws { tmp = try TempFolder(prefix: "neco-onnx") }
     override func tearDown() { tmp?.cleanup() }
 
     /// Exports, re-checks the file with libonnx and reads it back.

@@ -155,7 +155,7 @@ final class ONNXRuntimeParityTests: XCTestCase {
 
     func testONNXRuntimeMatchesSwiftForward() throws {
         try requirePythonEnvironment()
-        let dir = try TempFolder()
+        let dir = try TempFolder(prefix: "neco-onnx")
         defer { dir.cleanup() }
         let suite = Suite(dir)
 
