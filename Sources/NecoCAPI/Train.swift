@@ -121,7 +121,7 @@ private func makeTrainer(_ model: OpaquePointer?, _ images: () throws -> Trainin
     let m = try unbox(model, "model", as: ModelHandle.self)
     var (config, dir) = try runConfig(params?.pointee ?? neco_train_default_params())
     config.objective.patchSize = m.model.config.patchSize
-    try config.validate()
+    try config.validate()  // bad params are refused before a folder is scanned or pixels are copied
     let source = try images()
     // The trainer trains its own copy: the caller's model handle stays immutable.
     let run = try NeCoRun(model: try m.model.copy(), images: source, config: config, directory: dir)

@@ -266,9 +266,8 @@ public final class NeCoRun: @unchecked Sendable {
                 throw NecoError.invalidArgument("\(dir) already holds a run (\(Self.checkpointFile)); resume it or choose another folder")
             }
         }
-        // Everything that can be refused is checked before the trainer allocates its heads,
-        // moments and teacher.
-        _ = try c.trainer.trainable.parts(depth: model.config.depth)
+        // The objective and loader refuse what they must before the trainer allocates its heads,
+        // moments and teacher (the trainer checks its own settings before allocating).
         (objective, loader) = try Self.makeObjectiveAndLoader(config: c, model: model.config, images: images)
         trainer = try Trainer(student: model, config: c.trainer)
         if let dir = directory {
