@@ -102,6 +102,10 @@ public final class ViTModel: @unchecked Sendable {
         }
 
         // 2. CLS + pos[0]; patches + resampled pos[1...]; registers (no position).
+        //    RoPE models (DINOv3) have no table: CLS and registers only.
+        if L.posEmbed < 0 {
+            Embeddings.prefixTokens(x: x, params: p, layout: L, batch: batch, tokens: t)
+        } else {
         PosEmbed.resample(out: pos, table: p[L.posEmbed] + d, scratch: scratch, grid: c.posGrid,
                           height: gh, width: gw, dim: d, rule: c.posEmbedRule)
         let cls = p[L.clsToken], pos0 = p[L.posEmbed]
@@ -112,6 +116,8 @@ public final class ViTModel: @unchecked Sendable {
             let patches = row + (1 + r) * d
             for i in 0..<(n * d) { patches[i] += pos[i] }
         }
+        }
+        let rope = c.rope == nil ? nil : ropeTables(gridHeight: gh, gridWidth: gw)
         observer?("tokens", UnsafeBufferPointer(start: x, count: rows * d))
 
         // 3. Blocks: x += ls1 ⊙ proj(attn(LN1(x)));  x += ls2 ⊙ FFN(LN2(x)).
@@ -120,6 +126,7 @@ public final class ViTModel: @unchecked Sendable {
             LayerNorm.forward(out: y, mean: nil, rstd: nil, input: x, weight: p[blk.norm1W], bias: p[blk.norm1B],
                               rows: rows, dim: d, eps: c.layerNormEps)
             Linear.forward(out: qkv, input: y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)
+            if let rope { rope.apply(qkv: qkv, batch: batch, tokens: t, prefix: 1 + r, heads: c.heads) }
             Attention.forward(out: heads, probs: nil, scratch: scratch, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
             Linear.forward(out: y, input: heads, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d)

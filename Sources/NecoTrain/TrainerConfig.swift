@@ -191,7 +191,8 @@ extension ViTConfig {
             ("pos_embed_rule", .string(posEmbedRule.rawValue)),
             ("in_channels", .number(Double(inChannels))),
             ("layer_norm_eps", .number(Double(layerNormEps))),
-        ])
+        ] + (rope.map { r in [("qkv_bias", JSONValue.string(qkvBias.rawValue)), ("rope_base", .number(Double(r.base))),
+                               ("rope_bf16_periods", .bool(r.bf16Periods))] } ?? []))
     }
 
     public init(trainingJSON j: JSONValue) throws {
@@ -209,6 +210,13 @@ extension ViTConfig {
                   registers: try int("registers"), posGrid: try int("pos_grid"), posEmbedRule: rule)
         inChannels = try int("in_channels")
         layerNormEps = Float(eps)
+        if let base = j["rope_base"]?.doubleValue {
+            rope = RoPESettings(base: Float(base), bf16Periods: j["rope_bf16_periods"]?.boolValue ?? false)
+            guard let m = j["qkv_bias"]?.stringValue.flatMap(QKVBiasMode.init(rawValue:)) else {
+                throw NecoError.format("model config: missing or unknown 'qkv_bias'")
+            }
+            qkvBias = m
+        }
         try validate()
     }
 }
