@@ -79,6 +79,9 @@ public struct TrainerConfig: Sendable, Equatable {
     public var headLayers: Int = 3
     /// Keep an EMA teacher (NeCo: yes).
     public var useTeacher: Bool = true
+    /// DINOv3 only: RoPE coordinate augmentation of the student's forward passes (one draw per
+    /// crop set; Meta pre-trains with rescale 2). Off by default; the teacher never augments.
+    public var ropeAugment = RoPEAugment()
 
     public init(totalSteps: Int) { self.totalSteps = totalSteps }
 
@@ -95,6 +98,7 @@ public struct TrainerConfig: Sendable, Equatable {
         try check(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "AdamW betas in [0, 1), eps > 0")
         try check(gradClip.map { $0 > 0 && $0.isFinite } ?? true, "gradClip must be > 0")
         try check(dropPathRate >= 0 && dropPathRate < 1, "dropPathRate \(dropPathRate) must be in [0, 1)")
+        do { try ropeAugment.validate() } catch let e as NecoError { try check(false, e.message) }
         try check(!projectionHead || (headHiddenDim >= 1 && headOutDim >= 1 && headLayers >= 1 && headLayers <= 16),
                   "projection head sizes out of range")
     }
@@ -129,7 +133,16 @@ public struct TrainerConfig: Sendable, Equatable {
             ("head_out_dim", .number(Double(headOutDim))),
             ("head_layers", .number(Double(headLayers))),
             ("use_teacher", .bool(useTeacher)),
-        ])
+        ] + ropeJSON)
+    }
+
+    /// Only the RoPE augmentation settings that are on (older files have none).
+    var ropeJSON: [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = []
+        if let v = ropeAugment.shift { out.append(("rope_shift", .number(Double(v)))) }
+        if let v = ropeAugment.jitter { out.append(("rope_jitter", .number(Double(v)))) }
+        if let v = ropeAugment.rescale { out.append(("rope_rescale", .number(Double(v)))) }
+        return out
     }
 
     public init(json j: JSONValue) throws {
@@ -170,6 +183,9 @@ public struct TrainerConfig: Sendable, Equatable {
         headOutDim = try int("head_out_dim")
         headLayers = try int("head_layers")
         useTeacher = try bool("use_teacher")
+        func optionalFloat(_ k: String) -> Float? { j[k]?.doubleValue.map { Float($0) } }
+        ropeAugment = RoPEAugment(shift: optionalFloat("rope_shift"), jitter: optionalFloat("rope_jitter"),
+                                  rescale: optionalFloat("rope_rescale"))
         try validate()
     }
 }

@@ -126,7 +126,12 @@ struct Info: ParsableCommand {
         print("feed-forward \(c.ffn.rawValue), width \(c.mlpHidden)")
         print("LayerScale   \(c.layerScale ? "yes" : "no")")
         print("registers    \(c.registers)")
-        print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        print("family       \(c.family.rawValue)")
+        if let rope = c.rope {
+            print("positions    RoPE (axial, base \(rope.base), \(rope.bf16Periods ? "bfloat16" : "float32") periods), qkv bias \(c.qkvBias.rawValue)")
+        } else {
+            print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        }
         print("parameters   \(m.params.count)")
     }
 }
