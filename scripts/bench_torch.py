@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch side of scripts/bench.sh: timm ViT-S/14 with 4 registers, forward_features, fp32.
+"""PyTorch side of scripts/bench.sh: timm ViT-S/14 with 4 registers (or --variant, e.g.
+vit_small_patch16_dinov3), forward_features, fp32.
 
 Measured the way docs/REFERENCE-NUMBERS describes: torch.set_num_threads(N), inference_mode,
 random weights (same cost as trained ones), one warm-up, median of the timed repeats, peak RSS from
@@ -21,12 +22,13 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--variant", default="vit_small_patch14_reg4_dinov2")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     timm = import_timm()
-    model = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=args.size).eval()
+    model = timm.create_model(args.variant, pretrained=False, img_size=args.size).eval()
     for b in [int(v) for v in args.batches.split(",")]:
         x = torch.randn(b, 3, args.size, args.size)
         with torch.inference_mode():
