@@ -2,6 +2,8 @@ import CNecoSupport
 import Neco
 import NecoCAPI
 import NecoCore
+import NecoEval
+import NecoImage
 import NecoModel
 import XCTest
 import _NecoTestSupport
@@ -57,7 +59,7 @@ final class CAPIDINOv3Tests: XCTestCase {
         Normalize.l2Rows(&normed, dim: 32)
         XCTAssertEqual(NecoCAPI.neco_index_add(ix, normed, 24, nil), NECO_OK, lastError())
         var idx = [Int64](repeating: -1, count: 24), sims = [Float](repeating: 0, count: 24)
-        XCTAssertEqual(NecoCAPI.neco_index_search(ix, normed, 24, 1, &idx, &sims), NECO_OK, lastError())
+        XCTAssertEqual(NecoCAPI.neco_index_search(ix, normed, 24, 1, &idx, &sims, nil, 24), NECO_OK, lastError())
         XCTAssertEqual(idx, (0..<24).map { Int64($0) })
 
         // A trainer on 16-px crops (global 64, local 32): two steps with a finite loss.
