@@ -113,8 +113,11 @@ final class FeatureCache {
         self.batch = batch
     }
 
-    func features(_ samples: [Benchmark.Sample], split: String, hummingbird: Bool) throws -> SplitFeatures {
-        let key = split + (hummingbird ? "/hbird" : "/imagenet")
+    /// - Parameter augmentation: with `epoch`, one pass of Hummingbird's memory augmentation
+    ///   (each image's own random stream from (seed 0, epoch, index)); nil = the images as they are.
+    func features(_ samples: [Benchmark.Sample], split: String, hummingbird: Bool,
+                  augmentation: MemoryAugmentation? = nil, epoch: Int = 0) throws -> SplitFeatures {
+        let key = split + (hummingbird ? "/hbird" : "/imagenet") + (augmentation.map { _ in "/aug\(epoch)" } ?? "")
         if let f = cache[key] { return f }
         let std = hummingbird ? hummingbirdStd : Preprocess.imageNetStd
         let mode = ResizeMode.stretch(height: size, width: size)
@@ -126,8 +129,12 @@ final class FeatureCache {
         while start < samples.count {
             let chunk = Array(samples[start..<min(samples.count, start + batch)])
             var data: [Float] = []
-            for s in chunk {
-                let (img, lab) = try bench.load(s)
+            for (j, s) in chunk.enumerated() {
+                var (img, lab) = try bench.load(s)
+                if let augmentation {
+                    var rng = MemoryAugmentation.rng(seed: 0, epoch: epoch, index: start + j)
+                    (img, lab) = try augmentation.apply(image: img, labels: lab, rng: &rng)
+                }
                 data += try Preprocess.tensor(img, mode: mode, std: std).data
                 labels.append(lab.resizedNearest(width: size, height: size, rule: .pil))
             }
@@ -147,6 +154,53 @@ final class FeatureCache {
     }
 }
 
+/// In-context segmentation (Hummingbird), shared by `neco eval` and `neco train --eval-every`.
+struct InContextOptions {
+    var k = 30
+    var temperature: Float = 0.02
+    /// Patches kept in the memory (0 = every patch).
+    var memorySize = 0
+    var augmentation = MemoryAugmentation.none
+
+    func run(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int,
+             predictions: Int = 0) throws -> EvalRow {
+        try augmentation.validate()
+        guard memorySize >= 0 else { throw NecoError.invalidArgument("--memory-size must be ≥ 0") }
+        let passes = max(augmentation.epochs, 1)
+        let va = try cache.features(val, split: "val", hummingbird: true)
+        let patch = cache.extractor.model.config.patchSize
+        let memory = try SegmentationMemory(dim: va.dim, classes: classes)
+        let perImage = memorySize > 0 ? max(1, memorySize / (train.count * passes)) : Int.max
+        var rng = EvalRNG(seed: 0)
+        for e in 0..<passes {
+            let tr = try cache.features(train, split: "train", hummingbird: true,
+                                        augmentation: augmentation.epochs > 0 ? augmentation : nil, epoch: e)
+            for i in 0..<tr.images {
+                try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
+                               patch: patch, keep: perImage, rng: &rng)
+            }
+        }
+        let size = cache.size
+        let scores = try memory.predict(va.features, k: k, temperature: temperature)
+        let hw = va.gridHeight * va.gridWidth
+        let plan = BilinearPlan(inHeight: va.gridHeight, inWidth: va.gridWidth, outHeight: size, outWidth: size)
+        var cm = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
+        var preds: [[Int32]] = []
+        for i in 0..<va.images {
+            let pred = plan.argmax(Array(scores[(i * hw * classes)..<((i + 1) * hw * classes)]), channels: classes)
+            try cm.add(gt: va.labels[i].labels, pred: pred)
+            if i < predictions { preds.append(pred) }
+        }
+        let s = Matching.hungarian.score(cm)
+        let aug = augmentation.epochs > 0 ? ", memory augmentation \(augmentation.epochs) pass\(augmentation.epochs > 1 ? "es" : "")" : ""
+        var row = EvalRow(protocolName: "in-context", setting: "k=\(k), T=\(temperature), memory \(memory.count) patches\(aug)",
+                          perClass: s.perClass, mIoU: s.mIoU, extra: "pixel acc \(fmt(100 * s.pixelAccuracy, 1))")
+        row.predictions = preds
+        row.matching = s.mapping
+        return row
+    }
+}
+
 /// One line of the results: a protocol setting and its per-class IoU.
 struct EvalRow {
     var protocolName: String
@@ -154,6 +208,10 @@ struct EvalRow {
     var perClass: [Double]
     var mIoU: Double
     var extra: String = ""
+    /// In-context: the first validation images' predicted class maps (S×S), for pictures.
+    var predictions: [[Int32]] = []
+    /// In-context: predicted class → matched ground-truth class (Hungarian).
+    var matching: [Int] = []
 }
 
 struct Eval: ParsableCommand {
@@ -181,6 +239,8 @@ struct Eval: ParsableCommand {
     @Option(help: "In-context: softmax temperature.") var temperature: Float = 0.02
     @Option(help: "In-context: memory size in patches (Hummingbird memory_size: each training image keeps size / images patches, rare classes first); 0 = every patch.")
     var memorySize: Int = 0
+    @Option(help: "In-context: passes of Hummingbird's memory augmentation over the training images (colour jitter + random resized crop; the protocol uses 1-2); 0 = the un-augmented memory.")
+    var augmentEpochs: Int = 0
     @Option(help: "Linear probe: epochs.") var epochs: Int = 25
     @Option(help: "Linear probe: images per SGD step.") var probeBatch: Int = 8
     @Option(help: "Linear probe: learning rate.") var lr: Float = 0.01
@@ -255,28 +315,12 @@ struct Eval: ParsableCommand {
     }
 
     func inContext(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int) throws -> EvalRow {
-        let tr = try cache.features(train, split: "train", hummingbird: true)
-        let va = try cache.features(val, split: "val", hummingbird: true)
-        let patch = cache.extractor.model.config.patchSize
-        guard memorySize >= 0 else { throw NecoError.invalidArgument("--memory-size must be ≥ 0") }
-        let memory = try SegmentationMemory(dim: tr.dim, classes: classes)
-        let perImage = memorySize > 0 ? max(1, memorySize / tr.images) : Int.max
-        var rng = EvalRNG(seed: 0)
-        for i in 0..<tr.images {
-            try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
-                           patch: patch, keep: perImage, rng: &rng)
-        }
-        let scores = try memory.predict(va.features, k: k, temperature: temperature)
-        let hw = va.gridHeight * va.gridWidth
-        let plan = BilinearPlan(inHeight: va.gridHeight, inWidth: va.gridWidth, outHeight: size, outWidth: size)
-        var cm = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
-        for i in 0..<va.images {
-            let pred = plan.argmax(Array(scores[(i * hw * classes)..<((i + 1) * hw * classes)]), channels: classes)
-            try cm.add(gt: va.labels[i].labels, pred: pred)
-        }
-        let s = Matching.hungarian.score(cm)
-        return EvalRow(protocolName: "in-context", setting: "k=\(k), T=\(temperature), memory \(memory.count) patches",
-                       perClass: s.perClass, mIoU: s.mIoU, extra: "pixel acc \(fmt(100 * s.pixelAccuracy, 1))")
+        var o = InContextOptions()
+        o.k = k
+        o.temperature = temperature
+        o.memorySize = memorySize
+        o.augmentation = MemoryAugmentation(epochs: augmentEpochs)
+        return try o.run(cache, train, val, classes: classes)
     }
 
     func linear(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int) throws -> EvalRow {
