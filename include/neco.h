@@ -82,12 +82,19 @@ extern "C" {
 
 /* Version --------------------------------------------------------------------------------- */
 
+/* The library version: the one place it is written (CMakeLists.txt reads its project version,
+ * the soname libneco.so.<MAJOR> and the file name libneco.so.<MAJOR>.<MINOR>.<PATCH> from here). */
+#define NECO_VERSION_MAJOR 0
+#define NECO_VERSION_MINOR 1
+#define NECO_VERSION_PATCH 0
+
 #define NECO_API_VERSION 1
 
 /* NECO_API_VERSION of the loaded library. */
 int32_t neco_api_version(void);
 
-/* "0.1.0+<git sha>". Static string; do not free. */
+/* "<MAJOR>.<MINOR>.<PATCH>+<git sha>", e.g. "0.1.0+1a2b3c4", the NECO_VERSION_* macros of the
+ * header the library was built with. Static string: valid for the life of the process; do not free. */
 const char * neco_version(void);
 
 /* Errors ---------------------------------------------------------------------------------- */

@@ -68,6 +68,8 @@ const char * neco_support_status_str(int32_t status) {
     case -5: return "out of memory";
     case -6: return "aborted";
     case -7: return "internal error";
+    case -8: return "diverged";
+    case -9: return "unusable data";
     default: return "unknown status";
     }
 }
@@ -76,4 +78,9 @@ const char * neco_support_status_str(int32_t status) {
 #define NECO_GIT_SHA "unknown"
 #endif
 
-const char * neco_support_version(void) { return "0.1.0+" NECO_GIT_SHA; }
+#define NECO_STR2(x) #x
+#define NECO_STR(x) NECO_STR2(x)
+/* NECO_VERSION_* come from include/neco.h, the one place the version is written (CMake reads it too). */
+const char * neco_support_version(void) {
+    return NECO_STR(NECO_VERSION_MAJOR) "." NECO_STR(NECO_VERSION_MINOR) "." NECO_STR(NECO_VERSION_PATCH) "+" NECO_GIT_SHA;
+}

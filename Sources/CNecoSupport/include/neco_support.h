@@ -35,7 +35,7 @@ void neco_support_log(int32_t level, const char * message);
 
 /* Static, never NULL. */
 const char * neco_support_status_str(int32_t status);
-/* "0.1.0+<git sha>" (the sha comes from -DNECO_GIT_SHA at build time, else "unknown"). */
+/* "<major>.<minor>.<patch>+<git sha>" from neco.h's NECO_VERSION_* (the sha comes from -DNECO_GIT_SHA at build time, else "unknown"). */
 const char * neco_support_version(void);
 
 #ifdef __cplusplus
