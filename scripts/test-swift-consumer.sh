@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test-swift-consumer.sh [--scratch DIR] [MODEL]
+# test-swift-consumer.sh [MODEL]
 #
 # libneco as a versioned Swift dependency, the way a user's package meets it:
 #   1. no target of a library product carries unsafeFlags (SwiftPM refuses such a package as a
@@ -8,13 +8,11 @@
 #      folder and tagged with the version of include/neco.h;
 #   3. examples-swift/consumer, pointed at that clone with `.package(url: "file://…", from: "0.1.0")`,
 #      resolves, builds (debug) and runs an extraction, one NeCo training step and an ONNX export.
-# MODEL defaults to the checked-in tiny model. --scratch DIR keeps the clone's build folder in DIR
-# between runs (the first build compiles all of libneco: minutes); without it everything lives in
-# a temporary folder that is removed at the end. Prints "SWIFT CONSUMER OK" and exits 0 on success.
+# MODEL defaults to the checked-in tiny model. Everything lives in a temporary folder that is removed
+# at the end, so a rerun starts clean (the build compiles all of libneco in debug: a few minutes).
+# Prints "SWIFT CONSUMER OK" and exits 0 on success.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-scratch=""
-if [ "${1:-}" = "--scratch" ]; then scratch=$2; shift 2; fi
 model=${1:-$root/Tests/Fixtures/vit/tiny_reg4.weights.safetensors}
 swift=${SWIFT:-swift}
 start=$(date +%s)
@@ -69,8 +67,7 @@ echo "clone: $work/neco at $(git -C "$work/neco" rev-parse --short HEAD), tag $v
 cp -R "$root/examples-swift/consumer" "$work/consumer"
 rm -rf "$work/consumer/.build" "$work/consumer/Package.resolved"
 sed -i "s|\"NECO_PACKAGE_URL\"|\"file://$work/neco\"|" "$work/consumer/Package.swift"
-build=${scratch:-$work/consumer/.build}
-mkdir -p "$build"
+build=$work/consumer/.build
 "$swift" package --package-path "$work/consumer" --scratch-path "$build" resolve
 "$swift" build --package-path "$work/consumer" --scratch-path "$build" --product neco-consumer
 mkdir -p "$work/out"
