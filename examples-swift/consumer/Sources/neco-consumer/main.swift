@@ -12,7 +12,7 @@ import Glibc
 #endif
 
 func fail(_ message: String) -> Never {
-    fputs("neco-consumer: \(message)\n", stderr)
+    print("neco-consumer: \(message)")
     exit(1)
 }
 
