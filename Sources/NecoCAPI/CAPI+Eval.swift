@@ -17,7 +17,7 @@ enum PredictLimits {
 
 @_cdecl("neco_predict_default_params")
 public func neco_predict_default_params() -> neco_predict_params {
-    neco_predict_params(k: 30, n_classes: 0, temperature: 0.02)
+    neco_predict_params(struct_size: MemoryLayout<neco_predict_params>.size, k: 30, n_classes: 0, temperature: 0.02)
 }
 
 /// Checks a (rows, dim) query block: non-negative, no overflow, within the per-call limit.
@@ -40,7 +40,7 @@ public func neco_index_predict(_ index: OpaquePointer?, _ queries: UnsafePointer
         guard outScores != nil || outLabels != nil else {
             throw NecoError.invalidArgument("out_scores and out_labels are both NULL")
         }
-        let p = params?.pointee ?? neco_predict_default_params()
+        let p = try readParams(params, Int32(NECO_SUPPORT_PREDICT_PARAMS), neco_predict_default_params(), "neco_predict_params")
         guard p.k >= 1, p.k <= IndexLimits.maxK else {
             throw NecoError.invalidArgument("params.k = \(p.k) out of range 1...\(IndexLimits.maxK)")
         }

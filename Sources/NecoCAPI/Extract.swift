@@ -49,7 +49,7 @@ struct ExtractPlan: Equatable {
 
 @_cdecl("neco_extract_default_params")
 public func neco_extract_default_params() -> neco_extract_params {
-    neco_extract_params(resize: Int32(NECO_RESIZE_STRETCH.rawValue), height: 0, width: 0,
+    neco_extract_params(struct_size: MemoryLayout<neco_extract_params>.size, resize: Int32(NECO_RESIZE_STRETCH.rawValue), height: 0, width: 0,
                         out_height: 0, out_width: 0, l2_normalize: false)
 }
 
@@ -139,8 +139,8 @@ func nchwPlan(_ m: ModelHandle, height: Int32, width: Int32, _ p: neco_extract_p
     return try plan(m, inputHeight: Int(height), inputWidth: Int(width), p)
 }
 
-func extractParams(_ p: UnsafePointer<neco_extract_params>?) -> neco_extract_params {
-    p?.pointee ?? neco_extract_default_params()
+func extractParams(_ p: UnsafePointer<neco_extract_params>?) throws -> neco_extract_params {
+    try readParams(p, Int32(NECO_SUPPORT_EXTRACT_PARAMS), neco_extract_default_params(), "neco_extract_params")
 }
 
 /// Checks the caller's buffers against `plan` for `batch` images.
@@ -275,7 +275,7 @@ public func neco_extract_image(_ model: OpaquePointer?, _ image: OpaquePointer?,
 private func extractRGB(_ model: OpaquePointer?, _ images: [UnsafePointer<UInt8>?], _ heights: [Int32], _ widths: [Int32],
                         _ params: UnsafePointer<neco_extract_params>?, _ out: UnsafePointer<neco_feature_buffers>?) throws {
     let m = try unbox(model, "model", as: ModelHandle.self)
-    let p = extractParams(params)
+    let p = try extractParams(params)
     let single = images.count == 1
     var plans: [(ExtractPlan, ResizeMode)] = []
     for i in 0..<images.count {

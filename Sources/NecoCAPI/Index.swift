@@ -74,6 +74,25 @@ public func neco_index_dim(_ index: OpaquePointer?) -> Int32 {
     }
 }
 
+@_cdecl("neco_index_save")
+public func neco_index_save(_ index: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> neco_status {
+    guarded("neco_index_save") {
+        let h = try unbox(index, "index", as: IndexHandle.self)
+        let file = try cString(path, "path")
+        guard !FileIO.isDirectory(file) else { throw NecoError.invalidArgument("path \(file) is a folder") }
+        try h.index.save(to: file)
+    }
+}
+
+@_cdecl("neco_index_load")
+public func neco_index_load(_ path: UnsafePointer<CChar>?, _ outIndex: UnsafeMutablePointer<OpaquePointer?>?) -> neco_status {
+    guarded("neco_index_load") {
+        let out = try clearOut(outIndex, "out_index")
+        let file = try cString(path, "path")
+        out.pointee = box(IndexHandle(try PatchIndex.load(path: file)))
+    }
+}
+
 /// Checks k and the output capacity for `rows` queries; returns k.
 private func checkOutputs(rows: Int, k: Int32, available: Int, capacity cap: Int, anyOutput: Bool) throws -> Int {
     guard anyOutput else { throw NecoError.invalidArgument("all outputs are NULL") }

@@ -36,7 +36,7 @@ enum ModelLimits {
 
 @_cdecl("neco_model_default_params")
 public func neco_model_default_params() -> neco_model_params {
-    neco_model_params(n_heads: 0, n_registers: -1, pos_rule: Int32(NECO_POS_RULE_AUTO.rawValue),
+    neco_model_params(struct_size: MemoryLayout<neco_model_params>.size, n_heads: 0, n_registers: -1, pos_rule: Int32(NECO_POS_RULE_AUTO.rawValue),
                       image_height: 224, image_width: 224, expect_arch: nil)
 }
 
@@ -46,7 +46,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
     guarded("neco_model_load") {
         let out = try clearOut(outModel, "out_model")
         let file = try cString(path, "path")
-        let p = params?.pointee ?? neco_model_default_params()
+        let p = try readParams(params, Int32(NECO_SUPPORT_MODEL_PARAMS), neco_model_default_params(), "neco_model_params")
 
         // Params.
         var options = LoadOptions()

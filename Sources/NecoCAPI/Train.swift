@@ -35,7 +35,7 @@ enum TrainLimits {
 
 @_cdecl("neco_train_default_params")
 public func neco_train_default_params() -> neco_train_params {
-    neco_train_params(total_steps: 100, batch_size: 8, global_size: 224, local_size: 98, n_global_crops: 2, n_local_crops: 4,
+    neco_train_params(struct_size: MemoryLayout<neco_train_params>.size, total_steps: 100, batch_size: 8, global_size: 224, local_size: 98, n_global_crops: 2, n_local_crops: 4,
                       roi_size: 7, references: Int32(NECO_REFERENCES_QUEUE.rawValue), queue_length: 8192,
                       sort_net: Int32(NECO_SORT_BITONIC.rawValue), relaxation: Int32(NECO_RELAX_CAUCHY.rawValue),
                       steepness: 100, teacher_steepness: 0, log_floor: 0, lr_backbone: 1e-5, lr_head: 1e-4, warmup_steps: 0,
@@ -119,7 +119,8 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
 private func makeTrainer(_ model: OpaquePointer?, _ images: () throws -> TrainingImages,
                          _ params: UnsafePointer<neco_train_params>?, _ out: UnsafeMutablePointer<OpaquePointer?>) throws {
     let m = try unbox(model, "model", as: ModelHandle.self)
-    var (config, dir) = try runConfig(params?.pointee ?? neco_train_default_params())
+    var (config, dir) = try runConfig(try readParams(params, Int32(NECO_SUPPORT_TRAIN_PARAMS), neco_train_default_params(),
+                                                     "neco_train_params"))
     config.objective.patchSize = m.model.config.patchSize
     try config.validate()  // bad params are refused before a folder is scanned or pixels are copied
     let source = try images()
@@ -211,11 +212,11 @@ public func neco_trainer_run(_ trainer: OpaquePointer?, _ nSteps: Int64,
         let outcome = try h.run.run(steps: nSteps == 0 ? nil : Int(nSteps)) { info in
             guard let callback else { return true }
             var p = progress(info)
-            return !callback(&p, userData)
+            return callback(&p, userData)  // true = continue, as NeCoRun.run's progress closure
         }
         if outcome == .stopped {
             let saved = h.run.directory.map { " (checkpoint saved in \($0))" } ?? ""
-            throw NecoError(.aborted, "stopped by the callback after step \(h.run.stepsDone)\(saved)")
+            throw NecoError(.aborted, "stopped by the callback (it returned false) after step \(h.run.stepsDone)\(saved)")
         }
     }
 }

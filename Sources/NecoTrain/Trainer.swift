@@ -287,7 +287,7 @@ public final class Trainer: @unchecked Sendable {
         // 3. Loss.
         let value = try loss(LossContext(student: studentViews, teacher: teacherViews, studentGradient: gradViews, step: t))
         guard value.isFinite else {
-            throw NecoError(.internal, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
+            throw NecoError(.diverged, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
         }
         now = monotonicSeconds()
         times.loss = now - clock
@@ -317,7 +317,7 @@ public final class Trainer: @unchecked Sendable {
         // 5. Clip, EMA (pre-update student), AdamW.
         let (norm, allFinite) = gradientNorm()
         guard allFinite else {
-            throw NecoError(.internal, "a gradient is not finite at step \(t) (loss \(value)); weights left unchanged")
+            throw NecoError(.diverged, "a gradient is not finite at step \(t) (loss \(value)); weights left unchanged")
         }
         var clipped = false
         if let maxNorm = config.gradClip {

@@ -195,7 +195,7 @@ final class TrainerTests: XCTestCase {
         let a = try makeTrainer(), b = try makeTrainer()
         let inp = Inputs(step: 0)
         XCTAssertThrowsError(try a.step(inp.list) { _ in throw Boom() })
-        XCTAssertThrowsError(try a.step(inp.list) { _ in Float.nan }) { XCTAssertEqual(($0 as? NecoError)?.kind, .internal) }
+        XCTAssertThrowsError(try a.step(inp.list) { _ in Float.nan }) { XCTAssertEqual(($0 as? NecoError)?.kind, .diverged) }
         XCTAssertThrowsError(try a.step(inp.list) { ctx in
             ctx.studentGradient[0].base[3] = .infinity
             return 1

@@ -146,7 +146,7 @@ static float max_abs_diff(const float * a, const float * b, size_t n) {
 static bool stop_now(const neco_train_progress * progress, void * user_data) {
     (void)progress;
     (void)user_data;
-    return true;
+    return false;  /* false = stop */
 }
 
 /* ---- export helpers (Export section) ---------------------------------------------------- */

@@ -23,7 +23,7 @@ public struct ImageFolder: Sendable {
         var found: [String] = []
         try Self.scan(root, into: &found, depth: 0)
         guard !found.isEmpty else {
-            throw NecoError.invalidArgument("image folder \(root) holds no .jpg/.jpeg/.png file")
+            throw NecoError(.data, "image folder \(root) holds no .jpg/.jpeg/.png file")
         }
         files = found.sorted()
     }
@@ -158,16 +158,16 @@ public final class NeCoDataLoader: @unchecked Sendable {
                       patchSize: patchSize)
     }
 
-    /// - Throws: `.invalidArgument` for no images, a batch < 1 or larger than the image count, or a
-    ///   bad config.
+    /// - Throws: `.data` for no images or fewer than a batch; `.invalidArgument` for a batch < 1 or
+    ///   a bad config.
     public init(images: TrainingImages, batchSize: Int, crops: MultiCropConfig, photometric: PhotometricConfig, seed: UInt64,
                 patchSize: Int) throws {
         try crops.validate(patchSize: patchSize)
         try photometric.validate()
-        guard images.count >= 1 else { throw NecoError.invalidArgument("no training images") }
+        guard images.count >= 1 else { throw NecoError(.data, "no training images") }
         guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size must be ≥ 1") }
         guard batchSize <= images.count else {
-            throw NecoError.invalidArgument("batch size \(batchSize) exceeds the \(images.count) images in \(images.description)")
+            throw NecoError(.data, "batch size \(batchSize) exceeds the \(images.count) images in \(images.description)")
         }
         self.images = images
         self.batchSize = batchSize

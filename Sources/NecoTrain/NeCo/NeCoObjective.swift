@@ -171,7 +171,7 @@ public final class NeCoObjective: @unchecked Sendable {
                 hint = " (the \(config.relaxation.rawValue) relaxation underflows to P = 0 at steepness \(config.studentSteepness), "
                     + "so ln P = −∞; set a tiny log floor such as 1e-30, lower the steepness, or use the Cauchy relaxation)"
             }
-            throw NecoError(.internal, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)\(hint)")
+            throw NecoError(.diverged, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)\(hint)")
         }
         lastReport = report
         return report

@@ -411,15 +411,15 @@ public final class NeCoRun: @unchecked Sendable {
     // MARK: Steps
 
     /// One training step on the next batch.
-    /// - Throws: `.invalidArgument` when fewer than B images of the source can be read; the
-    ///   trainer's errors (a non-finite loss or gradient, with the weights unchanged).
+    /// - Throws: `.data` when fewer than B images of the source can be read; `.diverged` for a
+    ///   non-finite loss or gradient (the weights unchanged).
     @discardableResult
     public func step() throws -> NeCoStepInfo {
         guard !isFinished else { throw NecoError.invalidArgument("the run is finished (\(totalSteps) steps)") }
         if stepsThisSession == 0 { startClock = monotonicSeconds() }
         let t0 = monotonicSeconds()
         guard let batch = try loader.next() ?? loader.next() else {
-            throw NecoError.invalidArgument("fewer than \(config.batchSize) readable images in \(loader.images.description) "
+            throw NecoError(.data, "fewer than \(config.batchSize) readable images in \(loader.images.description) "
                                             + "(\(loader.skipped) skipped so far)")
         }
         let dataSeconds = monotonicSeconds() - t0
