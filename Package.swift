@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "NecoImageTests", dependencies: ["NecoImage", "_NecoTestSupport"]),
         .testTarget(name: "NecoModelTests", dependencies: ["NecoModel", "Neco", "_NecoTestSupport"]),
         .testTarget(name: "NecoTrainTests", dependencies: ["NecoTrain", "NecoModel", "NecoCore", "_NecoTestSupport"]),
-        .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore"]),
+        .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore", "_NecoTestSupport"]),
         .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "Neco", "NecoImage", "NecoModel", "NecoTrain",
                                                           "_NecoTestSupport"]),
         .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "CNecoSupport", "Neco", "NecoEval", "NecoImage",

@@ -70,6 +70,7 @@ const char * neco_support_status_str(int32_t status) {
     case -7: return "internal error";
     case -8: return "diverged";
     case -9: return "unusable data";
+    case -10: return "params version";
     default: return "unknown status";
     }
 }
