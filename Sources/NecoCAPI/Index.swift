@@ -167,12 +167,3 @@ public func neco_match_patches(_ a: UnsafePointer<Float>?, _ nA: Int64, _ b: Uns
         }
     }
 }
-
-extension UnsafeMutablePointer {
-    /// Allocation that reports failure instead of trapping (malloc-backed; release with free()).
-    static func allocateOrNil(_ n: Int) -> UnsafeMutablePointer<Pointee>? {
-        let (bytes, o) = Swift.max(n, 1).multipliedReportingOverflow(by: MemoryLayout<Pointee>.stride)
-        guard !o, let raw = malloc(bytes) else { return nil }
-        return raw.bindMemory(to: Pointee.self, capacity: Swift.max(n, 1))
-    }
-}

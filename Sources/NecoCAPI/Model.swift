@@ -77,15 +77,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
             options.expect = preset
         }
 
-        // Weights. Every tensor must have at least one dimension and no zero-sized one: the loader
-        // reads shapes by index, so these are refused here, before it runs.
-        let st = try SafetensorsFile(path: file)
-        for n in st.names {
-            guard let shape = st.info(n)?.shape else { continue }
-            guard !shape.isEmpty, shape.allSatisfy({ $0 >= 1 }) else {
-                throw NecoError.format("\(file): tensor '\(n)' has shape \(shape); a ViT checkpoint has no scalar or empty tensors")
-            }
-        }
+        // Weights (WeightLoader refuses scalar and empty tensors before it reads any shape).
         let model: ViTModel
         do {
             // By path, so that libneco's own files (training checkpoints, exported students)
