@@ -79,7 +79,7 @@ let package = Package(
         .target(name: "NecoModel", dependencies: ["NecoCore"]),
         .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),
         .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel", "NecoImage"], swiftSettings: simdSettings),
-        .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage"]),
+        .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage", "NecoModel", "Neco"]),
         .target(name: "NecoONNX", dependencies: ["NecoModel", "ONNXBridge"]),
 
         // MARK: - C ABI and executables

@@ -476,6 +476,48 @@ NECO_API NECO_NODISCARD neco_status neco_index_predict(const neco_index * index,
                                               float * out_scores, size_t scores_capacity,
                                               int32_t * out_labels, size_t labels_capacity);
 
+/* The in-context segmentation protocol of `neco eval --bench incontext` (Hummingbird, NECO-SPEC
+ * §6.1) on a benchmark folder (BENCH/{train,val}/{images,labels}, as scripts/build_benchmark.py
+ * writes): a memory of every training patch with its soft label (Hummingbird's normalisation),
+ * k neighbours voting with softmax(cos / temperature), the scores upsampled bilinearly to the
+ * input size, arg-max, Hungarian matching, mIoU over the benchmark's classes. The same Swift code
+ * as the command line: the same model and params give the same numbers. */
+typedef struct neco_eval_params {
+    size_t struct_size;       /* sizeof(neco_eval_params) as the caller's header declares it; set by
+                                 neco_eval_default_params() */
+    int32_t size;             /* square model input side in pixels, a multiple of the patch size.
+                                 Default 224 */
+    int32_t batch;            /* images per forward pass, 1...256. Default 8 */
+    int32_t max_train;        /* use at most this many training images, 0 = all. Default 0 */
+    int32_t max_val;          /* use at most this many validation images, 0 = all. Default 0 */
+    int32_t k;                /* voting neighbours, >= 1. Default 30 */
+    float temperature;        /* softmax temperature, > 0. Default 0.02 */
+    int32_t memory_size;      /* memory in patches (each training image keeps memory_size / images
+                                 patches, rare classes first), 0 = every patch. Default 0 */
+} neco_eval_params;
+
+NECO_API neco_eval_params neco_eval_default_params(void);
+
+typedef struct neco_eval_result {
+    double miou;              /* mean IoU over the classes, 0...1 */
+    double pixel_accuracy;    /* 0...1 */
+    int32_t n_classes;        /* C of the benchmark */
+    int64_t memory_patches;   /* rows in the memory */
+    int64_t n_train;          /* training and validation images used */
+    int64_t n_val;
+} neco_eval_result;
+
+/* Runs the protocol with `model` on the benchmark folder `bench_dir`; `params` NULL = defaults.
+ * `per_class_iou` may be NULL; otherwise it receives C values (per_class_capacity >= C). Takes
+ * seconds to minutes (every picture goes through the model). Logs progress at NECO_LOG_DEBUG.
+ * Errors: INVALID_ARG (NULL pointers, params out of range), VERSION (params->struct_size), IO (the
+ * folder or a file cannot be read), FORMAT (not a benchmark folder, an unreadable picture or label
+ * map), SHAPE (size not a multiple of the patch size, per_class_capacity too small), DATA (no
+ * training or validation images), OOM. */
+NECO_API NECO_NODISCARD neco_status neco_eval_incontext(const neco_model * model, const char * bench_dir,
+                                                        const neco_eval_params * params, neco_eval_result * out_result,
+                                                        double * per_class_iou, size_t per_class_capacity);
+
 /* Training -------------------------------------------------------------------------------- */
 
 /* NeCo post-pretraining (Patch Neighbor Consistency): a student ViT (the model's weights, copied)

@@ -125,6 +125,11 @@ static const size_t export_ends[] = {
     NECO_END(neco_export_params, width), NECO_END(neco_export_params, external_data),
     NECO_END(neco_export_params, head_path), sizeof(neco_export_params)};
 
+static const size_t eval_ends[] = {
+    NECO_END(neco_eval_params, size), NECO_END(neco_eval_params, batch), NECO_END(neco_eval_params, max_train),
+    NECO_END(neco_eval_params, max_val), NECO_END(neco_eval_params, k), NECO_END(neco_eval_params, temperature),
+    NECO_END(neco_eval_params, memory_size), sizeof(neco_eval_params)};
+
 int32_t neco_support_params_size(int32_t kind, size_t struct_size) {
     const size_t * ends;
     size_t n;
@@ -134,6 +139,7 @@ int32_t neco_support_params_size(int32_t kind, size_t struct_size) {
     case NECO_SUPPORT_PREDICT_PARAMS: ends = predict_ends; n = sizeof predict_ends / sizeof *predict_ends; break;
     case NECO_SUPPORT_TRAIN_PARAMS: ends = train_ends; n = sizeof train_ends / sizeof *train_ends; break;
     case NECO_SUPPORT_EXPORT_PARAMS: ends = export_ends; n = sizeof export_ends / sizeof *export_ends; break;
+    case NECO_SUPPORT_EVAL_PARAMS: ends = eval_ends; n = sizeof eval_ends / sizeof *eval_ends; break;
     default: return 3;
     }
     if (struct_size < sizeof(size_t)) return 1;

@@ -1357,6 +1357,67 @@ int main(int argc, char ** argv) {
         unlink(p_onnx);
     }
 
+    /* ---- in-context evaluation protocol (neco_eval_incontext) ------------------------------ */
+    {
+        neco_eval_params ev = neco_eval_default_params();
+        TRUE_(ev.struct_size == sizeof ev && ev.size == 224 && ev.batch == 8 && ev.max_train == 0 && ev.max_val == 0 &&
+              ev.k == 30 && ev.temperature == 0.02f && ev.memory_size == 0);
+        neco_eval_result er;
+        double iou[4];
+        char p_bench[512], p_sub[600];
+        tmp_path(p_bench, sizeof p_bench, "bench");
+        EXPECT(neco_eval_incontext(NULL, p_bench, &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(AS(neco_model, img), p_bench, &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, NULL, &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, "", &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, NULL, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, &er, NULL, 0), NECO_ERR_IO); /* no such folder */
+        mkdir(p_bench, 0755);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, &er, NULL, 0), NECO_ERR_FORMAT); /* no classes.txt */
+        snprintf(p_sub, sizeof p_sub, "%s/classes.txt", p_bench);
+        write_file(p_sub, "background\nthing\n", 17);
+        snprintf(p_sub, sizeof p_sub, "%s/train", p_bench);
+        mkdir(p_sub, 0755);
+        snprintf(p_sub, sizeof p_sub, "%s/train/images", p_bench);
+        mkdir(p_sub, 0755);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, &er, iou, 4), NECO_ERR_DATA); /* no training images */
+        neco_eval_params bad = ev;
+        bad.struct_size = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_VERSION);
+        bad.struct_size = sizeof bad + 8;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_VERSION);
+        bad = ev;
+        bad.size = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad.size = 100; /* not a multiple of the patch size 14 */
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_SHAPE);
+        bad = ev;
+        bad.batch = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad.batch = 257;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.k = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.temperature = NAN;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad.temperature = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.memory_size = -1;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.max_train = -1;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        rmdir(p_sub);
+        snprintf(p_sub, sizeof p_sub, "%s/train", p_bench);
+        rmdir(p_sub);
+        snprintf(p_sub, sizeof p_sub, "%s/classes.txt", p_bench);
+        unlink(p_sub);
+        rmdir(p_bench);
+    }
+
     /* ---- thread-local last error --------------------------------------------------------- */
     EXPECT(neco_index_init(-1, NULL), NECO_ERR_INVALID_ARG);
     TRUE_(strstr(neco_last_error(), "neco_index_init") != NULL);

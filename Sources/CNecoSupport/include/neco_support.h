@@ -39,7 +39,8 @@ enum {
     NECO_SUPPORT_EXTRACT_PARAMS = 1,
     NECO_SUPPORT_PREDICT_PARAMS = 2,
     NECO_SUPPORT_TRAIN_PARAMS = 3,
-    NECO_SUPPORT_EXPORT_PARAMS = 4
+    NECO_SUPPORT_EXPORT_PARAMS = 4,
+    NECO_SUPPORT_EVAL_PARAMS = 5
 };
 /* How a caller's struct_size fits the struct `kind` of this header: 0 = it is sizeof the struct
  * or ends at one of its fields (an older header); 1 = it is 0 or smaller than struct_size itself;
