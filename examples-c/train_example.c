@@ -193,6 +193,12 @@ int main(int argc, char ** argv) {
     }
     printf("  trained student: features moved by up to %.3g from the original model\n", moved);
     REQUIRE(moved > 0);
+    /* The run folder itself loads as a model: its checkpoint's student, the same weights. */
+    neco_model * from_folder = NULL;
+    CHECK(neco_model_load(run_dir, &mp, &from_folder));
+    CHECK(neco_extract_nchw(from_folder, pixels, 1, ep.height, ep.width, &ep, &o2));
+    for (size_t i = 0; i < shape.patches_per_image; i++) REQUIRE(f1[i] == f2[i]);
+    neco_model_free(from_folder);
     free(pixels);
     free(f0);
     free(f1);

@@ -236,7 +236,9 @@ typedef struct neco_model_params {
 
 NECO_API neco_model_params neco_model_default_params(void);
 
-/* Loads a safetensors checkpoint (Meta, timm or Hugging Face key names; F32/F16/BF16).
+/* Loads a safetensors checkpoint (Meta, timm or Hugging Face key names; F32/F16/BF16), a libneco
+ * training checkpoint (its student) or a NeCo run folder (its checkpoint.safetensors), as
+ * `neco --model` does.
  * `params` NULL = defaults. On success *out_model must be freed with neco_model_free.
  * Errors: INVALID_ARG (NULL path or out_model, bad params), IO (cannot read), FORMAT (not a
  * safetensors ViT checkpoint, truncated, non-finite weights), SHAPE (weights do not fit the
@@ -574,7 +576,10 @@ typedef struct neco_train_params {
     int32_t relaxation;       /* a neco_relaxation. Default NECO_RELAX_CAUCHY */
     double steepness;         /* sorting steepness of the student, > 0. Default 100 */
     double teacher_steepness; /* of the teacher; 0 = the student's. Default 0 */
-    double log_floor;         /* floor inside ln P, 0 (none, as NeCo) ... < 1. Default 0 */
+    double log_floor;         /* floor inside ln P, 0 (none, as NeCo) ... < 1, or -1 = auto: 1e-30
+                                 for the relaxations that underflow at steepness 100 (logistic,
+                                 logistic_phi, gaussian), 0 for the others (`neco train
+                                 --log-floor auto`). Default 0 */
     double lr_backbone;       /* AdamW learning rate of the backbone. Default 1e-5 */
     double lr_head;           /* of the projection head. Default 1e-4 */
     int64_t warmup_steps;     /* linear warm-up steps, 0...T-1. Default 0 */
@@ -593,6 +598,8 @@ typedef struct neco_train_params {
                                  the end. Default 50 */
     int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536. Default 2048 */
     int32_t head_out_dim;     /* the embedding the loss sees, 1...65536. Default 256 */
+    int32_t epochs;           /* > 0: total_steps = epochs x floor(images / batch_size), as `neco
+                                 train --epochs` (total_steps is then ignored). Default 0 */
 } neco_train_params;
 
 NECO_API neco_train_params neco_train_default_params(void);

@@ -2,6 +2,7 @@ import CNecoSupport
 import Neco
 import NecoCore
 import NecoModel
+import NecoTrain
 
 #if canImport(Glibc)
 import Glibc
@@ -45,7 +46,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
                             _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> neco_status {
     guarded("neco_model_load") {
         let out = try clearOut(outModel, "out_model")
-        let file = try cString(path, "path")
+        let file = try NeCoRun.modelFile(try cString(path, "path"))  // a run folder stands for its checkpoint
         let p = try readParams(params, Int32(NECO_SUPPORT_MODEL_PARAMS), neco_model_default_params(), "neco_model_params")
 
         // Params.

@@ -159,10 +159,10 @@ struct Train: ParsableCommand {
         case (.some(let s), nil): total = s
         case (nil, .some(let e)):
             guard e >= 1 else { throw NecoError.invalidArgument("--epochs must be ≥ 1") }
-            total = e * (images / batch)
-        case (nil, nil): total = 100
+            total = try NeCoRunConfig.totalSteps(epochs: e, images: images, batchSize: batch)
+        case (nil, nil): total = NeCoRunConfig.defaultTotalSteps
         }
-        guard total >= 1 else { throw NecoError.invalidArgument("the run would have no step (\(images) images, batch \(batch))") }
+        guard total >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
         var c = NeCoRunConfig(totalSteps: total)
         c.batchSize = batch
         c.checkpointEvery = checkpointEvery
@@ -201,7 +201,7 @@ struct Train: ParsableCommand {
         o.studentSteepness = steepness
         o.teacherSteepness = teacherSteepness
         if logFloor == "auto" {
-            o.logFloor = [.logistic, .logisticPhi, .gaussian].contains(rel) ? 1e-30 : 0
+            o.logFloor = NeCoObjectiveConfig.autoLogFloor(for: rel)
         } else {
             guard let f = Double(logFloor) else { throw NecoError.invalidArgument("--log-floor must be 'auto' or a number") }
             o.logFloor = f

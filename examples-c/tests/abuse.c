@@ -999,6 +999,29 @@ int main(int argc, char ** argv) {
             old.struct_size = sizeof old + 64;
             EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &old, &tr), NECO_ERR_VERSION);
             tr = AS(neco_trainer, img);
+            /* The run configuration rules: epochs -> steps (3 x floor(4 / 2)), log_floor -1 = auto. */
+            neco_train_params rules = tp;
+            rules.epochs = 3;
+            rules.total_steps = 1;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_OK);
+            neco_train_progress rp;
+            EXPECT(neco_trainer_step(tr, &rp), NECO_OK);
+            TRUE_(rp.total_steps == 6);
+            neco_trainer_free(tr);
+            tr = AS(neco_trainer, img);
+            rules.epochs = -1;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_ERR_INVALID_ARG);
+            rules.epochs = 0;
+            rules.log_floor = -1;
+            rules.relaxation = NECO_RELAX_GAUSSIAN; /* underflows at steepness 100 without the floor */
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_OK);
+            EXPECT(neco_trainer_step(tr, &rp), NECO_OK);
+            TRUE_(isfinite(rp.loss));
+            neco_trainer_free(tr);
+            tr = AS(neco_trainer, img);
+            rules.log_floor = -2;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_ERR_INVALID_ARG);
+            tr = AS(neco_trainer, img);
         }
 
         /* init_images: arguments. */

@@ -27,6 +27,14 @@ public struct NeCoObjectiveConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The "auto" floor inside ln P: 1e-30 for the relaxations whose comparator probabilities
+    /// underflow to 0 at NeCo's steepness 100 (logistic, logistic_phi, gaussian: ln 0 = −inf,
+    /// NECO-SPEC P3), 0 (the reference, no floor) for the others. `neco train --log-floor auto`
+    /// and neco_train_params.log_floor = -1 use it.
+    public static func autoLogFloor(for relaxation: Relaxation) -> Double {
+        [.logistic, .logisticPhi, .gaussian].contains(relaxation) ? 1e-30 : 0
+    }
+
     /// - Throws: `.invalidArgument` naming the first bad value.
     public func validate() throws {
         try crops.validate(patchSize: patchSize)

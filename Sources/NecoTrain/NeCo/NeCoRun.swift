@@ -38,6 +38,21 @@ public struct NeCoRunConfig: Sendable, Equatable {
 
     public init(totalSteps: Int) { trainer = TrainerConfig(totalSteps: totalSteps) }
 
+    /// Steps of a run when none are given (`neco train`, neco_train_default_params).
+    public static let defaultTotalSteps = 100
+
+    /// Steps of `epochs` passes over `images` images at `batchSize` a step: epochs × ⌊images / B⌋
+    /// (the loader drops the last partial batch of every epoch).
+    /// - Throws: `.invalidArgument` for epochs or a batch < 1; `.data` when not even one step fits.
+    public static func totalSteps(epochs: Int, images: Int, batchSize: Int) throws -> Int {
+        guard epochs >= 1 else { throw NecoError.invalidArgument("epochs = \(epochs) must be ≥ 1") }
+        guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size \(batchSize) must be ≥ 1") }
+        let (t, o) = epochs.multipliedReportingOverflow(by: images / batchSize)
+        guard !o else { throw NecoError.invalidArgument("\(epochs) epochs × \(images / batchSize) steps overflow") }
+        guard t >= 1 else { throw NecoError(.data, "the run would have no step (\(images) images, batch \(batchSize))") }
+        return t
+    }
+
     /// - Throws: `.invalidArgument` naming the first bad value.
     public func validate() throws {
         try trainer.validate()
@@ -215,6 +230,18 @@ public final class NeCoRun: @unchecked Sendable {
     public static let checkpointFile = "checkpoint.safetensors"
     public static let studentFile = "student.safetensors"
     public static let teacherFile = "teacher.safetensors"
+
+    /// A model path as the CLI's `--model` and neco_model_load take it: a run folder stands for
+    /// its checkpoint (whose student loads as the model); any other path is returned as is.
+    /// - Throws: `.io` for a folder without a checkpoint.
+    public static func modelFile(_ path: String) throws -> String {
+        guard FileIO.isDirectory(path) else { return path }
+        let file = (path.hasSuffix("/") ? path : path + "/") + checkpointFile
+        guard FileIO.exists(file) else {
+            throw NecoError.io("\(path) is a directory without a \(checkpointFile) (give a .safetensors file or a run directory)")
+        }
+        return file
+    }
     /// The reference queues in a checkpoint, (nG, L, E).
     public static let queueTensor = "neco.reference_queue"
 
