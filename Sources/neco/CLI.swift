@@ -210,7 +210,7 @@ struct PCACommand: ParsableCommand {
         let img = try ImageDecoder.load(path: image)
         let f = try FeatureExtractor(model: model).extract(images: [img], options: ExtractOptions(resize: mode))
         let shown = try Preprocess.apply(img, mode: mode)
-        let pic = PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
+        let pic = try PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
         try PNGWriter.write(pic, to: out)
         print("wrote \(out) (\(pic.width)×\(pic.height), grid \(f.gridHeight)×\(f.gridWidth))")
     }

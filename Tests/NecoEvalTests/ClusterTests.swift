@@ -70,9 +70,9 @@ final class ClusterTests: XCTestCase {
         for i in 0..<9 { XCTAssertEqual(x[i], e[i], accuracy: 1e-5) }
     }
 
-    func testJacobiEigen() {
+    func testSymmetricEigen() throws {
         // [[2, 1], [1, 2]]: eigenvalues 3 and 1, eigenvectors (1, 1)/√2 and (1, −1)/√2.
-        let (v, vec) = FeatureReduction.symmetricEigen([2, 1, 1, 2], n: 2)
+        let (v, vec) = try PrincipalComponents.symmetricEigen([2, 1, 1, 2], n: 2)
         XCTAssertEqual(v[0], 3, accuracy: 1e-12)
         XCTAssertEqual(v[1], 1, accuracy: 1e-12)
         XCTAssertEqual(abs(vec[0]), 1 / 2.0.squareRoot(), accuracy: 1e-12)
@@ -83,7 +83,7 @@ final class ClusterTests: XCTestCase {
         let n = 12
         var a = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in i..<n { let x = rng.normal(); a[i * n + j] = x; a[j * n + i] = x } }
-        let (vals, vecs) = FeatureReduction.symmetricEigen(a, n: n)
+        let (vals, vecs) = try PrincipalComponents.symmetricEigen(a, n: n)
         for i in 0..<n {
             if i > 0 { XCTAssertGreaterThanOrEqual(vals[i - 1], vals[i]) }
             for r in 0..<n {
@@ -110,7 +110,7 @@ final class ClusterTests: XCTestCase {
             let a = Float(rng.normal()) * 3, b = Float(rng.normal())
             for j in 0..<6 { x.append(5 + a * u[j] + b * w[j]) }
         }
-        let (p, explained) = try x.withUnsafeBufferPointer { try FeatureReduction.pca($0.baseAddress!, rows: 400, dim: 6, outDim: 2) }
+        let (p, explained) = try x.withUnsafeBufferPointer { try PrincipalComponents.project($0.baseAddress!, rows: 400, dim: 6, outDim: 2) }
         XCTAssertEqual(explained[0] + explained[1], 1, accuracy: 1e-4)
         XCTAssertGreaterThan(explained[0], 5 * explained[1])
         var mean = [Double](repeating: 0, count: 6)
@@ -124,7 +124,7 @@ final class ClusterTests: XCTestCase {
         }
         XCTAssertEqual(cross / 400, 0, accuracy: 1e-3)
         XCTAssertGreaterThan(v0, v1)
-        XCTAssertThrowsError(try x.withUnsafeBufferPointer { try FeatureReduction.pca($0.baseAddress!, rows: 400, dim: 6, outDim: 7) })
+        XCTAssertThrowsError(try x.withUnsafeBufferPointer { try PrincipalComponents.project($0.baseAddress!, rows: 400, dim: 6, outDim: 7) })
     }
 
     /// The protocol's cluster counts are NECO-SPEC §6.3's (paper Table 1(a)): K = C, 300, 500;
