@@ -22,7 +22,7 @@ public enum EvalConstants {
 public enum RandomViT {
     public static func make(config: ViTConfig, seed: UInt64, layerScale: Float = 1e-5) throws -> ViTModel {
         let params = try ViTParameters(config: config)
-        var rng = EvalRNG(seed: seed)
+        var rng = NecoRNG(seed: seed)
         let fanIn = Float(config.inChannels * config.patchSize * config.patchSize)
         for spec in params.layout.specs {
             let p = params.slab.base + spec.offset
@@ -142,7 +142,7 @@ public struct InContextProtocol: Sendable {
         let patch = cache.extractor.model.config.patchSize
         let memory = try SegmentationMemory(dim: tr.dim, classes: classes)
         let perImage = memorySize > 0 ? max(1, memorySize / tr.images) : Int.max
-        var rng = EvalRNG(seed: 0)
+        var rng = NecoRNG(seed: 0)
         for i in 0..<tr.images {
             try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
                            patch: patch, keep: perImage, rng: &rng)

@@ -257,8 +257,8 @@ public enum Checkpoint {
             throw NecoError.format("\(path): checkpoint metadata lacks step / adamw_step / rng_state")
         }
         let words = rngText.split(separator: ",").compactMap { UInt64($0, radix: 16) }
-        let rng: TrainRNG
-        do { rng = try TrainRNG(state: words) } catch {
+        let rng: NecoRNG
+        do { rng = try NecoRNG(state: words) } catch {
             throw NecoError.format("\(path): bad rng_state '\(rngText)'")
         }
         // Copy.

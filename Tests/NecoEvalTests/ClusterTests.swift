@@ -6,7 +6,7 @@ import XCTest
 final class ClusterTests: XCTestCase {
     /// Points around `centers` (K, d) with uniform noise of ±`spread`; returns points and labels.
     func blobs(_ centers: [[Float]], perBlob: Int, spread: Float, seed: UInt64) -> ([Float], [Int]) {
-        var rng = EvalRNG(seed: seed)
+        var rng = NecoRNG(seed: seed)
         var pts: [Float] = [], labels: [Int] = []
         for _ in 0..<perBlob {
             for (c, center) in centers.enumerated() {
@@ -79,7 +79,7 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(vec[0] * vec[1], 0.5, accuracy: 1e-12)
         XCTAssertEqual(vec[2] * vec[3], -0.5, accuracy: 1e-12)
         // A random symmetric 12×12: A·v = λ·v for every pair, values sorted, vectors orthonormal.
-        var rng = EvalRNG(seed: 5)
+        var rng = NecoRNG(seed: 5)
         let n = 12
         var a = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in i..<n { let x = rng.normal(); a[i * n + j] = x; a[j * n + i] = x } }
@@ -102,7 +102,7 @@ final class ClusterTests: XCTestCase {
     /// projections keep every centred row's length, are uncorrelated, and come in decreasing
     /// variance.
     func testPCARecoversPlane() throws {
-        var rng = EvalRNG(seed: 2)
+        var rng = NecoRNG(seed: 2)
         let u: [Float] = [1, 0, 0, 0, 0, 0]
         let w: [Float] = [0, 0, 0.6, 0.8, 0, 0]
         var x: [Float] = []
@@ -134,7 +134,7 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(Overcluster.defaultClusterCounts(classes: 21), [21, 300, 500])
         XCTAssertEqual(Overcluster.defaultClusterCounts(classes: 9), [9, 300, 500])
         let gh = 4, gw = 4, dim = 6, classes = 4, images = 32
-        var rng = EvalRNG(seed: 3)
+        var rng = NecoRNG(seed: 3)
         var feats: [Float] = [], maps: [LabelMap] = []
         for i in 0..<images {
             var px = [UInt8](repeating: 0, count: 8 * 8)  // 2-pixel patches
@@ -164,7 +164,7 @@ final class ClusterTests: XCTestCase {
     /// K = C (Hungarian) and K > C (many-to-one) both reach mIoU 1.
     func testOverclusterProtocolOnSeparableFeatures() throws {
         let gh = 4, gw = 4, dim = 8, classes = 3, images = 6
-        var rng = EvalRNG(seed: 8)
+        var rng = NecoRNG(seed: 8)
         var feats: [Float] = [], maps: [LabelMap] = []
         for i in 0..<images {
             var cells = [UInt8]()

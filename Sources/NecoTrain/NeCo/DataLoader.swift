@@ -120,11 +120,11 @@ public struct NeCoBatch: Sendable {
 
 /// Image folder → shuffled batches of NeCo crops, reproducible from a seed and resumable.
 ///
-/// * Each epoch visits the files in a fresh random order: `TrainRNG(seed, stream: 1000 + epoch)
+/// * Each epoch visits the files in a fresh random order: `NecoRNG(seed, stream: 1000 + epoch)
 ///   .permutation(N)`, so the order depends only on (seed, epoch).
 /// * Batches take the next B readable images of that order; the last partial batch of an epoch is
 ///   dropped (`drop_last`). `stepsPerEpoch = ⌊N / B⌋` when every file decodes.
-/// * Every image's crops and augmentation use `TrainRNG(seed, stream: 2⁴⁰ + epoch·2²⁰ + position)`
+/// * Every image's crops and augmentation use `NecoRNG(seed, stream: 2⁴⁰ + epoch·2²⁰ + position)`
 ///   (its position in the epoch's order), so the pixels do not depend on thread timing.
 /// * Unreadable or undecodable files are skipped with a warning (`warn`) and counted
 ///   (`skipped`); an epoch with fewer than B readable images left ends early.
@@ -189,7 +189,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
 
     func currentOrder() -> [Int] {
         if orderEpoch != epoch {
-            var rng = TrainRNG(seed: seed, stream: 1000 + UInt64(epoch))
+            var rng = NecoRNG(seed: seed, stream: 1000 + UInt64(epoch))
             order = rng.permutation(images.count)
             orderEpoch = epoch
         }
@@ -205,7 +205,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
 
     func makeSample(index: Int, epoch: Int, position: Int) throws -> Sample {
         let img = try images.load(index)
-        var rng = TrainRNG(seed: seed, stream: (1 << 40) + (UInt64(epoch) << 20) + UInt64(position))
+        var rng = NecoRNG(seed: seed, stream: (1 << 40) + (UInt64(epoch) << 20) + UInt64(position))
         let boxes = try MultiCrop.sample(width: img.width, height: img.height, config: crops, rng: &rng)
         var pixels: [[Float]] = []
         for (c, box) in boxes.enumerated() {

@@ -87,9 +87,9 @@ public final class NeCoObjective: @unchecked Sendable {
 
     /// - Parameters:
     ///   - dim: E, the width of the embeddings the loss sees (the head's output, 256).
-    ///   - rng: the reference sampler's random stream (e.g. `TrainRNG(seed: seed, stream: 2)`;
+    ///   - rng: the reference sampler's random stream (e.g. `NecoRNG(seed: seed, stream: 2)`;
     ///     the trainer uses streams 0 and 1).
-    public init(config: NeCoObjectiveConfig, dim: Int, rng: TrainRNG) throws {
+    public init(config: NeCoObjectiveConfig, dim: Int, rng: NecoRNG) throws {
         try config.validate()
         self.config = config
         let n = config.roiSize * config.roiSize
@@ -243,7 +243,7 @@ public struct NeCoRunState: Sendable, Equatable {
 
     /// Puts the state back into a freshly built objective and loader.
     public func restore(objective: NeCoObjective, loader: NeCoDataLoader) throws {
-        objective.references.rng = try TrainRNG(state: referenceRNG)
+        objective.references.rng = try NecoRNG(state: referenceRNG)
         loader.seek(epoch: epoch, position: position, skipped: skipped)
     }
 }

@@ -427,7 +427,7 @@ public final class NeCoRun: @unchecked Sendable {
     static func makeObjectiveAndLoader(config c: NeCoRunConfig, model: ViTConfig,
                                        images: TrainingImages) throws -> (NeCoObjective, NeCoDataLoader) {
         let dim = c.trainer.headConfig(inDim: model.embedDim)?.outDim ?? model.embedDim
-        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: TrainRNG(seed: c.trainer.seed, stream: 2))
+        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: NecoRNG(seed: c.trainer.seed, stream: 2))
         try objective.validate(batch: c.batchSize)
         let loader = try NeCoDataLoader(images: images, batchSize: c.batchSize, crops: c.objective.crops,
                                         photometric: c.objective.photometric, seed: c.trainer.seed,
