@@ -53,22 +53,22 @@ public struct MemoryAugmentation: Sendable, Equatable {
     }
 
     /// The random stream of image `index` in pass `epoch` (independent of the order of calls).
-    public static func rng(seed: UInt64, epoch: Int, index: Int) -> EvalRNG {
-        EvalRNG(seed: seed &+ UInt64(epoch) &* 0x1_0000_0000 &+ UInt64(index) &* 0x9E37_79B9)
+    public static func rng(seed: UInt64, epoch: Int, index: Int) -> NecoRNG {
+        NecoRNG(seed: seed, stream: UInt64(truncatingIfNeeded: epoch) << 32 | UInt64(truncatingIfNeeded: index))
     }
 
     /// torchvision `RandomResizedCrop.get_params` for a W×H image: (x, y, w, h).
-    public func cropRectangle(width: Int, height: Int, rng: inout EvalRNG) -> (x: Int, y: Int, w: Int, h: Int) {
+    public func cropRectangle(width: Int, height: Int, rng: inout NecoRNG) -> (x: Int, y: Int, w: Int, h: Int) {
         let area = Double(width * height)
         let logR = (log(ratio.0), log(ratio.1))
         for _ in 0..<10 {
-            let target = area * (scale.0 + (scale.1 - scale.0) * rng.uniform())
-            let aspect = exp(logR.0 + (logR.1 - logR.0) * rng.uniform())
+            let target = area * (scale.0 + (scale.1 - scale.0) * rng.uniformDouble())
+            let aspect = exp(logR.0 + (logR.1 - logR.0) * rng.uniformDouble())
             let w = Int((target * aspect).squareRoot().rounded(.toNearestOrEven))
             let h = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
             if w > 0, h > 0, w <= width, h <= height {
-                let y = rng.below(height - h + 1)
-                let x = rng.below(width - w + 1)
+                let y = rng.bounded(height - h + 1)
+                let x = rng.bounded(width - w + 1)
                 return (x, y, w, h)
             }
         }
@@ -85,17 +85,17 @@ public struct MemoryAugmentation: Sendable, Equatable {
 
     /// One augmented view of a training image and its label map (same size): the jittered crop and
     /// the label map's crop, both at the crop's size.
-    public func apply(image: RGBImage, labels: LabelMap, rng: inout EvalRNG) throws -> (image: RGBImage, labels: LabelMap) {
+    public func apply(image: RGBImage, labels: LabelMap, rng: inout NecoRNG) throws -> (image: RGBImage, labels: LabelMap) {
         guard image.width == labels.width, image.height == labels.height else {
             throw NecoError.shape("memory augmentation: image \(image.width)x\(image.height), labels \(labels.width)x\(labels.height)")
         }
         var img = image
         // Colour jitter (fixed order, each with probability p).
-        func factor() -> Double { 1 - jitter + 2 * jitter * rng.uniform() }
-        if rng.uniform() < probability { img = PillowColor.adjustBrightness(img, factor: factor()) }
-        if rng.uniform() < probability { img = PillowColor.adjustContrast(img, factor: factor()) }
-        if rng.uniform() < probability { img = PillowColor.adjustSaturation(img, factor: factor()) }
-        if rng.uniform() < probability { img = PillowColor.adjustHue(img, factor: -hue + 2 * hue * rng.uniform()) }
+        func factor() -> Double { 1 - jitter + 2 * jitter * rng.uniformDouble() }
+        if rng.uniformDouble() < probability { img = PillowColor.adjustBrightness(img, factor: factor()) }
+        if rng.uniformDouble() < probability { img = PillowColor.adjustContrast(img, factor: factor()) }
+        if rng.uniformDouble() < probability { img = PillowColor.adjustSaturation(img, factor: factor()) }
+        if rng.uniformDouble() < probability { img = PillowColor.adjustHue(img, factor: -hue + 2 * hue * rng.uniformDouble()) }
         // Random resized crop, the same rectangle for both.
         let r = cropRectangle(width: image.width, height: image.height, rng: &rng)
         let cropped = ImageResize.crop(img, x: r.x, y: r.y, width: r.w, height: r.h)

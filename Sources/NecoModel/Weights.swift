@@ -184,6 +184,14 @@ public enum WeightLoader {
         let names = source.tensorNames.filter { name in
             !ignoredPrefixes.contains { name.hasPrefix($0) } && !extra.contains(name)
         }
+        // Every tensor has at least one dimension and no zero-sized one: shapes are read by index
+        // below, so a scalar or empty tensor is refused before anything else.
+        for n in names {
+            guard let s = source.tensorShape(n) else { continue }
+            guard !s.isEmpty, s.allSatisfy({ $0 >= 1 }) else {
+                throw NecoError.format("tensor '\(n)' has shape \(s); a ViT checkpoint has no scalar or empty tensors")
+            }
+        }
         let nameSet = Set(names)
         if DINOv3Loader.matches(nameSet) {
             return try DINOv3Loader.load(source: source, names: names, options: options, sourceName: sourceName,

@@ -336,7 +336,7 @@ struct ViTGraph {
 
     // MARK: Projection head
 
-    func projectionHead(_ head: ProjectionHead, patches: String, batch: String) throws {
+    func projectionHead(_ head: ProjectionHeadWeights, patches: String, batch: String) throws {
         let g = graph, d = model.config.embedDim
         var z = try g.op("Reshape", [patches, try g.ints([-1, d])], "head/flatten")
         for (i, l) in head.layers.enumerated() {

@@ -3,6 +3,7 @@ import Neco
 import NecoCore
 import NecoImage
 import NecoModel
+import NecoTrain
 
 #if canImport(Glibc)
 import Glibc
@@ -57,18 +58,8 @@ struct ModelOptions: ParsableArguments {
         return try DefaultModel.load(options: o)
     }
 
-    /// File name of a training run's checkpoint inside its run directory.
-    static let runCheckpoint = "checkpoint.safetensors"
-
     /// `--model` as a file: a directory stands for the checkpoint of the run it holds.
-    static func resolve(_ path: String) throws -> String {
-        guard FileIO.isDirectory(path) else { return path }
-        let file = (path.hasSuffix("/") ? path : path + "/") + runCheckpoint
-        guard FileIO.exists(file) else {
-            throw NecoError.io("\(path) is a directory without a \(runCheckpoint) (give a .safetensors file or a run directory)")
-        }
-        return file
-    }
+    static func resolve(_ path: String) throws -> String { try NeCoRun.modelFile(path) }
 }
 
 /// Parses "S" or "HxW".
@@ -224,7 +215,7 @@ struct PCACommand: ParsableCommand {
         let img = try ImageDecoder.load(path: image)
         let f = try FeatureExtractor(model: model).extract(images: [img], options: ExtractOptions(resize: mode))
         let shown = try Preprocess.apply(img, mode: mode)
-        let pic = PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
+        let pic = try PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
         try PNGWriter.write(pic, to: out)
         print("wrote \(out) (\(pic.width)×\(pic.height), grid \(f.gridHeight)×\(f.gridWidth))")
     }

@@ -44,7 +44,7 @@ struct Export: ParsableCommand {
             guard let source = head ?? modelOptions.model else {
                 throw NecoError.invalidArgument("--with-head needs the head weights: give --head FILE or a --model checkpoint that contains projection_head.* keys")
             }
-            options.head = try ProjectionHead.load(path: source)
+            options.head = try ProjectionHeadWeights.load(path: source)
         }
         let report = try ONNXExporter.export(model: model, to: out, options: options)
         print(report)

@@ -179,16 +179,15 @@ struct Train: ParsableCommand {
     func makeEvaluator() throws -> NeCoEvaluator {
         guard evalBench == "incontext" else { throw NecoError.invalidArgument("--eval-bench supports incontext") }
         let bench = try Benchmark(path: evalData ?? Benchmark.defaultDirectory + "/synth")
-        var options = InContextOptions()
-        options.augmentation = MemoryAugmentation(epochs: evalAugmentEpochs)
-        try options.augmentation.validate()
+        var p = InContextProtocol()
+        p.augmentation = MemoryAugmentation(epochs: evalAugmentEpochs)
+        try p.augmentation.validate()
         let size = evalSize
         return NeCoEvaluator(name: "incontext_miou") { model in
-            try model.validateInput(height: size, width: size)
-            let cache = FeatureCache(model: model, bench: bench, size: size, batch: 8)
-            let row = try options.run(cache, bench.train, bench.val, classes: bench.classes.count)
-            let value = 100 * row.mIoU
-            print("  eval: in-context mIoU \(fmt(value, 2)) (\(row.setting))")
+            let cache = try FeatureCache(model: model, bench: bench, size: size, batch: 8)
+            let r = try p.evaluate(cache, train: bench.train, val: bench.val, classes: bench.classes.count)
+            let value = 100 * r.score.mIoU
+            print("  eval: in-context mIoU \(fmt(value, 2)) (memory \(r.memoryPatches) patches)")
             return value
         }
     }
@@ -201,10 +200,10 @@ struct Train: ParsableCommand {
         case (.some(let s), nil): total = s
         case (nil, .some(let e)):
             guard e >= 1 else { throw NecoError.invalidArgument("--epochs must be ≥ 1") }
-            total = e * (images / batch)
-        case (nil, nil): total = 100
+            total = try NeCoRunConfig.totalSteps(epochs: e, images: images, batchSize: batch)
+        case (nil, nil): total = NeCoRunConfig.defaultTotalSteps
         }
-        guard total >= 1 else { throw NecoError.invalidArgument("the run would have no step (\(images) images, batch \(batch))") }
+        guard total >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
         var c = NeCoRunConfig(totalSteps: total)
         c.batchSize = batch
         c.checkpointEvery = checkpointEvery
@@ -250,7 +249,7 @@ struct Train: ParsableCommand {
         o.studentSteepness = steepness
         o.teacherSteepness = teacherSteepness
         if logFloor == "auto" {
-            o.logFloor = [.logistic, .logisticPhi, .gaussian].contains(rel) ? 1e-30 : 0
+            o.logFloor = NeCoObjectiveConfig.autoLogFloor(for: rel)
         } else {
             guard let f = Double(logFloor) else { throw NecoError.invalidArgument("--log-floor must be 'auto' or a number") }
             o.logFloor = f

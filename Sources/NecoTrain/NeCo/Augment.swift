@@ -78,7 +78,7 @@ public enum Photometric {
     /// ColorJitter with probability p (the four ops in a fresh random order, factors from
     /// U[1 − x, 1 + x] and the hue shift from U[−h, h], drawn as float32 like torchvision), then
     /// grayscale with its probability, then Gaussian blur with radius U[lo, hi] with its probability.
-    public static func augment(_ img: RGBImage, config c: PhotometricConfig, rng: inout TrainRNG) -> (RGBImage, Draw) {
+    public static func augment(_ img: RGBImage, config c: PhotometricConfig, rng: inout NecoRNG) -> (RGBImage, Draw) {
         var out = img
         var draw = Draw()
         if rng.uniformDouble() < c.jitterProbability {

@@ -41,6 +41,21 @@ public struct NeCoRunConfig: Sendable, Equatable {
 
     public init(totalSteps: Int) { trainer = TrainerConfig(totalSteps: totalSteps) }
 
+    /// Steps of a run when none are given (`neco train`, neco_train_default_params).
+    public static let defaultTotalSteps = 100
+
+    /// Steps of `epochs` passes over `images` images at `batchSize` a step: epochs × ⌊images / B⌋
+    /// (the loader drops the last partial batch of every epoch).
+    /// - Throws: `.invalidArgument` for epochs or a batch < 1; `.data` when not even one step fits.
+    public static func totalSteps(epochs: Int, images: Int, batchSize: Int) throws -> Int {
+        guard epochs >= 1 else { throw NecoError.invalidArgument("epochs = \(epochs) must be ≥ 1") }
+        guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size \(batchSize) must be ≥ 1") }
+        let (t, o) = epochs.multipliedReportingOverflow(by: images / batchSize)
+        guard !o else { throw NecoError.invalidArgument("\(epochs) epochs × \(images / batchSize) steps overflow") }
+        guard t >= 1 else { throw NecoError(.data, "the run would have no step (\(images) images, batch \(batchSize))") }
+        return t
+    }
+
     /// - Throws: `.invalidArgument` naming the first bad value.
     public func validate() throws {
         try trainer.validate()
@@ -240,6 +255,18 @@ public final class NeCoRun: @unchecked Sendable {
     public static let evalFile = "eval.csv"
     /// Loss and evaluations against step, redrawn at every checkpoint.
     public static let curvesFile = "curves.png"
+
+    /// A model path as the CLI's `--model` and neco_model_load take it: a run folder stands for
+    /// its checkpoint (whose student loads as the model); any other path is returned as is.
+    /// - Throws: `.io` for a folder without a checkpoint.
+    public static func modelFile(_ path: String) throws -> String {
+        guard FileIO.isDirectory(path) else { return path }
+        let file = (path.hasSuffix("/") ? path : path + "/") + checkpointFile
+        guard FileIO.exists(file) else {
+            throw NecoError.io("\(path) is a directory without a \(checkpointFile) (give a .safetensors file or a run directory)")
+        }
+        return file
+    }
     /// The reference queues in a checkpoint, (nG, L, E).
     public static let queueTensor = "neco.reference_queue"
 
@@ -435,7 +462,7 @@ public final class NeCoRun: @unchecked Sendable {
     static func makeObjectiveAndLoader(config c: NeCoRunConfig, model: ViTConfig,
                                        images: TrainingImages) throws -> (NeCoObjective, NeCoDataLoader) {
         let dim = c.trainer.headConfig(inDim: model.embedDim)?.outDim ?? model.embedDim
-        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: TrainRNG(seed: c.trainer.seed, stream: 2))
+        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: NecoRNG(seed: c.trainer.seed, stream: 2))
         try objective.validate(batch: c.batchSize)
         let loader = try NeCoDataLoader(images: images, batchSize: c.batchSize, crops: c.objective.crops,
                                         photometric: c.objective.photometric, seed: c.trainer.seed,
@@ -446,15 +473,15 @@ public final class NeCoRun: @unchecked Sendable {
     // MARK: Steps
 
     /// One training step on the next batch.
-    /// - Throws: `.invalidArgument` when fewer than B images of the source can be read; the
-    ///   trainer's errors (a non-finite loss or gradient, with the weights unchanged).
+    /// - Throws: `.data` when fewer than B images of the source can be read; `.diverged` for a
+    ///   non-finite loss or gradient (the weights unchanged).
     @discardableResult
     public func step() throws -> NeCoStepInfo {
         guard !isFinished else { throw NecoError.invalidArgument("the run is finished (\(totalSteps) steps)") }
         if stepsThisSession == 0 { startClock = monotonicSeconds() }
         let t0 = monotonicSeconds()
         guard let batch = try loader.next() ?? loader.next() else {
-            throw NecoError.invalidArgument("fewer than \(config.batchSize) readable images in \(loader.images.description) "
+            throw NecoError(.data, "fewer than \(config.batchSize) readable images in \(loader.images.description) "
                                             + "(\(loader.skipped) skipped so far)")
         }
         let dataSeconds = monotonicSeconds() - t0
