@@ -128,13 +128,16 @@ public final class ViTModel: @unchecked Sendable {
 
             LayerNorm.forward(out: y, mean: nil, rstd: nil, input: x, weight: p[blk.norm2W], bias: p[blk.norm2B],
                               rows: rows, dim: d, eps: c.layerNormEps)
-            Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: ffnWidth)
             if c.ffn == .swiglu {
+                Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d,
+                               outDim: ffnWidth)
                 SwiGLU.forward(hidden: hidden, gates: ffn, rows: rows, width: c.mlpHidden)
                 Linear.forward(out: y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
                                inDim: c.mlpHidden, outDim: d)
             } else {
-                GELU.forwardInPlace(ffn, count: rows * ffnWidth)
+                // fc1 then bias + GELU in one pass (the same bits as Linear.forward + GELU.forward).
+                Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: nil, rows: rows, inDim: d, outDim: ffnWidth)
+                GELU.forwardAddingBias(ffn, bias: p[blk.fc1B], rows: rows, cols: ffnWidth)
                 Linear.forward(out: y, input: ffn, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
                                inDim: c.mlpHidden, outDim: d)
             }

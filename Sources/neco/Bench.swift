@@ -35,6 +35,7 @@ struct Bench: ParsableCommand {
         }
         let flopsPerImage = model.flops(height: h, width: w)
         print("model \(model.config.name) (\(model.source)), input \(h)x\(w), \(Threads.count) threads, \(fmt(flopsPerImage / 1e9, 2)) GFLOP/img")
+        print("cpu path \(cpuPathDescription())")
         print("batch   img/s   ms/batch   GFLOP/s   peak RSS MiB")
         for b in bs {
             let t = model.tokenCount(height: h, width: w)

@@ -109,6 +109,11 @@ func fmt(_ v: Double, _ digits: Int = 2) -> String {
     return s
 }
 
+/// "avx512 (available: portable, avx2, avx512)": the kernel path in use (NECO_CPU forces one).
+func cpuPathDescription() -> String {
+    "\(CPUFeatures.path.name) (available: \(CPUFeatures.available.map(\.name).joined(separator: ", ")); NECO_CPU forces one)"
+}
+
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a checkpoint's architecture, parameter count and key scheme.")
     @OptionGroup var modelOptions: ModelOptions
@@ -128,6 +133,7 @@ struct Info: ParsableCommand {
         print("registers    \(c.registers)")
         print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
         print("parameters   \(m.params.count)")
+        print("cpu path     \(cpuPathDescription())")
     }
 }
 

@@ -1,20 +1,23 @@
+import CNecoKernels
+
 /// Fully connected layer with PyTorch's weight layout: y = x · Wᵀ + b.
 ///
 /// Shapes: input (rows, inDim); weight (outDim, inDim); bias (outDim); out (rows, outDim).
 /// Backward accumulates (`+=`): dInput += dOut · W; dWeight += dOutᵀ · x; dBias += Σ_rows dOut.
 public enum Linear {
-    @inlinable
+    /// The bias is added after the product (`addBias`), so a following elementwise kernel can take
+    /// it over (`GELU.forwardAddingBias`) with the same result bit for bit.
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                rows: Int, inDim: Int, outDim: Int) {
-        if let bias {
-            // Pre-fill each row with the bias, then accumulate the product (beta = 1).
-            Threads.parallelFor(rows, minChunk: 64) { s, e in
-                for r in s..<e { (out + r * outDim).update(from: bias, count: outDim) }
-            }
-            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true, beta: 1)
-        } else {
-            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true)
+        Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true)
+        if let bias { addBias(out, bias: bias, rows: rows, cols: outDim) }
+    }
+
+    /// y (rows, cols) += bias (cols): the epilogue of `forward`, after the product.
+    public static func addBias(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        Threads.parallelFor(rows, minChunk: max(1, (1 << 15) / max(cols, 1))) { s, e in
+            nk_add_bias_rows(y + s * cols, bias, e - s, cols)
         }
     }
 
