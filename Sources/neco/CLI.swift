@@ -97,6 +97,13 @@ func peakRSSMiB() -> Double {
     return Double(u.ru_maxrss) / 1024
 }
 
+/// User + system CPU seconds of this process (all threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+}
+
 func fmt(_ v: Double, _ digits: Int = 2) -> String {
     var p: Double = 1
     for _ in 0..<digits { p *= 10 }
