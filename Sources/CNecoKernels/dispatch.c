@@ -16,8 +16,6 @@
     void nk_gelu_##sfx(float *, const float *, long);                                                           \
     void nk_gelu_backward_##sfx(float *, const float *, const float *, long);                                   \
     void nk_gelu_grad_rows_##sfx(float *, const float *, long, long, float *);                                  \
-    void nk_bias_gelu_rows_##sfx(float *, const float *, long, long);                                           \
-    void nk_add_bias_rows_##sfx(float *, const float *, long, long);                                            \
     void nk_softmax_rows_##sfx(float *, long, long, float);                                                     \
     void nk_softmax_backward_rows_##sfx(float *, const float *, const float *, long, long, float, int);          \
     void nk_layernorm_rows_##sfx(float *, float *, float *, const float *, const float *, const float *, long,   \
@@ -29,8 +27,8 @@
     double nk_fma_probe_##sfx(long);
 
 #define NK_TABLE(sfx)                                                                                            \
-    {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_bias_gelu_rows_##sfx,    \
-     nk_add_bias_rows_##sfx, nk_softmax_rows_##sfx, nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
+    {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
+     nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx}
 
 typedef struct {
@@ -38,8 +36,6 @@ typedef struct {
     void (*gelu)(float *, const float *, long);
     void (*gelu_backward)(float *, const float *, const float *, long);
     void (*gelu_grad_rows)(float *, const float *, long, long, float *);
-    void (*bias_gelu_rows)(float *, const float *, long, long);
-    void (*add_bias_rows)(float *, const float *, long, long);
     void (*softmax_rows)(float *, long, long, float);
     void (*softmax_backward_rows)(float *, const float *, const float *, long, long, float, int);
     void (*layernorm_rows)(float *, float *, float *, const float *, const float *, const float *, long, long, float);
@@ -160,8 +156,6 @@ void nk_gelu_backward(float *dx, const float *dy, const float *x, long n) { T()-
 void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *colsum) {
     T()->gelu_grad_rows(g, x, rows, cols, colsum);
 }
-void nk_bias_gelu_rows(float *y, const float *bias, long rows, long cols) { T()->bias_gelu_rows(y, bias, rows, cols); }
-void nk_add_bias_rows(float *y, const float *bias, long rows, long cols) { T()->add_bias_rows(y, bias, rows, cols); }
 void nk_softmax_rows(float *x, long rows, long cols, float scale) { T()->softmax_rows(x, rows, cols, scale); }
 void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
                               int accumulate) {

@@ -138,31 +138,6 @@ void NK(nk_gelu_grad_rows)(float *g, const float *x, long rows, long cols, float
     }
 }
 
-void NK(nk_bias_gelu_rows)(float *y, const float *bias, long rows, long cols) {
-    for (long r = 0; r < rows; r++) {
-        float *yr = y + r * cols;
-        long j = 0;
-        for (; j + NK_W <= cols; j += NK_W) {
-            vf t = ld(yr + j) + ld(bias + j);
-            st(yr + j, vgelu(t));
-        }
-        if (j < cols) {
-            long m = cols - j;
-            vf t = ld_part(yr + j, m, 0) + ld_part(bias + j, m, 0);
-            st_part(yr + j, vgelu(t), m);
-        }
-    }
-}
-
-void NK(nk_add_bias_rows)(float *y, const float *bias, long rows, long cols) {
-    for (long r = 0; r < rows; r++) {
-        float *yr = y + r * cols;
-        long j = 0;
-        for (; j + NK_W <= cols; j += NK_W) st(yr + j, ld(yr + j) + ld(bias + j));
-        for (; j < cols; j++) yr[j] += bias[j];
-    }
-}
-
 void NK(nk_softmax_rows)(float *x, long rows, long cols, float scale) {
     const long full = cols / NK_W * NK_W, m = cols - full;
     for (long r = 0; r < rows; r++) {

@@ -7,7 +7,7 @@
 public enum Profile {
     public enum Kind: Int, CaseIterable, Sendable {
         case patchEmbed, gemmQKV, gemmProj, gemmFC1, gemmFC2, attnScores, attnSoftmax, attnValues,
-             layerNorm, biasGELU, biasResidual, copies
+             layerNorm, activation, residual, copies
 
         public var label: String {
             switch self {
@@ -20,8 +20,8 @@ public enum Profile {
             case .attnSoftmax: "attention softmax"
             case .attnValues: "attention GEMM P·v"
             case .layerNorm: "LayerNorm"
-            case .biasGELU: "bias + GELU"
-            case .biasResidual: "bias, LayerScale, residual"
+            case .activation: "GELU (SwiGLU)"
+            case .residual: "LayerScale + residual"
             case .copies: "tokens, positions, copies"
             }
         }

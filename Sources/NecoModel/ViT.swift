@@ -137,12 +137,10 @@ public final class ViTModel: @unchecked Sendable {
             Attention.forward(out: heads, probs: nil, scratch: scratch, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
             Profile.measure(.gemmProj) {
-                Linear.forward(out: y, input: heads, weight: p[blk.projW], bias: nil, rows: rows, inDim: d, outDim: d)
+                Linear.forward(out: y, input: heads, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d,
+                               outDim: d)
             }
-            Profile.measure(.biasResidual) {
-                Linear.addBias(y, bias: p[blk.projB], rows: rows, cols: d)
-                Residual.addScaled(residual: x, branch: y, gamma: ls1, rows: rows, dim: d)
-            }
+            Profile.measure(.residual) { Residual.addScaled(residual: x, branch: y, gamma: ls1, rows: rows, dim: d) }
 
             Profile.measure(.layerNorm) {
                 LayerNorm.forward(out: y, mean: nil, rstd: nil, input: x, weight: p[blk.norm2W], bias: p[blk.norm2B],
@@ -153,27 +151,19 @@ public final class ViTModel: @unchecked Sendable {
                     Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d,
                                    outDim: ffnWidth)
                 }
-                Profile.measure(.biasGELU) { SwiGLU.forward(hidden: hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
-                Profile.measure(.gemmFC2) {
-                    Linear.forward(out: y, input: hidden, weight: p[blk.fc2W], bias: nil, rows: rows,
-                                   inDim: c.mlpHidden, outDim: d)
-                }
+                Profile.measure(.activation) { SwiGLU.forward(hidden: hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
             } else {
-                // fc1 then bias + GELU in one pass (the same bits as Linear.forward + GELU.forward).
                 Profile.measure(.gemmFC1) {
-                    Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: nil, rows: rows, inDim: d,
+                    Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d,
                                    outDim: ffnWidth)
                 }
-                Profile.measure(.biasGELU) { GELU.forwardAddingBias(ffn, bias: p[blk.fc1B], rows: rows, cols: ffnWidth) }
-                Profile.measure(.gemmFC2) {
-                    Linear.forward(out: y, input: ffn, weight: p[blk.fc2W], bias: nil, rows: rows,
-                                   inDim: c.mlpHidden, outDim: d)
-                }
+                Profile.measure(.activation) { GELU.forwardInPlace(ffn, count: rows * ffnWidth) }
             }
-            Profile.measure(.biasResidual) {
-                Linear.addBias(y, bias: p[blk.fc2B], rows: rows, cols: d)
-                Residual.addScaled(residual: x, branch: y, gamma: ls2, rows: rows, dim: d)
+            Profile.measure(.gemmFC2) {
+                Linear.forward(out: y, input: c.ffn == .swiglu ? hidden : ffn, weight: p[blk.fc2W], bias: p[blk.fc2B],
+                               rows: rows, inDim: c.mlpHidden, outDim: d)
             }
+            Profile.measure(.residual) { Residual.addScaled(residual: x, branch: y, gamma: ls2, rows: rows, dim: d) }
             observer?("block\(i)", UnsafeBufferPointer(start: x, count: rows * d))
         }
 

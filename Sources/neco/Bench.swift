@@ -93,7 +93,7 @@ struct Bench: ParsableCommand {
                 Profile.enabled = false
                 let rows = Profile.report()
                 let accounted = rows.reduce(0) { $0 + $1.1 }
-                print("  profile, batch \(b) (wall time per forward, mean of \(repeats)):")
+                print("  profile, batch \(b) (wall time per forward, mean of \(repeats); a GEMM row includes its bias fill):")
                 for (kind, sec) in rows.sorted(by: { $0.1 > $1.1 }) {
                     print("    " + pad(kind.label, 30) + pad(fmt(sec / Double(repeats) * 1000, 2) + " ms", 12)
                           + fmt(100 * sec / total, 1) + " %")

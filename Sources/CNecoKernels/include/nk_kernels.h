@@ -50,10 +50,6 @@ void nk_gelu_backward(float *dx, const float *dy, const float *x, long n);
 /* g (rows, cols) <- g * gelu'(x) in place; colsum (cols) += column sums of the result in row order
  * when colsum is not NULL. */
 void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *colsum);
-/* y (rows, cols) <- gelu(y + bias): the fused epilogue of a Linear followed by GELU. */
-void nk_bias_gelu_rows(float *y, const float *bias, long rows, long cols);
-/* y (rows, cols) += bias (cols). */
-void nk_add_bias_rows(float *y, const float *bias, long rows, long cols);
 
 /* In place per row: x[r, :] = softmax(scale * x[r, :]) (stabilised by the row maximum). */
 void nk_softmax_rows(float *x, long rows, long cols, float scale);

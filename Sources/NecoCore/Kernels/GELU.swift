@@ -20,14 +20,6 @@ public enum GELU {
         forward(out: x, input: x, count: count)
     }
 
-    /// y (rows, cols) ← gelu(y + bias): a Linear's bias and the activation in one pass.
-    public static func forwardAddingBias(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
-                                         rows: Int, cols: Int) {
-        Threads.parallelFor(rows, minChunk: max(1, (1 << 14) / max(cols, 1))) { s, e in
-            nk_bias_gelu_rows(y + s * cols, bias, e - s, cols)
-        }
-    }
-
     /// dInput (count) += dOut · gelu'(input), gelu'(x) = Φ(x) + x·φ(x).
     public static func backward(dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 input: UnsafePointer<Float>, count: Int) {

@@ -1,23 +1,21 @@
-import CNecoKernels
-
 /// Fully connected layer with PyTorch's weight layout: y = x · Wᵀ + b.
 ///
 /// Shapes: input (rows, inDim); weight (outDim, inDim); bias (outDim); out (rows, outDim).
 /// Backward accumulates (`+=`): dInput += dOut · W; dWeight += dOutᵀ · x; dBias += Σ_rows dOut.
 public enum Linear {
-    /// The bias is added after the product (`addBias`), so a following elementwise kernel can take
-    /// it over (`GELU.forwardAddingBias`) with the same result bit for bit.
+    /// With a bias, each row of `out` is first filled with it and the product accumulates onto it
+    /// (beta = 1): one pass over `out` besides the GEMM. (Adding the bias after a beta = 0 product
+    /// costs two: OpenBLAS clears `out` in a pass of its own when beta ≠ 1.)
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                rows: Int, inDim: Int, outDim: Int) {
-        Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true)
-        if let bias { addBias(out, bias: bias, rows: rows, cols: outDim) }
-    }
-
-    /// y (rows, cols) += bias (cols): the epilogue of `forward`, after the product.
-    public static func addBias(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int) {
-        Threads.parallelFor(rows, minChunk: max(1, (1 << 15) / max(cols, 1))) { s, e in
-            nk_add_bias_rows(y + s * cols, bias, e - s, cols)
+        if let bias {
+            Threads.parallelFor(rows, minChunk: max(1, (1 << 15) / max(outDim, 1))) { s, e in
+                for r in s..<e { (out + r * outDim).update(from: bias, count: outDim) }
+            }
+            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true, beta: 1)
+        } else {
+            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true)
         }
     }
 
