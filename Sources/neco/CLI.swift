@@ -21,7 +21,7 @@ struct NecoCLI: ParsableCommand {
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Safetensors checkpoint (Meta, timm or Hugging Face keys). Default: the embedded DINOv2 ViT-S/14.")
     var model: String?
-    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16); checked against the weights.")
+    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16, dinov3_vits16, dinov3_vits16plus, dinov3_vitb16, dinov3_vitl16, dinov3_vith16plus); checked against the weights.")
     var config: String?
     @Option(name: .long, help: "Register tokens to build (0 drops register weights).")
     var registers: Int?
@@ -129,7 +129,12 @@ struct Info: ParsableCommand {
         print("feed-forward \(c.ffn.rawValue), width \(c.mlpHidden)")
         print("LayerScale   \(c.layerScale ? "yes" : "no")")
         print("registers    \(c.registers)")
-        print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        print("family       \(c.family.rawValue)")
+        if let rope = c.rope {
+            print("positions    RoPE (axial, base \(rope.base), \(rope.bf16Periods ? "bfloat16" : "float32") periods), qkv bias \(c.qkvBias.rawValue)")
+        } else {
+            print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        }
         print("parameters   \(m.params.count)")
         print("cpu path     \(cpuPathDescription())")
     }
