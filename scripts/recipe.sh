@@ -9,7 +9,7 @@
 # The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
 # recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, EVAL_EVERY,
-# SEED, THREADS, BENCH. Rerunning continues a stopped run and re-evaluates a finished one.
+# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check). Rerunning continues a stopped run and re-evaluates a finished one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -26,6 +26,7 @@ TRAIN_LAST=${TRAIN_LAST:-4}
 EVAL_EVERY=${EVAL_EVERY:-30}
 SEED=${SEED:-0}
 THREADS=${THREADS:-$(nproc)}
+EVAL_BENCH=${EVAL_BENCH:-all}
 start=$(date +%s)
 
 if [ -f "$RUN/student.safetensors" ]; then
@@ -46,12 +47,14 @@ echo
 echo "== recipe: default model (A) against the best student (B) on the validation split"
 B="$RUN/best.safetensors"
 [ -f "$B" ] || B="$RUN/student.safetensors"
-$NECO eval --bench all --data "$BENCH" --compare "$B" --threads "$THREADS" --compare-picture "$RUN/compare.png" | tee "$RUN/eval.txt"
+$NECO eval --bench "$EVAL_BENCH" --data "$BENCH" --compare "$B" --threads "$THREADS" --compare-picture "$RUN/compare.png" | tee "$RUN/eval.txt"
 
 miou() {  # miou MODEL BENCH_KEY
   awk -v m="model=$1" -v b="bench=$2" '$1 == "EVAL" && $2 == m && index($0, b " ") { for (i = 1; i <= NF; i++) if ($i ~ /^miou=/) { sub("miou=", "", $i); print $i } }' "$RUN/eval.txt" | head -1
 }
-gain() { awk -v a="$(miou A "$1")" -v b="$(miou B "$1")" 'BEGIN { d = b - a; printf "%s%.1f", (d >= 0 ? "+" : ""), d }'; }
+gain() {  # B − A in points, or n/a when the protocol did not run
+  awk -v a="$(miou A "$1")" -v b="$(miou B "$1")" 'BEGIN { if (a == "" || b == "") { printf "n/a"; exit } d = b - a; printf "%s%.1f", (d >= 0 ? "+" : ""), d }'
+}
 steps=$(awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv")
 minutes=$(( (train_end - start) / 60 ))
 echo "GAIN incontext=$(gain in-context) linear=$(gain linear) cluster=$(gain cluster_K=300) steps=$steps minutes=$minutes"

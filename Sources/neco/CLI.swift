@@ -88,6 +88,13 @@ func peakRSSMiB() -> Double {
     return Double(u.ru_maxrss) / 1024
 }
 
+/// User + system CPU seconds of this process (all threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+}
+
 func fmt(_ v: Double, _ digits: Int = 2) -> String {
     var p: Double = 1
     for _ in 0..<digits { p *= 10 }
@@ -98,6 +105,11 @@ func fmt(_ v: Double, _ digits: Int = 2) -> String {
         if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
     } else if digits > 0 { s += "." + String(repeating: "0", count: digits) }
     return s
+}
+
+/// "avx512 (available: portable, avx2, avx512)": the kernel path in use (NECO_CPU forces one).
+func cpuPathDescription() -> String {
+    "\(CPUFeatures.path.name) (available: \(CPUFeatures.available.map(\.name).joined(separator: ", ")); NECO_CPU forces one)"
 }
 
 struct Info: ParsableCommand {
@@ -124,6 +136,7 @@ struct Info: ParsableCommand {
             print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
         }
         print("parameters   \(m.params.count)")
+        print("cpu path     \(cpuPathDescription())")
     }
 }
 
