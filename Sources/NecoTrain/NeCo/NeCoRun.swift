@@ -370,7 +370,7 @@ public final class NeCoRun: @unchecked Sendable {
     /// The data position, reference stream and queues of a checkpoint, read and checked without
     /// changing anything (so that a bad file leaves the run as it was).
     func readRunState(_ meta: [String: String], path: String) throws -> (NeCoRunState, queue: [Float]?, filled: [Int]) {
-        let state = try NeCoRunState(metadata: meta)
+        let state = try NeCoRunState(metadata: meta, imageCount: loader.images.count)
         let refs = objective.references
         guard refs.queueLength > 0 else { return (state, nil, []) }
         let filled = (meta["neco.queue_filled"] ?? "").split(separator: ",").compactMap { Int($0) }
@@ -563,7 +563,7 @@ public final class NeCoRun: @unchecked Sendable {
         }
         let body = kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
         try FileIO.writeAtomically(path, bytes: Array(body.utf8))
-        logFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        logFD = FileIO.open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         if logFD < 0 { throw NecoError.io("\(path): cannot open the log: \(FileIO.errnoString())") }
     }
 
