@@ -192,9 +192,13 @@ const char * neco_model_name(const neco_model * model);
 typedef struct neco_image neco_image;
 
 /* Decodes a JPEG or PNG file (like Pillow's Image.open(path).convert("RGB"); no EXIF rotation).
+ * `path` is passed to the system byte for byte (it need not be UTF-8); it must name a regular
+ * file: a FIFO, device or folder is refused at once (IO) rather than waited on.
  * On success *out_image must be freed with neco_image_free.
- * Errors: INVALID_ARG, IO (cannot read), FORMAT (not a JPEG/PNG, corrupt, truncated), OOM (more
- * than 65535 pixels a side or 2^28 pixels). */
+ * Errors: INVALID_ARG (NULL pointers; a picture beyond the pixel cap of
+ * neco_image_set_max_pixels or 65535 pixels a side, told from the header before any decoding),
+ * IO (cannot read, not a regular file), FORMAT (not a JPEG/PNG, corrupt, truncated unless
+ * neco_image_set_load_truncated), OOM (the pixels cannot be allocated). */
 NECO_NODISCARD neco_status neco_image_load(const char * path, neco_image ** out_image);
 
 /* As neco_image_load, from `n_bytes` bytes of an encoded file in memory (copied; at most 2 GiB).
@@ -203,6 +207,27 @@ NECO_NODISCARD neco_status neco_image_decode(const void * data, size_t n_bytes, 
 
 /* Releases an image. NULL is a no-op. */
 void neco_image_free(neco_image * image);
+
+/* Decoding limits, process-global like Pillow's Image.MAX_IMAGE_PIXELS and
+ * ImageFile.LOAD_TRUNCATED_IMAGES; they apply to neco_image_load, neco_image_decode and the
+ * images a trainer reads from a folder (an image beyond the cap is skipped and counted there).
+ * Not thread-safe: set them before starting threads that decode. */
+
+/* The largest picture decoded, in pixels (width x height): 1...2^28, or 0 for the default,
+ * 89478485 (Pillow's MAX_IMAGE_PIXELS, about 9459 x 9459). A larger picture is refused from its
+ * header with NECO_ERR_INVALID_ARG, before any allocation: a small file that claims a huge
+ * picture (a "decompression bomb") costs nothing. Errors: INVALID_ARG (out of range). */
+NECO_NODISCARD neco_status neco_image_set_max_pixels(int64_t max_pixels);
+
+/* The current pixel cap. */
+int64_t neco_image_get_max_pixels(void);
+
+/* false (the default): a file that ends early is NECO_ERR_FORMAT, as in Pillow. true: it decodes,
+ * the missing rows grey (JPEG, libjpeg's fill) or black (PNG). */
+void neco_image_set_load_truncated(bool allow);
+
+/* The current truncation rule. */
+bool neco_image_get_load_truncated(void);
 
 /* Size in pixels; 0 for a NULL image. */
 int32_t neco_image_width(const neco_image * image);
@@ -304,7 +329,11 @@ NECO_NODISCARD neco_status neco_extract_image(const neco_model * model, const ne
                                               const neco_feature_buffers * out);
 
 /* Features of n_images (1...4096) ImageNet-normalised images, float (N, 3, height, width);
- * height and width must be multiples of the patch size. n_images = 1 for a single image. */
+ * height and width must be multiples of the patch size. n_images = 1 for a single image.
+ * Input range: every value must be finite and within +-1e6 (normalised pixels lie within about
+ * +-3), else NECO_ERR_INVALID_ARG naming the first bad value, checked before the forward (beyond
+ * about 1e19 the model's LayerNorm overflows and the features would be garbage). Features that
+ * are not all finite are refused too: no extraction returns NaN or infinity with NECO_OK. */
 NECO_NODISCARD neco_status neco_extract_nchw(const neco_model * model, const float * images,
                                              int32_t n_images, int32_t height, int32_t width,
                                              const neco_extract_params * params,
@@ -362,7 +391,8 @@ NECO_NODISCARD neco_status neco_match_patches(const float * a, int64_t n_a, cons
 typedef struct neco_predict_params {
     int32_t k;            /* voting neighbours, 1...neco_index_size (and at most 2^20). Default 30 */
     int32_t n_classes;    /* C, 1...65536: every label that votes must be in 0...C-1. 0 = 1 + the
-                             largest label in the index. Default 0 */
+                             largest label in the index (then every label must be below 65536,
+                             else NECO_ERR_INVALID_ARG). Default 0 */
     float temperature;    /* softmax temperature of the vote, > 0. Default 0.02 */
 } neco_predict_params;
 

@@ -62,6 +62,10 @@ public func neco_index_predict(_ index: OpaquePointer?, _ queries: UnsafePointer
         guard maxLabel >= 0 else {
             throw NecoError.invalidArgument("the index has no labels: add rows with labels (neco_index_add with a labels array) to predict from it")
         }
+        guard p.n_classes > 0 || Int(maxLabel) < Int(PredictLimits.maxClasses) else {
+            throw NecoError.invalidArgument("the index holds label \(maxLabel): with params.n_classes = 0 the classes are 1 + the "
+                                            + "largest label, at most \(PredictLimits.maxClasses); give n_classes or smaller labels")
+        }
         let classes = p.n_classes > 0 ? Int(p.n_classes) : Int(maxLabel) + 1
         guard Int(maxLabel) < classes else {
             throw NecoError.invalidArgument("the index holds label \(maxLabel), which is not below params.n_classes = \(classes)")

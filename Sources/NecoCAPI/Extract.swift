@@ -182,6 +182,7 @@ func runExtraction(_ m: ModelHandle, _ tensor: UnsafePointer<Float>, batch: Int,
         copy(f.patches, to: patches)
         return
     }
+    try Memory.reserve(plan.patchesPerImage, of: Float.self, "upsampled features")
     for b in 0..<batch {
         var up = Normalize.upsampleBilinear(f.patches(of: b), height: plan.gridHeight, width: plan.gridWidth, dim: plan.dim,
                                             outHeight: plan.outHeight, outWidth: plan.outWidth)
@@ -202,6 +203,7 @@ func copy(_ src: [Float], to dst: UnsafeMutablePointer<Float>) {
 
 /// Model input for a checked RGB picture.
 func rgbTensor(_ rgb: UnsafePointer<UInt8>, height: Int, width: Int, mode: ResizeMode) throws -> (data: [Float], height: Int, width: Int) {
+    try Memory.reserve(height * width * 3, of: UInt8.self, "copying a \(height)×\(width) picture")
     let img = RGBImage(width: width, height: height, pixels: Array(UnsafeBufferPointer(start: rgb, count: height * width * 3)))
     return try Preprocess.tensor(img, mode: mode)
 }

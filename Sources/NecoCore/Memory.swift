@@ -66,6 +66,12 @@ public enum Memory {
         return raw.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
+    /// Room that must stay free when a computation starts, for the work buffers that OpenBLAS
+    /// allocates by itself on first use (about 32 MiB per thread). OpenBLAS retries a failed
+    /// `mmap` of those buffers without end, so a computation that would leave less than this
+    /// free is refused up front (`reserve(bytes:)` of its own buffers plus this).
+    public static var blasHeadroom: Int { 64 << 20 * max(1, Threads.count) }
+
     /// "1.5 GB", "12 MB", "300 bytes".
     public static func describe(_ bytes: Int) -> String {
         if bytes >= 1_000_000_000 { return "\(Double(bytes / 10_000_000) / 100) GB" }

@@ -255,14 +255,14 @@ public final class NeCoDataLoader: @unchecked Sendable {
             }
             position += need
         }
-        return assemble(samples)
+        return try assemble(samples)
     }
 
-    func assemble(_ samples: [(String, Sample)]) -> NeCoBatch {
+    func assemble(_ samples: [(String, Sample)]) throws -> NeCoBatch {
         let b = samples.count, nG = crops.globalCrops, nL = crops.localCrops, nC = crops.crops
         let sg = 3 * crops.globalSize * crops.globalSize, sl = 3 * crops.localSize * crops.localSize
-        var globals = [Float](repeating: 0, count: nG * b * sg)
-        var locals = [Float](repeating: 0, count: nL * b * sl)
+        var globals = try Memory.zeros(nG * b * sg, of: Float.self, "the batch's global crops")
+        var locals = try Memory.zeros(nL * b * sl, of: Float.self, "the batch's local crops")
         var anchor: [Float] = [], partner: [Float] = []
         anchor.reserveCapacity(b * nG * nC * 4)
         partner.reserveCapacity(b * nG * nC * 4)

@@ -262,6 +262,7 @@ public final class NeCoRun: @unchecked Sendable {
         modelSource = model.source
         if let dir = directory {
             try FileIO.makeDirectories(dir)
+            Self.removeStaleTemporaries(dir)
             guard !FileIO.exists(dir + "/" + Self.checkpointFile) else {
                 throw NecoError.invalidArgument("\(dir) already holds a run (\(Self.checkpointFile)); resume it or choose another folder")
             }
@@ -282,6 +283,7 @@ public final class NeCoRun: @unchecked Sendable {
     ///   the images differ from the recorded ones.
     public static func resume(directory: String, images: TrainingImages? = nil) throws -> NeCoRun {
         let path = directory + "/" + checkpointFile
+        removeStaleTemporaries(directory)
         guard FileIO.exists(path) else {
             throw NecoError.io("\(directory): no \(checkpointFile) to resume from (a run saves one every checkpoint interval and when stopped)")
         }
@@ -343,6 +345,17 @@ public final class NeCoRun: @unchecked Sendable {
             logFD = -1
             try openLog(keepingUpTo: trainer.step)
         }
+    }
+
+    /// Deletes the `*.tmp-<pid>` files that a killed process left while writing the run folder's
+    /// files (checkpoint, models, log, run.json); a live writer's files are kept.
+    @discardableResult
+    public static func removeStaleTemporaries(_ directory: String) -> [String] {
+        var removed: [String] = []
+        for name in [checkpointFile, studentFile, teacherFile, configFile, "log.csv", "log.jsonl"] {
+            removed += FileIO.removeStaleTemporaries(of: directory + "/" + name)
+        }
+        return removed
     }
 
     static func runMetadata(_ path: String) throws -> (NeCoRunConfig, [String: String]) {
