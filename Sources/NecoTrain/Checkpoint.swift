@@ -28,8 +28,8 @@ import Glibc
 ///
 /// Writes are atomic: a temporary file in the same folder, fsync, rename, then fsync of the
 /// folder. A crash at any point leaves either the old checkpoint or the new one, never a
-/// partial file under `path` (a stray `path.tmp-<pid>` may remain; `removeStaleTemporaries`
-/// deletes those of dead processes, and a run does so when it starts).
+/// partial file under `path` (a stray `path.tmp-<pid>` may remain: the next successful save to
+/// `path`, and a run when it starts, delete those of dead processes).
 /// Loads check the format, version, every tensor's presence and shape, the configuration and
 /// the checksum, and fail with a message naming what is wrong.
 ///
@@ -113,6 +113,8 @@ public enum Checkpoint {
         }
         if !extraTensors.isEmpty { meta["extra_tensors"] = extraTensors.map { $0.name }.joined(separator: ",") }
         try write(all, metadata: meta, to: path)
+        // Temporaries of earlier writers of this path that were killed mid-write.
+        FileIO.removeStaleTemporaries(of: path)
     }
 
     /// A tensor stored next to the trainer's state (e.g. NeCo's reference queues).
