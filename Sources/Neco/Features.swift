@@ -80,6 +80,12 @@ public final class FeatureExtractor: Sendable {
                         l2Normalize: Bool = false, upsampleToPixels: Bool = false) throws -> DenseFeatures {
         try model.validateInput(height: height, width: width)
         let c = model.config
+        let t = model.tokenCount(height: height, width: width)
+        let d = c.embedDim, r = c.registers
+        let gh = height / c.patchSize, gw = width / c.patchSize, n = gh * gw
+        // The outputs, checked before the forward's own buffers are.
+        try Memory.reserve(bytes: [batch * t * d * 4, batch * n * d * 4, upsampleToPixels ? batch * height * width * d * 4 : 0],
+                           "features of \(batch) image(s) at \(height)×\(width)")
         let inputCount = batch * c.inChannels * height * width
         if let i = Self.firstOutOfRange(tensor, inputCount) {
             let plane = height * width
@@ -87,12 +93,6 @@ public final class FeatureExtractor: Sendable {
                                             + "\(i / plane % c.inChannels), pixel \(i % plane / width), \(i % width) is not finite "
                                             + "or beyond ±1000000 (normalised pixels lie within about ±3)")
         }
-        let t = model.tokenCount(height: height, width: width)
-        let d = c.embedDim, r = c.registers
-        let gh = height / c.patchSize, gw = width / c.patchSize, n = gh * gw
-        // The outputs, checked before the forward's own buffers are.
-        try Memory.reserve(bytes: [batch * t * d * 4, batch * n * d * 4, upsampleToPixels ? batch * height * width * d * 4 : 0],
-                           "features of \(batch) image(s) at \(height)×\(width)")
         let tokens = try FloatSlab(count: batch * t * d)
         try model.forward(out: tokens.base, images: tensor, batch: batch, height: height, width: width)
         if let i = Self.firstNonFinite(tokens.base, batch * t * d) {

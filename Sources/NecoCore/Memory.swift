@@ -7,7 +7,7 @@ import Glibc
 /// Swift's own allocator (arrays, `UnsafeMutablePointer.allocate`) traps when `malloc` fails, which
 /// would abort the host process. Every buffer whose size follows from caller input (a file, a
 /// picture, a batch, a queue) goes through here first: the size is computed with overflow checks,
-/// and for buffers of at least `probeThreshold` bytes the memory is tried with `malloc` before
+/// and for buffers of at least `probeThreshold` bytes the memory is tried with `mmap` before
 /// Swift allocates it, so a request the process cannot satisfy (an `RLIMIT_AS` limit, an
 /// overcommit refusal) becomes a `NecoError(.outOfMemory)` instead of a trap.
 ///
@@ -32,10 +32,14 @@ public enum Memory {
     public static func reserve<T>(_ count: Int, of type: T.Type, _ what: @autoclosure () -> String) throws {
         let n = try bytes(count, of: type, what())
         guard n >= probeThreshold else { return }
-        guard let p = malloc(n) else {
+        // mmap, not malloc: LLVM deletes an unused malloc/free pair and folds its NULL check away.
+        // glibc's malloc serves such sizes with mmap too, so the answer is the same: the address
+        // space limit (RLIMIT_AS) and the kernel's overcommit check both apply.
+        let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else {
             throw NecoError(.outOfMemory, "\(what()): cannot allocate \(describe(n))")
         }
-        free(p)
+        munmap(p, n)
     }
 
     /// Checks the sum of several buffers at once (e.g. the working set of a forward pass).
@@ -66,11 +70,14 @@ public enum Memory {
         return raw.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
-    /// Room that must stay free when a computation starts, for the work buffers that OpenBLAS
-    /// allocates by itself on first use (about 32 MiB per thread). OpenBLAS retries a failed
-    /// `mmap` of those buffers without end, so a computation that would leave less than this
-    /// free is refused up front (`reserve(bytes:)` of its own buffers plus this).
-    public static var blasHeadroom: Int { 64 << 20 * max(1, Threads.count) }
+    /// Address space that must stay free when a computation starts, for the work buffers that
+    /// OpenBLAS maps by itself on first use: 128 MiB per BLAS thread (measured with Debian's
+    /// OpenBLAS 0.3.21: an sgemm on 2 threads grows the address space by 256 MiB, on 16 by
+    /// 1920 MiB), plus 32 MiB of margin each. OpenBLAS retries a failed `mmap` of those buffers
+    /// without end, so a computation that would leave less than this free is refused up front
+    /// (`reserve(bytes:)` of its own buffers plus this). Only address space is probed: the
+    /// buffers are touched as the GEMMs need them.
+    public static var blasHeadroom: Int { (160 << 20) * max(1, Threads.count) }
 
     /// "1.5 GB", "12 MB", "300 bytes".
     public static func describe(_ bytes: Int) -> String {
