@@ -59,7 +59,8 @@ failed=0
 for t in "${targets[@]}"; do
   "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/include" -DNECO_FUZZ_DEFAULT_MODEL="\"$model\"" "$root/fuzz/$t.c" \
-    -L"$out/libdir" -lneco -Wl,-rpath,"$out/libdir" -o "$out/bin/$t"
+    -L"$out/libdir" -lneco -Wl,-rpath,"$out/libdir" -o "$out/bin/$t" >"$out/build-$t.log" 2>&1 \
+    || { cat "$out/build-$t.log"; exit 2; }
   rm -rf "$out/$t/artifacts"
   mkdir -p "$out/$t/corpus" "$out/$t/artifacts"
   log="$out/$t/log.txt"

@@ -25,10 +25,17 @@ ex=$root/examples-c
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer -I"$root/include" -L"$work/libdir" -lneco -Wl,-rpath,"$work/libdir" -lm -lpthread)
 asan=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 t0=$(date +%s)
-"$clang" "${asan[@]}" "$ex/tests/abuse.c" "${cflags[@]}" -o "$work/abuse_asan"
-"$clang" "${asan[@]}" "$ex/tests/hostile.c" "${cflags[@]}" -o "$work/hostile_asan"
-"$clang" "${asan[@]}" "$ex/c/extract_neighbors.c" "${cflags[@]}" -o "$work/example_asan"
-"$clang" -fsanitize=thread "$ex/tests/threads.c" "${cflags[@]}" -o "$work/threads_tsan"
+build() { "$@" >>"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }; }  # (gold warns about ASan symbols)
+: > "$work/build.log"
+build "$clang" "${asan[@]}" "$ex/tests/abuse.c" "${cflags[@]}" -o "$work/abuse_asan"
+build "$clang" "${asan[@]}" "$ex/tests/hostile.c" "${cflags[@]}" -o "$work/hostile_asan"
+build "$clang" "${asan[@]}" "$ex/c/extract_neighbors.c" "${cflags[@]}" -o "$work/example_asan"
+# The Swift toolchain's TSan runtime has libdispatch interceptors: it needs libdispatch and the
+# blocks runtime, which the toolchain ships next to its Swift libraries.
+tsan_libs=()
+rt=$(dirname "$(dirname "$(command -v "$clang")")")/lib/swift/linux
+[ -f "$rt/libdispatch.so" ] && tsan_libs=(-L"$rt" -ldispatch -lBlocksRuntime -Wl,-rpath,"$rt")
+build "$clang" -fsanitize=thread "$ex/tests/threads.c" "${cflags[@]}" "${tsan_libs[@]}" -o "$work/threads_tsan"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 OPENBLAS_NUM_THREADS=1
 status=0
