@@ -17,7 +17,7 @@ struct Bench: ParsableCommand {
         if modelOptions.model != nil {
             model = try modelOptions.load()
         } else {
-            try modelOptions.applyThreads()
+            try modelOptions.applyProcessSettings()
             let params = try ViTParameters(config: .dinov2Small(registers: 4))
             var state: UInt64 = 42
             for i in 0..<params.count {

@@ -63,7 +63,7 @@ struct Train: ParsableCommand {
         }
         let run: NeCoRun
         if let dir = resume {
-            try modelOptions.applyThreads()
+            try modelOptions.applyProcessSettings()
             guard out == nil || out == dir else { throw NecoError.invalidArgument("--resume continues in its own folder; drop --out") }
             let fresh = try Train.parse([])
             var changed: [String] = []
@@ -80,7 +80,7 @@ struct Train: ParsableCommand {
                 || checkpointEvery != fresh.checkpointEvery || log != fresh.log { changed.append("optimisation options") }
             guard changed.isEmpty else {
                 throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
-                                                + "(only --data, --threads and --quiet may be given)")
+                                                + "(only --data, --threads, --max-image-pixels, --load-truncated-images and --quiet may be given)")
             }
             run = try NeCoRun.resume(directory: dir, images: try data.map { .folder(try ImageFolder(root: $0)) })
             print("resuming \(dir) at step \(run.stepsDone)/\(run.totalSteps) (epoch \(run.loader.epoch)), "
