@@ -28,8 +28,20 @@
  *   libneco never calls exit() or abort() and never lets a Swift trap reach the caller: every
  *   pointer, size and enum is checked first, and sizes are overflow-checked and capped, so bad
  *   arguments give NECO_ERR_INVALID_ARG / NECO_ERR_SHAPE / NECO_ERR_OOM rather than a crash.
- *   (A pointer that is not NULL but points at too little memory cannot be detected: the
- *   capacities you pass are trusted.)
+ *   Large buffers are sized before they are allocated and probed, so an allocation the process
+ *   cannot get (an RLIMIT_AS limit, an overcommit refusal) is NECO_ERR_OOM, not an abort; a
+ *   computation also needs room for OpenBLAS's own buffers (160 MiB of address space per
+ *   thread) before it starts. (A pointer that is not NULL but points at too little memory cannot
+ *   be detected: the capacities you pass are trusted.)
+ *   Messages are one line: control characters and bytes that are not UTF-8 appear escaped
+ *   ("\n", "\xff").
+ *
+ * Files
+ *   Paths are passed to the system byte for byte: they need not be UTF-8. Only regular files are
+ *   read (a FIFO, a device or a folder is refused with NECO_ERR_IO at once instead of blocking).
+ *   Files are written atomically (a temporary "<path>.tmp-<pid>" in the same folder, fsync,
+ *   rename); temporaries that killed processes left behind are removed by the next checkpoint
+ *   save to the same path and when a run starts in its folder.
  *
  * Ownership
  *   - Handles (neco_model, neco_image, neco_index) are created through an out-parameter and each
@@ -465,7 +477,9 @@ typedef struct neco_train_params {
     int32_t roi_size;         /* ROI Align grid side, 2...32: roi_size^2 queries and references,
                                  sorted by a network of roi_size^2 wires. Default 7 */
     int32_t references;       /* a neco_train_references. Default NECO_REFERENCES_QUEUE */
-    int32_t queue_length;     /* rows per queue (queue mode). Default 8192 */
+    int32_t queue_length;     /* rows per queue (queue mode), 1...2^24; all queues together,
+                                 n_global_crops * queue_length * head_out_dim, at most 2^28
+                                 values (else NECO_ERR_INVALID_ARG). Default 8192 */
     int32_t sort_net;         /* a neco_sort_net. Default NECO_SORT_BITONIC */
     int32_t relaxation;       /* a neco_relaxation. Default NECO_RELAX_CAUCHY */
     double steepness;         /* sorting steepness of the student, > 0. Default 100 */
@@ -487,7 +501,8 @@ typedef struct neco_train_params {
                                  "student.safetensors" and "teacher.safetensors". Default NULL */
     int32_t checkpoint_every; /* with run_dir: steps between checkpoints, 0 = only on stop and at
                                  the end. Default 50 */
-    int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536. Default 2048 */
+    int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536, the head at
+                                 most 2^28 parameters (else NECO_ERR_INVALID_ARG). Default 2048 */
     int32_t head_out_dim;     /* the embedding the loss sees, 1...65536. Default 256 */
 } neco_train_params;
 
@@ -562,9 +577,13 @@ int64_t neco_trainer_step_count(const neco_trainer * trainer);
 NECO_NODISCARD neco_status neco_trainer_save_checkpoint(neco_trainer * trainer, const char * path);
 
 /* Loads a checkpoint saved by a trainer built with the same params and the same number of images,
- * so that training continues exactly where it was saved. Errors: INVALID_ARG (NULL pointers, a
- * checkpoint of other params, naming them, or of another image count), IO, FORMAT (not a
- * checkpoint, corrupt, truncated; the trainer is unchanged). */
+ * so that training continues exactly where it was saved. Everything is checked before anything
+ * changes: the tensors, the checksum (which covers the metadata too) and every metadata value
+ * against its meaning (the step within total_steps, the optimiser step at most the step, the data
+ * position within the images, valid random states); on any error the trainer is unchanged.
+ * Errors: INVALID_ARG (NULL pointers, a checkpoint of other params, naming them, or of another
+ * image count), IO (cannot read, not a regular file), FORMAT (not a checkpoint, corrupt,
+ * truncated, edited, values out of range). */
 NECO_NODISCARD neco_status neco_trainer_load_checkpoint(neco_trainer * trainer, const char * path);
 
 /* The current student (or, with `teacher`, the EMA teacher) backbone as a new model, an
