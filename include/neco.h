@@ -33,8 +33,8 @@
  *   computation also needs room for OpenBLAS's own buffers (160 MiB of address space per
  *   thread) before it starts. (A pointer that is not NULL but points at too little memory cannot
  *   be detected: the capacities you pass are trusted.)
- *   Messages are one line: control characters and bytes that are not UTF-8 appear escaped
- *   ("\n", "\xff").
+ *   Messages are one line: control characters and bytes that are not UTF-8 appear escaped (a
+ *   newline as the two characters \n, a byte 0xff as \xff).
  *
  * Files
  *   Paths are passed to the system byte for byte: they need not be UTF-8. Only regular files are
