@@ -8,7 +8,16 @@ import NecoModel
 import Glibc
 #endif
 
+/// The entry point: arguments keep their bytes (`Path`), so file names that are not UTF-8 work;
+/// `CommandLine.arguments` would replace those bytes with U+FFFD.
 @main
+enum NecoMain {
+    static func main() {
+        let argv = CommandLine.unsafeArgv
+        NecoCLI.main((1..<Int(CommandLine.argc)).compactMap { argv[$0].map { Path.string(cString: $0) } })
+    }
+}
+
 struct NecoCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "neco",
@@ -174,7 +183,7 @@ struct Extract: ParsableCommand {
         guard !files.isEmpty else { throw NecoError.invalidArgument("no images given") }
         let single = stack || (files.count == 1 && out.hasSuffix(".npy"))
         if !single {
-            if !FileIO.isDirectory(out) && mkdir(out, 0o755) != 0 {
+            if !FileIO.isDirectory(out) && Path.withCString(out, { mkdir($0, 0o755) }) != 0 {
                 throw NecoError.io("\(out): cannot create folder: \(FileIO.errnoString())")
             }
         }
