@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { TOTAL = 40, W = 40, H = 36, N = 4 };
+enum { TOTAL = 100, W = 40, H = 36, N = 4 };
 static const char * tiny;
 static char dir[256], run_path[300], ref_path[300];
 
@@ -163,7 +163,7 @@ int main(int argc, char ** argv) {
             tmp_seen = tmp_now;
         } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             finished = kills >= want_kills;
-            if (!finished) unlink(run_path), resumes = 0; /* ended before enough kills: start over */
+            if (!finished) unlink(run_path); /* ended before enough kills: start over */
         } else {
             fprintf(stderr, "killloop: child ended with %s %d\n", WIFSIGNALED(status) ? "signal" : "exit",
                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
