@@ -46,13 +46,15 @@ if [ $instrumented = 1 ]; then
   lib="$root/.build-fuzz/release/libNecoCAPI.so"
 fi
 if [ -z "$lib" ]; then
-  for c in "$root/.build/cmake/lib/libneco.so" "$root/build/lib/libneco.so"; do [ -f "$c" ] && lib=$c && break; done
+  for c in "$root"/.build/cmake/lib/libneco.so* "$root"/build/lib/libneco.so*; do [ -f "$c" ] && lib=$c && break; done
 fi
 [ -f "$lib" ] || { echo "fuzz/run.sh: no libneco.so (build with CMake first, or pass --lib / --instrumented)" >&2; exit 2; }
 
 mkdir -p "$out/bin" "$out/libdir"
-# Link against a copy named libneco.so (the soname), so that the rpath finds it.
+# Link against a copy named libneco.so, and under its soname (libneco.so.0) for the loader.
 cp "$lib" "$out/libdir/libneco.so"
+soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ -z "$soname" ] || [ "$soname" = libneco.so ] || cp "$lib" "$out/libdir/$soname"
 "$root/fuzz/make_corpus.sh" "$out/seeds"
 model="$root/Tests/Fixtures/vit/tiny_reg4.weights.safetensors"
 failed=0

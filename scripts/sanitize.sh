@@ -21,6 +21,8 @@ for c in "$clang" /opt/swift/usr/bin/clang clang; do
 done
 mkdir -p "$work/libdir"
 cp "$lib" "$work/libdir/libneco.so"
+soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ -z "$soname" ] || [ "$soname" = libneco.so ] || cp "$lib" "$work/libdir/$soname"
 ex=$root/examples-c
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer -I"$root/include" -L"$work/libdir" -lneco -Wl,-rpath,"$work/libdir" -lm -lpthread)
 asan=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)

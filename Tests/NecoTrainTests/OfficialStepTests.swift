@@ -91,7 +91,7 @@ final class OfficialStepTests: XCTestCase {
         oc.teacherSteepness = oc.studentSteepness
         let queue = c.int("queue_length")
         oc.references = c.meta["references"] == "queue" ? .queue(length: queue) : .batch
-        let o = try NeCoObjective(config: oc, dim: 16, rng: TrainRNG(seed: 1, stream: 2))
+        let o = try NeCoObjective(config: oc, dim: 16, rng: NecoRNG(seed: 1, stream: 2))
         if queue > 0 {
             try o.references.restoreQueues(try c.fx.floats("queue"), filled: [queue, queue])
         }

@@ -34,7 +34,7 @@ public enum NeCoReferenceMode: Sendable, Equatable {
 /// (the official code tiles the pool to B·K rows before permuting; with Q = K it is a plain
 /// permutation).
 ///
-/// All draws come from `rng` (`TrainRNG`), so a run is reproducible; save `rng` with a
+/// All draws come from `rng` (`NecoRNG`), so a run is reproducible; save `rng` with a
 /// checkpoint to resume the same sequence. NeCo never saves the queues; `NeCoRun` does
 /// (`queue`, `filled`, `restoreQueues`), so that a resumed run continues exactly.
 public final class NeCoReferenceSampler: @unchecked Sendable {
@@ -43,7 +43,7 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
     public let anchors: Int
     public let sharedCounter: Bool
     /// Random state of every draw (push and sample).
-    public var rng: TrainRNG
+    public var rng: NecoRNG
     /// (nG, L, E) queue rows, newest first; empty in batch mode.
     public private(set) var queue: [Float]
     /// Filled rows per queue (all equal with the shared counter).
@@ -60,7 +60,7 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
 
     /// - Throws: `.invalidArgument` for a queue length < 1 or a dimension < 1, or queues beyond
     ///   `maxQueueValues`; `.outOfMemory` when they cannot be allocated.
-    public init(mode: NeCoReferenceMode, dim: Int, anchors: Int = 2, rng: TrainRNG, sharedCounter: Bool = true) throws {
+    public init(mode: NeCoReferenceMode, dim: Int, anchors: Int = 2, rng: NecoRNG, sharedCounter: Bool = true) throws {
         guard dim >= 1, anchors >= 1 else { throw NecoError.invalidArgument("reference sampler: dim and anchors must be ≥ 1") }
         self.mode = mode
         self.dim = dim
