@@ -763,6 +763,8 @@ public final class NeCoRun: @unchecked Sendable {
         var p = 1.0
         for _ in 0..<digits { p *= 10 }
         let scaled = (abs(v) * p).rounded()
+        // Beyond 2^53 there are no decimals to show, and Int(_:) would trap beyond Int.max.
+        guard scaled < 9.0e15 else { return "\(v)" }
         let whole = Int(scaled / p)
         var frac = String(Int(scaled - Double(whole) * p))
         while frac.count < digits { frac = "0" + frac }
