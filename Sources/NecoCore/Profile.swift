@@ -7,7 +7,7 @@
 public enum Profile {
     public enum Kind: Int, CaseIterable, Sendable {
         case patchEmbed, gemmQKV, gemmProj, gemmFC1, gemmFC2, attnScores, attnSoftmax, attnValues,
-             layerNorm, activation, residual, copies, rope
+             layerNorm, activation, residual, copies
 
         public var label: String {
             switch self {
@@ -23,7 +23,6 @@ public enum Profile {
             case .activation: "GELU (SwiGLU)"
             case .residual: "LayerScale + residual"
             case .copies: "tokens, positions, copies"
-            case .rope: "RoPE rotation of q, k"
             }
         }
     }
