@@ -87,8 +87,11 @@ public final class FeatureCache {
         self.batch = batch
     }
 
-    public func features(_ samples: [Benchmark.Sample], split: String, hummingbird: Bool) throws -> SplitFeatures {
-        let key = split + (hummingbird ? "/hbird" : "/imagenet")
+    /// - Parameter augmentation: with `epoch`, one pass of Hummingbird's memory augmentation
+    ///   (each image's own random stream from (seed 0, epoch, index)); nil = the images as they are.
+    public func features(_ samples: [Benchmark.Sample], split: String, hummingbird: Bool,
+                         augmentation: MemoryAugmentation? = nil, epoch: Int = 0) throws -> SplitFeatures {
+        let key = split + (hummingbird ? "/hbird" : "/imagenet") + (augmentation.map { _ in "/aug\(epoch)" } ?? "")
         if let f = cache[key] { return f }
         let std = hummingbird ? EvalConstants.hummingbirdStd : Preprocess.imageNetStd
         let mode = ResizeMode.stretch(height: size, width: size)
@@ -100,8 +103,12 @@ public final class FeatureCache {
         while start < samples.count {
             let chunk = Array(samples[start..<min(samples.count, start + batch)])
             var data: [Float] = []
-            for s in chunk {
-                let (img, lab) = try bench.load(s)
+            for (j, s) in chunk.enumerated() {
+                var (img, lab) = try bench.load(s)
+                if let augmentation {
+                    var rng = MemoryAugmentation.rng(seed: 0, epoch: epoch, index: start + j)
+                    (img, lab) = try augmentation.apply(image: img, labels: lab, rng: &rng)
+                }
                 data += try Preprocess.tensor(img, mode: mode, std: std).data
                 labels.append(lab.resizedNearest(width: size, height: size, rule: .pil))
             }
@@ -121,32 +128,47 @@ public final class FeatureCache {
 }
 
 /// In-context segmentation (Hummingbird, NECO-SPEC §6.1): a memory of all training patches with
-/// soft labels, k nearest neighbours voting with softmax(cos / τ), bilinear upsampling of the
-/// scores to S×S, arg-max, Hungarian matching, mIoU.
+/// soft labels (optionally over passes of Hummingbird's memory augmentation), k nearest
+/// neighbours voting with softmax(cos / τ), bilinear upsampling of the scores to S×S, arg-max,
+/// Hungarian matching, mIoU. `neco eval`, `neco train --eval-every` and neco_eval_incontext run it.
 public struct InContextProtocol: Sendable {
     public var k = 30
     public var temperature: Float = 0.02
-    /// Hummingbird memory_size in patches: each training image keeps size / images patches,
-    /// rare classes first; 0 = every patch.
+    /// Hummingbird memory_size in patches: each training image keeps size / (images · passes)
+    /// patches, rare classes first; 0 = every patch.
     public var memorySize = 0
+    /// Passes of memory augmentation over the training images (`.none`: the images as they are).
+    public var augmentation = MemoryAugmentation.none
+    /// The first this many validation images' predicted class maps are returned (pictures).
+    public var predictions = 0
     public init() {}
 
     public struct Result: Sendable {
         public var score: SegmentationScore
         public var memoryPatches: Int
+        /// (S·S) predicted classes of the first `predictions` validation images.
+        public var predictions: [[Int32]]
     }
 
     public func memory(_ cache: FeatureCache, _ train: [Benchmark.Sample], classes: Int) throws -> SegmentationMemory {
+        try augmentation.validate()
         guard memorySize >= 0 else { throw NecoError.invalidArgument("memory size \(memorySize) must be ≥ 0") }
-        let tr = try cache.features(train, split: "train", hummingbird: true)
+        let passes = max(augmentation.epochs, 1)
         let patch = cache.extractor.model.config.patchSize
-        let memory = try SegmentationMemory(dim: tr.dim, classes: classes)
-        let perImage = memorySize > 0 ? max(1, memorySize / tr.images) : Int.max
+        var memory: SegmentationMemory? = nil
+        let perImage = memorySize > 0 ? max(1, memorySize / (train.count * passes)) : Int.max
         var rng = NecoRNG(seed: 0)
-        for i in 0..<tr.images {
-            try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
-                           patch: patch, keep: perImage, rng: &rng)
+        for e in 0..<passes {
+            let tr = try cache.features(train, split: "train", hummingbird: true,
+                                        augmentation: augmentation.epochs > 0 ? augmentation : nil, epoch: e)
+            let m = try memory ?? SegmentationMemory(dim: tr.dim, classes: classes)
+            memory = m
+            for i in 0..<tr.images {
+                try m.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
+                          patch: patch, keep: perImage, rng: &rng)
+            }
         }
+        guard let memory else { throw NecoError(.data, "in-context evaluation needs training images") }
         return memory
     }
 
@@ -158,11 +180,13 @@ public struct InContextProtocol: Sendable {
         let hw = va.gridHeight * va.gridWidth
         let plan = BilinearPlan(inHeight: va.gridHeight, inWidth: va.gridWidth, outHeight: cache.size, outWidth: cache.size)
         var cm = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
+        var preds: [[Int32]] = []
         for i in 0..<va.images {
             let pred = plan.argmax(Array(scores[(i * hw * classes)..<((i + 1) * hw * classes)]), channels: classes)
             try cm.add(gt: va.labels[i].labels, pred: pred)
+            if i < predictions { preds.append(pred) }
         }
-        return Result(score: Matching.hungarian.score(cm), memoryPatches: memory.count)
+        return Result(score: Matching.hungarian.score(cm), memoryPatches: memory.count, predictions: preds)
     }
 }
 

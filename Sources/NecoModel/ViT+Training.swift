@@ -384,7 +384,15 @@ extension ViTModel {
             dLN.update(repeating: 0, count: rows * d)
             Linear.backward(dInput: dLN, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
                             weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
+            // qkv bias: the query and value thirds are column sums of dQKV. The key third's exact
+            // gradient is 0 (a constant added to every key shifts each softmax row by a constant,
+            // which softmax ignores: Σ_j dK_j = Σ_i q_i · Σ_j dS_ij = 0), so it is left untouched;
+            // its column sums would only add float32 rounding noise, which AdamW would divide by
+            // its own magnitude into lr-sized steps (NECO-SPEC §4.7).
+            let keyBias = grads + blk.qkvB + d
+            let keyBiasBefore = Array(UnsafeBufferPointer(start: keyBias, count: d))
             BranchResidual.columnSum(into: grads + blk.qkvB, dQKV, rows: rows, cols: 3 * d)
+            keyBias.update(from: keyBiasBefore, count: d)
             // LN1: dX (= dL/dxIn after this) += LN backward
             LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm1W, dBias: grads + blk.norm1B, dOut: dLN,
                                input: a[v.xIn], weight: p[blk.norm1W], mean: a[v.mean1], rstd: a[v.rstd1],

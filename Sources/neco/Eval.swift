@@ -55,6 +55,21 @@ func reportProgress(_ cache: FeatureCache) {
     }
 }
 
+/// The in-context protocol's result as a table row (`neco eval`, `neco train --eval-every`).
+func inContextRow(_ p: InContextProtocol, _ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample],
+                  classes: Int, predictions: Int = 0) throws -> EvalRow {
+    var q = p
+    q.predictions = predictions
+    let r = try q.evaluate(cache, train: train, val: val, classes: classes)
+    let a = p.augmentation.epochs
+    let aug = a > 0 ? ", memory augmentation \(a) pass\(a > 1 ? "es" : "")" : ""
+    var row = EvalRow(protocolName: "in-context", setting: "k=\(p.k), T=\(p.temperature), memory \(r.memoryPatches) patches\(aug)",
+                      perClass: r.score.perClass, mIoU: r.score.mIoU, extra: "pixel acc \(fmt(100 * r.score.pixelAccuracy, 1))")
+    row.predictions = r.predictions
+    row.matching = r.score.mapping
+    return row
+}
+
 /// One line of the results: a protocol setting and its per-class IoU.
 struct EvalRow {
     var protocolName: String
@@ -62,6 +77,10 @@ struct EvalRow {
     var perClass: [Double]
     var mIoU: Double
     var extra: String = ""
+    /// In-context: the first validation images' predicted class maps (S×S), for pictures.
+    var predictions: [[Int32]] = []
+    /// In-context: predicted class → matched ground-truth class (Hungarian).
+    var matching: [Int] = []
 }
 
 struct Eval: ParsableCommand {
@@ -89,6 +108,8 @@ struct Eval: ParsableCommand {
     @Option(help: "In-context: softmax temperature.") var temperature: Float = 0.02
     @Option(help: "In-context: memory size in patches (Hummingbird memory_size: each training image keeps size / images patches, rare classes first); 0 = every patch.")
     var memorySize: Int = 0
+    @Option(help: "In-context: passes of Hummingbird's memory augmentation over the training images (colour jitter + random resized crop; the protocol uses 1-2); 0 = the un-augmented memory.")
+    var augmentEpochs: Int = 0
     @Option(help: "Linear probe: epochs.") var epochs: Int = 25
     @Option(help: "Linear probe: images per SGD step.") var probeBatch: Int = 8
     @Option(help: "Linear probe: learning rate.") var lr: Float = 0.01
@@ -167,9 +188,8 @@ struct Eval: ParsableCommand {
         p.k = k
         p.temperature = temperature
         p.memorySize = memorySize
-        let r = try p.evaluate(cache, train: train, val: val, classes: classes)
-        return EvalRow(protocolName: "in-context", setting: "k=\(k), T=\(temperature), memory \(r.memoryPatches) patches",
-                       perClass: r.score.perClass, mIoU: r.score.mIoU, extra: "pixel acc \(fmt(100 * r.score.pixelAccuracy, 1))")
+        p.augmentation = MemoryAugmentation(epochs: augmentEpochs)
+        return try inContextRow(p, cache, train, val, classes: classes)
     }
 
     func linear(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int) throws -> EvalRow {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import NecoCore
 import NecoModel
+import NecoEval
 import NecoTrain
 
 #if canImport(Glibc)
@@ -55,6 +56,14 @@ struct Train: ParsableCommand {
     @Option(help: "Save a checkpoint every N steps (0 = only on stop and at the end).") var checkpointEvery: Int = 50
     @Option(help: "Per-step log in RUN_DIR: csv, jsonl or none.") var log: String = "csv"
     @Flag(help: "No progress line; one log line per step instead.") var quiet = false
+    @Option(help: "Evaluate the student every N steps (and before the first and after the last step); keeps the best as best.safetensors. 0 = never.")
+    var evalEvery: Int = 0
+    @Option(help: "Evaluation protocol during training: incontext (Hummingbird mIoU on the benchmark's validation split).")
+    var evalBench: String = "incontext"
+    @Option(help: "Benchmark folder for --eval-every (default $NECO_CACHE/bench/synth).") var evalData: String?
+    @Option(help: "Input side of the evaluation (a multiple of the patch size).") var evalSize: Int = 224
+    @Option(help: "Passes of Hummingbird's memory augmentation in the evaluation (0 = un-augmented memory).")
+    var evalAugmentEpochs: Int = 0
 
     func run() throws {
         signal(SIGINT) { _ in
@@ -77,10 +86,13 @@ struct Train: ParsableCommand {
                 || roiSize != fresh.roiSize || logFloor != fresh.logFloor { changed.append("NeCo loss options") }
             if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps
                 || dropPath != fresh.dropPath || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
-                || checkpointEvery != fresh.checkpointEvery || log != fresh.log { changed.append("optimisation options") }
+                || checkpointEvery != fresh.checkpointEvery || log != fresh.log || evalEvery != fresh.evalEvery {
+                changed.append("optimisation options")
+            }
             guard changed.isEmpty else {
                 throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
-                                                + "(only --data, --threads and --quiet may be given)")
+                                                + "(only --data, --threads, --quiet and the --eval-bench/--eval-data/--eval-size/"
+                                                + "--eval-augment-epochs options may be given)")
             }
             run = try NeCoRun.resume(directory: dir, images: try data.map { .folder(try ImageFolder(root: $0)) })
             print("resuming \(dir) at step \(run.stepsDone)/\(run.totalSteps) (epoch \(run.loader.epoch)), "
@@ -106,6 +118,10 @@ struct Train: ParsableCommand {
         if run.isFinished {
             print("the run is already finished (\(run.totalSteps) steps)")
             return
+        }
+        if run.config.evalEvery > 0 {
+            run.evaluator = try makeEvaluator()
+            print("  evaluating \(run.evaluator?.name ?? "") every \(run.config.evalEvery) steps on \(evalData ?? Benchmark.defaultDirectory + "/synth")")
         }
         var lastDraw = 0.0
         let tty = isatty(2) != 0 && !quiet
@@ -144,10 +160,32 @@ struct Train: ParsableCommand {
         switch outcome {
         case .finished:
             print("finished \(run.totalSteps) steps; wrote \(dir)/\(NeCoRun.studentFile) (use it with --model), "
-                  + "\(dir)/\(NeCoRun.teacherFile), \(dir)/\(NeCoRun.checkpointFile)")
+                  + "\(dir)/\(NeCoRun.teacherFile), \(dir)/\(NeCoRun.checkpointFile), \(dir)/\(NeCoRun.curvesFile)")
+            if let best = run.bestEvaluation {
+                print("best \(run.evaluator?.name ?? "evaluation"): \(fmt(best.value, 2)) at step \(best.step) "
+                      + "(\(dir)/\(NeCoRun.bestFile)); evaluations in \(dir)/\(NeCoRun.evalFile)")
+            }
         case .stopped, .paused:
             print("stopped at step \(run.stepsDone)/\(run.totalSteps); continue with: neco train --resume \(dir)")
             throw ExitCode(130)
+        }
+    }
+
+    /// In-context mIoU (%) of a student on the evaluation benchmark's validation split.
+    func makeEvaluator() throws -> NeCoEvaluator {
+        guard evalBench == "incontext" else { throw NecoError.invalidArgument("--eval-bench supports incontext") }
+        let bench = try Benchmark(path: evalData ?? Benchmark.defaultDirectory + "/synth")
+        var options = InContextProtocol()
+        options.augmentation = MemoryAugmentation(epochs: evalAugmentEpochs)
+        try options.augmentation.validate()
+        let size = evalSize
+        return NeCoEvaluator(name: "incontext_miou") { model in
+            try model.validateInput(height: size, width: size)
+            let cache = try FeatureCache(model: model, bench: bench, size: size, batch: 8)
+            let row = try inContextRow(options, cache, bench.train, bench.val, classes: bench.classes.count)
+            let value = 100 * row.mIoU
+            print("  eval: in-context mIoU \(fmt(value, 2)) (\(row.setting))")
+            return value
         }
     }
 
@@ -166,6 +204,8 @@ struct Train: ParsableCommand {
         var c = NeCoRunConfig(totalSteps: total)
         c.batchSize = batch
         c.checkpointEvery = checkpointEvery
+        guard evalEvery >= 0 else { throw NecoError.invalidArgument("--eval-every must be ≥ 0") }
+        c.evalEvery = evalEvery
         guard let lf = TrainingLogFormat(rawValue: log) else { throw NecoError.invalidArgument("--log must be csv, jsonl or none") }
         c.log = lf
         var t = c.trainer

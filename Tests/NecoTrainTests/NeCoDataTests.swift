@@ -109,18 +109,18 @@ final class NeCoDataTests: XCTestCase {
             let diffs = zip(out.pixels, ref.pixels).filter { $0 != $1 }.count
             XCTAssertEqual(diffs, 0, "\(name): \(diffs) of \(ref.pixels.count) values differ")
         }
-        for f in [0.35, 1.0, 1.62] { try check(Photometric.adjustBrightness(img, factor: f), "brightness_\(f)") }
-        for f in [0.4, 1.7] { try check(Photometric.adjustContrast(img, factor: f), "contrast_\(f)") }
-        for f in [0.3, 1.8] { try check(Photometric.adjustSaturation(img, factor: f), "saturation_\(f)") }
-        for f in [-0.17, 0.05, 0.2] { try check(Photometric.adjustHue(img, factor: f), "hue_\(f)") }
-        try check(Photometric.grayscale(img), "grayscale")
-        for r in [0.1, 0.77, 1.3, 2.0] { try check(Photometric.gaussianBlur(img, radius: r), "blur_\(r)") }
-        var j = Photometric.adjustHue(img, factor: 0.11)
-        j = Photometric.adjustContrast(j, factor: 1.3)
-        j = Photometric.adjustBrightness(j, factor: 0.7)
-        j = Photometric.adjustSaturation(j, factor: 1.45)
+        for f in [0.35, 1.0, 1.62] { try check(PillowColor.adjustBrightness(img, factor: f), "brightness_\(f)") }
+        for f in [0.4, 1.7] { try check(PillowColor.adjustContrast(img, factor: f), "contrast_\(f)") }
+        for f in [0.3, 1.8] { try check(PillowColor.adjustSaturation(img, factor: f), "saturation_\(f)") }
+        for f in [-0.17, 0.05, 0.2] { try check(PillowColor.adjustHue(img, factor: f), "hue_\(f)") }
+        try check(PillowColor.grayscale(img), "grayscale")
+        for r in [0.1, 0.77, 1.3, 2.0] { try check(PillowColor.gaussianBlur(img, radius: r), "blur_\(r)") }
+        var j = PillowColor.adjustHue(img, factor: 0.11)
+        j = PillowColor.adjustContrast(j, factor: 1.3)
+        j = PillowColor.adjustBrightness(j, factor: 0.7)
+        j = PillowColor.adjustSaturation(j, factor: 1.45)
         try check(j, "jitter_3102")
-        try check(Photometric.gaussianBlur(try image(fx, "tiny_input"), radius: 2.0), "tiny_blur_2.0")
+        try check(PillowColor.gaussianBlur(try image(fx, "tiny_input"), radius: 2.0), "tiny_blur_2.0")
         // RandomResizedCrop's crop + PIL bilinear resize (NecoImage).
         let big = try image(fx, "big_input")
         try check(ImageResize.resizeBilinearAntialias(ImageResize.crop(big, x: 17, y: 11, width: 73, height: 61),

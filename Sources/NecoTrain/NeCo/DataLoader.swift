@@ -116,6 +116,16 @@ public struct NeCoBatch: Sendable {
     public var paths: [String]
     /// The crops of each image in original pixels, (B) × nC.
     public var crops: [[CropBox]]
+
+    /// A batch from crops made elsewhere (e.g. a caller's own pipeline, or recorded crops).
+    public init(batch: Int, globals: [Float], locals: [Float], boxes: NeCoBoxes, paths: [String], crops: [[CropBox]]) {
+        self.batch = batch
+        self.globals = globals
+        self.locals = locals
+        self.boxes = boxes
+        self.paths = paths
+        self.crops = crops
+    }
 }
 
 /// Image folder → shuffled batches of NeCo crops, reproducible from a seed and resumable.

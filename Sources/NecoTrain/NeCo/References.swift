@@ -48,6 +48,11 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
     public private(set) var queue: [Float]
     /// Filled rows per queue (all equal with the shared counter).
     public private(set) var filled: [Int]
+    /// Replaces the random draws: called as `draws(n, count)` wherever the sampler would take the
+    /// first `count` entries of a random permutation of 0..<n, it must return `count` distinct
+    /// indices in 0..<n. Used to replay permutations recorded from another implementation (the
+    /// whole-step comparison with the official code). nil (the default): draw from `rng`.
+    public var draws: ((_ n: Int, _ count: Int) -> [Int])? = nil
 
     /// - Throws: `.invalidArgument` for a queue length < 1 or a dimension < 1.
     public init(mode: NeCoReferenceMode, dim: Int, anchors: Int = 2, rng: NecoRNG, sharedCounter: Bool = true) throws {
@@ -105,6 +110,12 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
 
     /// The first `count` entries of a uniformly random permutation of 0..<n (partial Fisher–Yates).
     func partialPermutation(_ n: Int, _ count: Int) -> [Int] {
+        if let draws {
+            let d = draws(n, min(count, n))
+            precondition(d.count == min(count, n) && d.allSatisfy { $0 >= 0 && $0 < n },
+                         "reference draws: expected \(min(count, n)) indices in 0..<\(n)")
+            return d
+        }
         var a = Array(0..<n)
         let k = min(count, n)
         for i in 0..<k {
