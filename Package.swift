@@ -16,7 +16,7 @@
 //   NecoImage [NecoImage]      NecoModel [NecoModel]                        decode/resize, ViT
 //      └─> CImageIO (libjpeg-turbo, libpng)  │
 //      v                                     v
-//   NecoCore (GEMM, kernels, threads, errors, files) ─> COpenBLAS (system library)
+//   NecoCore (GEMM, kernels, threads, errors, files) ─> COpenBLAS (system library), CNecoKernels
 //
 //   _NecoTestSupport (fixtures, assertClose) is used by tests only; neco-bench-swift by
 //   examples-c/bench/run.sh only.
@@ -28,17 +28,10 @@
 // Custom compile-time flags:
 //   NECO_INTERNAL_CHECKS  per-element invariant and shape checks inside kernels (off by default;
 //                         enable with `swift build -Xswiftc -DNECO_INTERNAL_CHECKS`).
-//   -target-cpu haswell on NecoCore (see simdSettings below).
+// No target-CPU flags: CNecoKernels compiles each kernel once per CPU path (portable, AVX2+FMA,
+// AVX-512) with `#pragma clang attribute` targets and picks one at run time (NecoCore's
+// CPUFeatures; NECO_CPU=portable|avx2|avx512 forces one).
 import PackageDescription
-
-// The elementwise kernels (GELU, softmax, LayerNorm) are written as plain loops that LLVM
-// vectorises; building them for Haswell (AVX2 + FMA, every x86 CPU since 2013) lets it use
-// 256-bit registers. Other architectures use the compiler's default target.
-#if arch(x86_64)
-let simdSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
-#else
-let simdSettings: [SwiftSetting] = []
-#endif
 
 let package = Package(
     name: "neco",
@@ -63,6 +56,8 @@ let package = Package(
         // MARK: - System libraries and C shims
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // The elementwise and row kernels, one source compiled per CPU path, chosen at run time.
+        .target(name: "CNecoKernels", path: "Sources/CNecoKernels"),
         .target(name: "CImageIO", path: "Sources/CImageIO",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // C++ over Debian's libonnx-dev 1.12 + libprotobuf-dev 3.21 behind a plain-C header
@@ -74,11 +69,11 @@ let package = Package(
         .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
 
         // MARK: - Library layers
-        .target(name: "NecoCore", dependencies: ["COpenBLAS"], swiftSettings: simdSettings),
+        .target(name: "NecoCore", dependencies: ["COpenBLAS", "CNecoKernels"]),
         .target(name: "NecoImage", dependencies: ["NecoCore", "CImageIO"]),
         .target(name: "NecoModel", dependencies: ["NecoCore"]),
         .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),
-        .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel", "NecoImage"], swiftSettings: simdSettings),
+        .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel", "NecoImage"]),
         .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage", "NecoModel", "Neco"]),
         .target(name: "NecoONNX", dependencies: ["NecoModel", "ONNXBridge"]),
 

@@ -231,7 +231,9 @@ typedef struct neco_model_params {
                                   the size 0; a multiple of the patch size. Default 224 */
     int32_t image_width;       /* as image_height. Default 224 */
     const char * expect_arch;  /* NULL, or a preset the weights must match ("vits14", "vitb14",
-                                  "vitl14", "vitg14", "vits16", "vitb16"). Default NULL */
+                                  "vitl14", "vitg14", "vits16", "vitb16", "dinov3_vits16",
+                                  "dinov3_vits16plus", "dinov3_vitb16", "dinov3_vitl16",
+                                  "dinov3_vith16plus"). Default NULL */
 } neco_model_params;
 
 NECO_API neco_model_params neco_model_default_params(void);
@@ -260,6 +262,17 @@ NECO_API int32_t neco_model_image_height(const neco_model * model); /* default i
 NECO_API int32_t neco_model_image_width(const neco_model * model);
 /* Architecture name ("dinov2_vits14", ...). Valid until neco_model_free; do not free. */
 NECO_API const char * neco_model_name(const neco_model * model);
+
+/* How positions enter the model. DINOv3 checkpoints (Meta, timm vit_*_patch16_dinov3 and
+ * Hugging Face DINOv3ViTModel keys) load with neco_model_load like any other; their patch size
+ * is 16 (neco_model_patch_size) and they have 4 registers. */
+typedef enum neco_family {
+    NECO_FAMILY_DINOV2 = 1, /* DINO v1 / DINOv2: a learned position table */
+    NECO_FAMILY_DINOV3 = 2  /* DINOv3: axial RoPE on the patch tokens' queries and keys */
+} neco_family;
+
+/* A neco_family; 0 for a NULL model. */
+NECO_API int32_t neco_model_family(const neco_model * model);
 
 /* Images ---------------------------------------------------------------------------------- */
 

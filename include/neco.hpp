@@ -181,6 +181,7 @@ public:
     std::int32_t n_registers() const noexcept { return neco_model_n_registers(get()); }
     std::int64_t n_params() const noexcept { return neco_model_n_params(get()); }
     std::string name() const { return neco_model_name(get()); }  // copied: outlives the model
+    neco_family family() const noexcept { return static_cast<neco_family>(neco_model_family(get())); }
 
     neco_feature_shape shape_rgb(std::int32_t height, std::int32_t width,
                                  const neco_extract_params & params = neco_extract_default_params()) const {

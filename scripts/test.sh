@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 echo "== swift test (release: the parity tests run full-size ViT forwards)"
 swift test -c release
+# The numeric parity subset once more on the portable kernel path (what a CPU without AVX2 runs);
+# the run above used the best path of this CPU (see CPUFeatures, NECO_CPU).
+echo "== swift test, numeric parity on NECO_CPU=portable"
+NECO_CPU=portable swift test -c release --skip-build \
+  --filter 'NecoCoreTests|ViTParityTests|LayerGradTests|PyTorchParityTests|OfficialStepTests|ViTTrainingTests|FeaturesTests|ONNXRuntimeParityTests'
 echo "== Swift consumer: libneco as a versioned (from: 0.1.0) dependency of another package"
 scripts/test-swift-consumer.sh
 if [ -f CMakeLists.txt ]; then

@@ -98,7 +98,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
         }
         guard let name = strdup(c.name) else { throw NecoError(.outOfMemory, "cannot copy the model name") }
         let handle = ModelHandle(model: model, imageHeight: Int(p.image_height), imageWidth: Int(p.image_width), name: name)
-        log(NECO_LOG_INFO, "loaded \(file): \(c.name), D \(c.embedDim), \(c.depth) layers, \(c.heads) heads, \(c.registers) registers, patch \(c.patchSize), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue)")
+        log(NECO_LOG_INFO, "loaded \(file): \(c.name) (\(c.family.rawValue)), D \(c.embedDim), \(c.depth) layers, \(c.heads) heads, \(c.registers) registers, patch \(c.patchSize), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue)")
         out.pointee = box(handle)
     }
 }
@@ -171,4 +171,11 @@ public func neco_model_name(_ model: OpaquePointer?) -> UnsafePointer<CChar>? {
         note("neco_model_name", "\(error)")
     }
     return nil
+}
+
+@_cdecl("neco_model_family")
+public func neco_model_family(_ model: OpaquePointer?) -> Int32 {
+    modelValue("neco_model_family", model) {
+        Int($0.model.config.family == .dinov3 ? NECO_FAMILY_DINOV3.rawValue : NECO_FAMILY_DINOV2.rawValue)
+    }
 }

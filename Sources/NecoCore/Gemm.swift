@@ -13,8 +13,9 @@ public enum Gemm {
     /// Products smaller than this many multiply-adds run on the calling thread.
     public static let parallelThreshold = 1 << 21
 
-    /// - Parameter parallel: split the product over `Threads.count` workers (row blocks of `out`,
-    ///   or column blocks when `m` is small). Pass `false` inside a parallel region.
+    /// - Parameter parallel: split the product over `Threads.count` workers (row blocks of `out`
+    ///   when it has at least as many rows as columns, else column blocks). Pass `false` inside a
+    ///   parallel region.
     @inlinable
     public static func gemm(
         out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
@@ -34,9 +35,13 @@ public enum Gemm {
             sgemm(out, a, b, m, n, k, transA, transB, alpha, beta, lda, ldb, ldc)
             return
         }
-        if m >= 32 * workers || m >= n {
-            // Row blocks (multiples of 16 rows): out[i0..<i1, :] = op(a)[i0..<i1, :] · op(b).
-            let block = ((m + workers - 1) / workers + 15) / 16 * 16
+        // Each worker packs its own share of one operand and all of the other: split the longer
+        // side, so the operand every worker packs in full is the smaller one (at batch 1 the
+        // activations, 261 rows, rather than a 1152-row weight). Shares are as equal as the
+        // granularity allows (4 rows, 16 columns), so two workers finish together.
+        if m >= n {
+            // Row blocks: out[i0..<i1, :] = op(a)[i0..<i1, :] · op(b).
+            let block = ((m + workers - 1) / workers + 3) / 4 * 4
             let parts = (m + block - 1) / block
             Threads.parallelFor(parts) { s, e in
                 for p in s..<e {

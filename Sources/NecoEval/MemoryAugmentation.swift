@@ -54,7 +54,7 @@ public struct MemoryAugmentation: Sendable, Equatable {
 
     /// The random stream of image `index` in pass `epoch` (independent of the order of calls).
     public static func rng(seed: UInt64, epoch: Int, index: Int) -> NecoRNG {
-        NecoRNG(seed: seed &+ UInt64(epoch) &* 0x1_0000_0000 &+ UInt64(index) &* 0x9E37_79B9)
+        NecoRNG(seed: seed, stream: UInt64(truncatingIfNeeded: epoch) << 32 | UInt64(truncatingIfNeeded: index))
     }
 
     /// torchvision `RandomResizedCrop.get_params` for a W×H image: (x, y, w, h).

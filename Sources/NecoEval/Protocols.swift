@@ -128,31 +128,29 @@ public final class FeatureCache {
 }
 
 /// In-context segmentation (Hummingbird, NECO-SPEC §6.1): a memory of all training patches with
-/// soft labels (optionally over passes of Hummingbird's memory augmentation), k nearest
-/// neighbours voting with softmax(cos / τ), bilinear upsampling of the scores to S×S, arg-max,
-/// Hungarian matching, mIoU. `neco eval`, `neco train --eval-every` and neco_eval_incontext run it.
+/// soft labels, k nearest neighbours voting with softmax(cos / τ), bilinear upsampling of the
+/// scores to S×S, arg-max, Hungarian matching, mIoU.
 public struct InContextProtocol: Sendable {
     public var k = 30
     public var temperature: Float = 0.02
-    /// Hummingbird memory_size in patches: each training image keeps size / (images · passes)
-    /// patches, rare classes first; 0 = every patch.
+    /// Hummingbird memory_size in patches: each training image keeps size / images patches,
+    /// rare classes first; 0 = every patch.
     public var memorySize = 0
-    /// Passes of memory augmentation over the training images (`.none`: the images as they are).
+    /// Hummingbird's memory augmentation (`.none`: each training image once, un-augmented).
     public var augmentation = MemoryAugmentation.none
-    /// The first this many validation images' predicted class maps are returned (pictures).
-    public var predictions = 0
     public init() {}
 
     public struct Result: Sendable {
         public var score: SegmentationScore
         public var memoryPatches: Int
-        /// (S·S) predicted classes of the first `predictions` validation images.
-        public var predictions: [[Int32]]
+        /// The predicted class maps (S×S, row-major) of the first `predictions` validation images.
+        public var predictions: [[Int32]] = []
     }
 
+    /// The memory: every training image (or `augmentation.epochs` augmented passes over them).
     public func memory(_ cache: FeatureCache, _ train: [Benchmark.Sample], classes: Int) throws -> SegmentationMemory {
-        try augmentation.validate()
         guard memorySize >= 0 else { throw NecoError.invalidArgument("memory size \(memorySize) must be ≥ 0") }
+        try augmentation.validate()
         let passes = max(augmentation.epochs, 1)
         let patch = cache.extractor.model.config.patchSize
         var memory: SegmentationMemory? = nil
@@ -172,7 +170,9 @@ public struct InContextProtocol: Sendable {
         return memory
     }
 
-    public func evaluate(_ cache: FeatureCache, train: [Benchmark.Sample], val: [Benchmark.Sample], classes: Int) throws -> Result {
+    /// - Parameter predictions: keep the predicted class maps of this many validation images.
+    public func evaluate(_ cache: FeatureCache, train: [Benchmark.Sample], val: [Benchmark.Sample], classes: Int,
+                         predictions: Int = 0) throws -> Result {
         guard !train.isEmpty, !val.isEmpty else { throw NecoError(.data, "in-context evaluation needs training and validation images") }
         let memory = try memory(cache, train, classes: classes)
         let va = try cache.features(val, split: "val", hummingbird: true)
@@ -180,13 +180,13 @@ public struct InContextProtocol: Sendable {
         let hw = va.gridHeight * va.gridWidth
         let plan = BilinearPlan(inHeight: va.gridHeight, inWidth: va.gridWidth, outHeight: cache.size, outWidth: cache.size)
         var cm = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
-        var preds: [[Int32]] = []
+        var kept: [[Int32]] = []
         for i in 0..<va.images {
             let pred = plan.argmax(Array(scores[(i * hw * classes)..<((i + 1) * hw * classes)]), channels: classes)
             try cm.add(gt: va.labels[i].labels, pred: pred)
-            if i < predictions { preds.append(pred) }
+            if i < predictions { kept.append(pred) }
         }
-        return Result(score: Matching.hungarian.score(cm), memoryPatches: memory.count, predictions: preds)
+        return Result(score: Matching.hungarian.score(cm), memoryPatches: memory.count, predictions: kept)
     }
 }
 

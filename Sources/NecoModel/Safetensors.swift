@@ -274,7 +274,18 @@ public final class SafetensorsFile: @unchecked Sendable {
             default:
                 break  // excluded above
             }
+            releasePages(src, count: info.dataOffsets.count)
         }
+    }
+
+    /// Drops the whole pages of `[start, start + count)` from this process's resident set (the
+    /// page cache keeps them; a later read maps them in again). Loading a model therefore never
+    /// holds the file's pages and the copied weights in memory at once (peak RSS ≈ weights, not 2×).
+    private func releasePages(_ start: UnsafeRawPointer, count: Int) {
+        let page = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
+        let lo = (Int(bitPattern: start) + page - 1) / page * page
+        let hi = (Int(bitPattern: start) + count) / page * page
+        if hi > lo { _ = madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
     }
 
     /// The tensor converted to `Float` (see `readFloat32(_:into:)`), in row-major order.

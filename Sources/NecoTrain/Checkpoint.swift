@@ -281,7 +281,8 @@ public enum Checkpoint {
         let source = ModelSource(file: file, prefix: teacherPrefix)
         guard !source.tensorNames.isEmpty else { throw NecoError.format("\(path): checkpoint has no teacher backbone") }
         let model = try WeightLoader.load(source: source,
-                                          options: LoadOptions(heads: c.heads, registers: c.registers, posEmbedRule: c.posEmbedRule),
+                                          options: LoadOptions(heads: c.heads, registers: c.registers, posEmbedRule: c.posEmbedRule,
+                                                              ropeBF16Periods: c.rope?.bf16Periods),
                                           sourceName: path)
         return model
     }

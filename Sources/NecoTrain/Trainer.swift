@@ -237,6 +237,7 @@ public final class Trainer: @unchecked Sendable {
                 // The teacher borrows the student's activation memory (dead until the student's
                 // forward below) and stores nothing: the same output as `teacher.forward`.
                 b.acts.resetBranchScales()
+                b.acts.ropeTransform = RoPECoordinateTransform()
                 try teacher.forwardTraining(b.acts, images: inp.images, saveActivations: false)
                 let tokens = UnsafePointer(b.acts.output.baseAddress!)
                 if let th = teacherHead {
@@ -264,6 +265,9 @@ public final class Trainer: @unchecked Sendable {
                 StochasticDepth.sample(into: b.acts, rates: dropPathRates, rng: &stepRNG)
             } else {
                 b.acts.resetBranchScales()
+            }
+            if c.rope != nil && config.ropeAugment.isActive {
+                b.acts.ropeTransform = config.ropeAugment.sample { stepRNG.uniformFloat() }
             }
             try student.forwardTraining(b.acts, images: inp.images)
             if let sh = studentHead, let ha = b.head {

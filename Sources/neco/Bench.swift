@@ -6,11 +6,14 @@ import NecoModel
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inference throughput: images/s, GFLOP/s and peak RSS of the forward pass.",
-        discussion: "Without --model it builds ViT-S/14 with 4 registers and random weights (the cost equals trained weights). scripts/bench.sh runs this next to PyTorch and prints the ratio.")
+        discussion: "Without --model it builds ViT-S/14 with 4 registers (or the --config preset, e.g. dinov3_vits16) with random weights (the cost equals trained weights). scripts/bench.sh runs this next to PyTorch and prints the ratio.")
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Batch sizes, comma-separated.") var batches: String = "1,8"
     @Option(help: "Input size S or HxW.") var size: String = "224"
     @Option(help: "Timed repetitions per batch size (median reported).") var repeats: Int = 5
+    @Flag(help: "Also print the time per kernel class (GEMM by layer, attention phases, LayerNorm, GELU, copies).")
+    var profile = false
+    @Flag(help: "Skip the peak-FMA probe (about 0.5 s).") var noPeak = false
 
     func run() throws {
         let model: ViTModel
@@ -18,12 +21,20 @@ struct Bench: ParsableCommand {
             model = try modelOptions.load()
         } else {
             try modelOptions.applyThreads()
-            let params = try ViTParameters(config: .dinov2Small(registers: 4))
+            var config = ViTConfig.dinov2Small(registers: 4)
+            if let name = modelOptions.config {
+                guard let c = ViTConfig.preset(name, registers: modelOptions.registers ?? 0) else {
+                    throw NecoError.invalidArgument("unknown --config '\(name)' (use \(ViTConfig.presetNames.joined(separator: ", ")))")
+                }
+                config = c
+            }
+            let params = try ViTParameters(config: config)
             var state: UInt64 = 42
             for i in 0..<params.count {
                 state = state &* 6364136223846793005 &+ 1442695040888963407
                 params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
             }
+            for blk in params.layout.blocks { RoPE.maskBias(params[blk.qkvB], mode: config.qkvBias, dim: config.embedDim) }
             model = ViTModel(params: params, source: "random", scheme: .meta)
         }
         let (h, w) = try parseSize(size)
@@ -35,7 +46,14 @@ struct Bench: ParsableCommand {
         }
         let flopsPerImage = model.flops(height: h, width: w)
         print("model \(model.config.name) (\(model.source)), input \(h)x\(w), \(Threads.count) threads, \(fmt(flopsPerImage / 1e9, 2)) GFLOP/img")
-        print("batch   img/s   ms/batch   GFLOP/s   peak RSS MiB")
+        print("cpu path \(cpuPathDescription())")
+        // The machine's measured FMA peak on these threads: the reference for "% of peak".
+        let peak = noPeak ? 0 : CPUFeatures.measurePeakGFLOPS()
+        if !noPeak {
+            print("measured FMA peak \(fmt(peak, 1)) GFLOP/s on \(Threads.count) threads")
+            print("PEAK gflops=\(fmt(peak, 1)) threads=\(Threads.count) path=\(CPUFeatures.best.name)")
+        }
+        print("batch   img/s   ms/batch   GFLOP/s   % peak   CPU s/img   peak RSS MiB")
         for b in bs {
             let t = model.tokenCount(height: h, width: w)
             var input = [Float](repeating: 0, count: b * 3 * h * w)
@@ -46,22 +64,51 @@ struct Bench: ParsableCommand {
                     try model.forward(out: op.baseAddress!, images: ip.baseAddress!, batch: b, height: h, width: w)
                 }
             }
-            var times: [Double] = []
+            var times: [Double] = [], cpu: [Double] = []
             for _ in 0..<repeats {
-                let t0 = monotonicSeconds()
+                let t0 = monotonicSeconds(), c0 = processCPUSeconds()
                 try input.withUnsafeBufferPointer { ip in
                     try out.withUnsafeMutableBufferPointer { op in
                         try model.forward(out: op.baseAddress!, images: ip.baseAddress!, batch: b, height: h, width: w)
                     }
                 }
                 times.append(monotonicSeconds() - t0)
+                cpu.append(processCPUSeconds() - c0)
             }
             let med = times.sorted()[times.count / 2]
+            let cpuPerImage = cpu.sorted()[cpu.count / 2] / Double(b)
             let ips = Double(b) / med
+            let gflops = ips * flopsPerImage / 1e9
+            let pct = peak > 0 ? 100 * gflops / peak : 0
             let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(1, n - s.count)) }
-            print(pad("\(b)", 8) + pad(fmt(ips, 2), 8) + pad(fmt(med * 1000, 1), 11) + pad(fmt(ips * flopsPerImage / 1e9, 1), 10)
-                  + fmt(peakRSSMiB(), 0))
-            print("BENCH batch=\(b) img_per_s=\(fmt(ips, 3)) ms_per_batch=\(fmt(med * 1000, 1)) gflops=\(fmt(ips * flopsPerImage / 1e9, 1)) peak_rss_mib=\(fmt(peakRSSMiB(), 0))")
+            print(pad("\(b)", 8) + pad(fmt(ips, 2), 8) + pad(fmt(med * 1000, 1), 11) + pad(fmt(gflops, 1), 10)
+                  + pad(fmt(pct, 1), 9) + pad(fmt(cpuPerImage, 3), 12) + fmt(peakRSSMiB(), 0))
+            print("BENCH batch=\(b) img_per_s=\(fmt(ips, 3)) ms_per_batch=\(fmt(med * 1000, 1)) gflops=\(fmt(gflops, 1)) "
+                  + "pct_peak=\(fmt(pct, 1)) cpu_s_per_img=\(fmt(cpuPerImage, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0))")
+            if profile {
+                Profile.reset()
+                Profile.enabled = true
+                var total = 0.0
+                for _ in 0..<repeats {
+                    let t0 = monotonicSeconds()
+                    try input.withUnsafeBufferPointer { ip in
+                        try out.withUnsafeMutableBufferPointer { op in
+                            try model.forward(out: op.baseAddress!, images: ip.baseAddress!, batch: b, height: h, width: w)
+                        }
+                    }
+                    total += monotonicSeconds() - t0
+                }
+                Profile.enabled = false
+                let rows = Profile.report()
+                let accounted = rows.reduce(0) { $0 + $1.1 }
+                print("  profile, batch \(b) (wall time per forward, mean of \(repeats); a GEMM row includes its bias fill):")
+                for (kind, sec) in rows.sorted(by: { $0.1 > $1.1 }) {
+                    print("    " + pad(kind.label, 30) + pad(fmt(sec / Double(repeats) * 1000, 2) + " ms", 12)
+                          + fmt(100 * sec / total, 1) + " %")
+                }
+                print("    " + pad("other (dispatch, gaps)", 30) + pad(fmt((total - accounted) / Double(repeats) * 1000, 2) + " ms", 12)
+                      + fmt(100 * (total - accounted) / total, 1) + " %")
+            }
         }
     }
 }

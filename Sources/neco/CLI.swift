@@ -21,7 +21,7 @@ struct NecoCLI: ParsableCommand {
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Safetensors checkpoint (Meta, timm or Hugging Face keys). Default: the embedded DINOv2 ViT-S/14.")
     var model: String?
-    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16); checked against the weights.")
+    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16, dinov3_vits16, dinov3_vits16plus, dinov3_vitb16, dinov3_vitl16, dinov3_vith16plus); checked against the weights.")
     var config: String?
     @Option(name: .long, help: "Register tokens to build (0 drops register weights).")
     var registers: Int?
@@ -88,6 +88,13 @@ func peakRSSMiB() -> Double {
     return Double(u.ru_maxrss) / 1024
 }
 
+/// User + system CPU seconds of this process (all threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+}
+
 func fmt(_ v: Double, _ digits: Int = 2) -> String {
     var p: Double = 1
     for _ in 0..<digits { p *= 10 }
@@ -98,6 +105,11 @@ func fmt(_ v: Double, _ digits: Int = 2) -> String {
         if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
     } else if digits > 0 { s += "." + String(repeating: "0", count: digits) }
     return s
+}
+
+/// "avx512 (available: portable, avx2, avx512)": the kernel path in use (NECO_CPU forces one).
+func cpuPathDescription() -> String {
+    "\(CPUFeatures.path.name) (available: \(CPUFeatures.available.map(\.name).joined(separator: ", ")); NECO_CPU forces one)"
 }
 
 struct Info: ParsableCommand {
@@ -117,8 +129,14 @@ struct Info: ParsableCommand {
         print("feed-forward \(c.ffn.rawValue), width \(c.mlpHidden)")
         print("LayerScale   \(c.layerScale ? "yes" : "no")")
         print("registers    \(c.registers)")
-        print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        print("family       \(c.family.rawValue)")
+        if let rope = c.rope {
+            print("positions    RoPE (axial, base \(rope.base), \(rope.bf16Periods ? "bfloat16" : "float32") periods), qkv bias \(c.qkvBias.rawValue)")
+        } else {
+            print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        }
         print("parameters   \(m.params.count)")
+        print("cpu path     \(cpuPathDescription())")
     }
 }
 

@@ -55,21 +55,6 @@ func reportProgress(_ cache: FeatureCache) {
     }
 }
 
-/// The in-context protocol's result as a table row (`neco eval`, `neco train --eval-every`).
-func inContextRow(_ p: InContextProtocol, _ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample],
-                  classes: Int, predictions: Int = 0) throws -> EvalRow {
-    var q = p
-    q.predictions = predictions
-    let r = try q.evaluate(cache, train: train, val: val, classes: classes)
-    let a = p.augmentation.epochs
-    let aug = a > 0 ? ", memory augmentation \(a) pass\(a > 1 ? "es" : "")" : ""
-    var row = EvalRow(protocolName: "in-context", setting: "k=\(p.k), T=\(p.temperature), memory \(r.memoryPatches) patches\(aug)",
-                      perClass: r.score.perClass, mIoU: r.score.mIoU, extra: "pixel acc \(fmt(100 * r.score.pixelAccuracy, 1))")
-    row.predictions = r.predictions
-    row.matching = r.score.mapping
-    return row
-}
-
 /// One line of the results: a protocol setting and its per-class IoU.
 struct EvalRow {
     var protocolName: String
@@ -77,10 +62,8 @@ struct EvalRow {
     var perClass: [Double]
     var mIoU: Double
     var extra: String = ""
-    /// In-context: the first validation images' predicted class maps (S×S), for pictures.
+    /// In-context: predicted class maps of the first validation images (for --compare-picture).
     var predictions: [[Int32]] = []
-    /// In-context: predicted class → matched ground-truth class (Hungarian).
-    var matching: [Int] = []
 }
 
 struct Eval: ParsableCommand {
@@ -110,6 +93,9 @@ struct Eval: ParsableCommand {
     var memorySize: Int = 0
     @Option(help: "In-context: passes of Hummingbird's memory augmentation over the training images (colour jitter + random resized crop; the protocol uses 1-2); 0 = the un-augmented memory.")
     var augmentEpochs: Int = 0
+    @Option(help: "With --compare: write a picture of in-context segmentations, picture | A | B | ground truth, for the first --picture-count validation images.")
+    var comparePicture: String?
+    @Option(help: "Validation images in --compare-picture.") var pictureCount: Int = 4
     @Option(help: "Linear probe: epochs.") var epochs: Int = 25
     @Option(help: "Linear probe: images per SGD step.") var probeBatch: Int = 8
     @Option(help: "Linear probe: learning rate.") var lr: Float = 0.01
@@ -164,6 +150,22 @@ struct Eval: ParsableCommand {
             results.append(rows)
         }
         printTable(results, classes: benchmark.classes, models: models)
+        if let path = comparePicture {
+            let preds = results.map { rows in rows.first { $0.protocolName == "in-context" }?.predictions ?? [] }
+            guard preds.count == 2, !preds[0].isEmpty else {
+                throw NecoError.invalidArgument("--compare-picture needs --compare and the in-context protocol")
+            }
+            var panels: [RGBImage] = []
+            for i in 0..<min(preds[0].count, preds[1].count) {
+                let (img, lab) = try benchmark.load(val[i])
+                let shown = try Preprocess.apply(img, mode: .stretch(height: size, width: size))
+                panels.append(try Pictures.comparison(image: shown, predictions: [preds[0][i], preds[1][i]],
+                                                      groundTruth: lab.resizedNearest(width: size, height: size, rule: .pil),
+                                                      classes: benchmark.classes.count))
+            }
+            try PNGWriter.write(Pictures.column(panels + [Pictures.legend(classes: benchmark.classes.count)]), to: path)
+            print("wrote \(path): picture | A | B | ground truth, in-context predictions of \(panels.count) validation images")
+        }
     }
 
     /// `--clusters`, or the protocol's counts without those above the number of validation
@@ -189,7 +191,12 @@ struct Eval: ParsableCommand {
         p.temperature = temperature
         p.memorySize = memorySize
         p.augmentation = MemoryAugmentation(epochs: augmentEpochs)
-        return try inContextRow(p, cache, train, val, classes: classes)
+        let r = try p.evaluate(cache, train: train, val: val, classes: classes,
+                               predictions: comparePicture == nil ? 0 : max(0, pictureCount))
+        let aug = augmentEpochs > 0 ? ", memory augmentation ×\(augmentEpochs)" : ""
+        return EvalRow(protocolName: "in-context", setting: "k=\(k), T=\(temperature), memory \(r.memoryPatches) patches\(aug)",
+                       perClass: r.score.perClass, mIoU: r.score.mIoU, extra: "pixel acc \(fmt(100 * r.score.pixelAccuracy, 1))",
+                       predictions: r.predictions)
     }
 
     func linear(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int) throws -> EvalRow {

@@ -33,7 +33,7 @@ struct Train: ParsableCommand {
     @Option(help: "Epochs over the folder (steps = epochs × ⌊images / batch⌋).") var epochs: Int?
     @Option(help: "Images per step.") var batch: Int = 8
     @Option(help: "Global crop size (multiple of the patch size; the paper uses 518).") var globalSize: Int = 224
-    @Option(help: "Local crop size (multiple of the patch size).") var localSize: Int = 98
+    @Option(help: "Local crop size (multiple of the patch size; default 98 for /14 patches, 96 for /16).") var localSize: Int?
     @Option(help: "Global crops per image.") var globalCrops: Int = 2
     @Option(help: "Local crops per image.") var localCrops: Int = 4
     @Option(help: "Reference patches: queue (teacher queue, DINOv2 configs) or batch.") var references: String = "queue"
@@ -56,6 +56,9 @@ struct Train: ParsableCommand {
     @Option(help: "Save a checkpoint every N steps (0 = only on stop and at the end).") var checkpointEvery: Int = 50
     @Option(help: "Per-step log in RUN_DIR: csv, jsonl or none.") var log: String = "csv"
     @Flag(help: "No progress line; one log line per step instead.") var quiet = false
+    @Option(help: "DINOv3: RoPE coordinate rescale factor R ≥ 1 in training (Meta pre-trains with 2; default off).") var ropeRescale: Float?
+    @Option(help: "DINOv3: RoPE coordinate jitter factor J ≥ 1 in training (default off).") var ropeJitter: Float?
+    @Option(help: "DINOv3: RoPE coordinate shift s ≥ 0 in training (default off).") var ropeShift: Float?
     @Option(help: "Evaluate the student every N steps (and before the first and after the last step); keeps the best as best.safetensors. 0 = never.")
     var evalEvery: Int = 0
     @Option(help: "Evaluation protocol during training: incontext (Hummingbird mIoU on the benchmark's validation split).")
@@ -85,7 +88,8 @@ struct Train: ParsableCommand {
                 || relaxation != fresh.relaxation || steepness != fresh.steepness || teacherSteepness != nil
                 || roiSize != fresh.roiSize || logFloor != fresh.logFloor { changed.append("NeCo loss options") }
             if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps
-                || dropPath != fresh.dropPath || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
+                || dropPath != fresh.dropPath || ropeRescale != nil || ropeJitter != nil || ropeShift != nil
+                || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
                 || checkpointEvery != fresh.checkpointEvery || log != fresh.log || evalEvery != fresh.evalEvery {
                 changed.append("optimisation options")
             }
@@ -102,7 +106,7 @@ struct Train: ParsableCommand {
             guard let out else { throw NecoError.invalidArgument("--out RUN_DIR is required for a new run") }
             let folder = try ImageFolder(root: data)
             let model = try modelOptions.load()
-            let config = try makeConfig(images: folder.files.count)
+            let config = try makeConfig(images: folder.files.count, model: model.config)
             run = try NeCoRun(model: model, images: .folder(folder), config: config, directory: out)
             let c = run.config
             print("NeCo run \(out): \(model.config.name) from \(model.source)")
@@ -175,21 +179,20 @@ struct Train: ParsableCommand {
     func makeEvaluator() throws -> NeCoEvaluator {
         guard evalBench == "incontext" else { throw NecoError.invalidArgument("--eval-bench supports incontext") }
         let bench = try Benchmark(path: evalData ?? Benchmark.defaultDirectory + "/synth")
-        var options = InContextProtocol()
-        options.augmentation = MemoryAugmentation(epochs: evalAugmentEpochs)
-        try options.augmentation.validate()
+        var p = InContextProtocol()
+        p.augmentation = MemoryAugmentation(epochs: evalAugmentEpochs)
+        try p.augmentation.validate()
         let size = evalSize
         return NeCoEvaluator(name: "incontext_miou") { model in
-            try model.validateInput(height: size, width: size)
             let cache = try FeatureCache(model: model, bench: bench, size: size, batch: 8)
-            let row = try inContextRow(options, cache, bench.train, bench.val, classes: bench.classes.count)
-            let value = 100 * row.mIoU
-            print("  eval: in-context mIoU \(fmt(value, 2)) (\(row.setting))")
+            let r = try p.evaluate(cache, train: bench.train, val: bench.val, classes: bench.classes.count)
+            let value = 100 * r.score.mIoU
+            print("  eval: in-context mIoU \(fmt(value, 2)) (memory \(r.memoryPatches) patches)")
             return value
         }
     }
 
-    func makeConfig(images: Int) throws -> NeCoRunConfig {
+    func makeConfig(images: Int, model: ViTConfig) throws -> NeCoRunConfig {
         guard batch >= 1 else { throw NecoError.invalidArgument("--batch must be ≥ 1") }
         let total: Int
         switch (steps, epochs) {
@@ -215,13 +218,18 @@ struct Train: ParsableCommand {
         t.warmupSteps = warmupSteps
         t.dropPathRate = dropPath
         t.gradClip = gradClip
+        t.ropeAugment = RoPEAugment(shift: ropeShift, jitter: ropeJitter, rescale: ropeRescale)
+        if t.ropeAugment.isActive && model.rope == nil {
+            throw NecoError.invalidArgument("--rope-rescale/--rope-jitter/--rope-shift need a RoPE (DINOv3) model; \(model.name) has a position table")
+        }
         guard trainLast == 0 || freezeFirst == 0 else { throw NecoError.invalidArgument("give --train-last or --freeze-first, not both") }
         guard trainLast >= 0, freezeFirst >= 0 else { throw NecoError.invalidArgument("--train-last / --freeze-first must be ≥ 0") }
         t.trainable = trainLast > 0 ? .last(trainLast) : (freezeFirst > 0 ? .freezeFirst(freezeFirst) : .all)
         c.trainer = t
         var o = c.objective
         o.crops.globalSize = globalSize
-        o.crops.localSize = localSize
+        // 98 = 7 patches of 14 (NeCo's setting); 96 = 6 patches of 16 for DINOv3's /16 models.
+        o.crops.localSize = localSize ?? (model.patchSize == 14 ? 98 : 6 * model.patchSize)
         o.crops.globalCrops = globalCrops
         o.crops.localCrops = localCrops
         o.roiSize = roiSize

@@ -126,3 +126,47 @@ final class ViTTrainingTests: XCTestCase {
         assertClose(twice, once.array.map { 2 * $0 }, rtol: 1e-5, atol: 1e-7, "gradients accumulate")
     }
 }
+
+/// Thread counts split GEMMs into row or column shares and elementwise kernels into row chunks;
+/// none of that changes what is summed for one output element, and reductions over rows use fixed
+/// blocks (`RowBlocks`), so forward outputs and gradients agree across thread counts.
+final class ThreadCountTests: XCTestCase {
+    /// Same arithmetic per element for every split; the bound only allows for a GEMM library that
+    /// picks a different kernel for a differently shaped share (values here are O(1)).
+    static let atol = 1e-5
+
+    func testForwardAndBackwardAgreeFor1_2_4Threads() throws {
+        // Two ViT-S/14 blocks with registers at 56×56, batch 2: GEMMs large enough to be split.
+        let c = ViTConfig(name: "vits14_2blocks", patchSize: 14, embedDim: 384, depth: 2, heads: 6, mlpHidden: 1536,
+                          ffn: .mlp, layerScale: true, registers: 4, posGrid: 4, posEmbedRule: .bicubic)
+        let params = try ViTParameters(config: c)
+        var r = TestRNG(seed: 5)
+        for i in 0..<params.count { params.slab.base[i] = r.uniform() * 0.05 }
+        let model = ViTModel(params: params, source: "random")
+        let batch = 2, h = 56, w = 56
+        let images = Buf(r.floats(batch * 3 * h * w))
+        let t = model.tokenCount(height: h, width: w)
+        let g = r.floats(batch * t * c.embedDim)
+        let saved = Threads.count
+        defer { Threads.setCount(saved) }
+        var outs: [[Float]] = [], grads: [[Float]] = []
+        for n in [1, 2, 4] {
+            Threads.setCount(n)
+            let out = Buf(zeros: batch * t * c.embedDim)
+            try model.forward(out: out.p, images: images.p, batch: batch, height: h, width: w)
+            outs.append(out.array)
+            let acts = try ViTActivations(config: c, batch: batch, height: h, width: w)
+            try model.forwardTraining(acts, images: images.p)
+            _ = acts.outputGradient.update(from: g)
+            let gp = Buf(zeros: model.params.count)
+            try model.backward(acts, grads: gp.p, images: images.p)
+            grads.append(gp.array)
+        }
+        for k in 1..<3 {
+            assertClose(outs[k], outs[0], rtol: 0, atol: Self.atol, "forward, \([1, 2, 4][k]) threads vs 1")
+            assertClose(grads[k], grads[0], rtol: 0, atol: Self.atol, "gradients, \([1, 2, 4][k]) threads vs 1")
+        }
+        print("  threads 1/2/4: forward identical \(outs[1] == outs[0] && outs[2] == outs[0]), "
+              + "gradients identical \(grads[1] == grads[0] && grads[2] == grads[0])")
+    }
+}

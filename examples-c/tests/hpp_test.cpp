@@ -61,6 +61,7 @@ int main(int argc, char ** argv) {
         mp.n_heads = 4;
         const neco::model model = neco::model::load(tiny, mp);
         CHECK(model.embed_dim() == 32 && model.patch_size() == 14 && model.n_registers() == 4);
+        CHECK(model.family() == NECO_FAMILY_DINOV2);
 
         // Views.
         std::vector<float> buf(10);

@@ -22,24 +22,34 @@ public enum Attention {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
-        do {
-            Threads.parallelChunks(pairs) { slot, s, e in
-                for pair in s..<e {
-                    let b = pair / heads, h = pair % heads
-                    let base = qkv + b * t * 3 * d
-                    let q = base + h * headDim
-                    let k = base + d + h * headDim
-                    let v = base + 2 * d + h * headDim
-                    let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * t * t)
-                    // scores (T, T) = q (T, E) · kᵀ
-                    Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d, parallel: false)
-                    Softmax.forwardInPlace(p, rows: t, cols: t, scale: scale)
-                    // out_h (T, E) = P (T, T) · v (T, E)
-                    Gemm.gemm(out: out + b * t * d + h * headDim, a: p, b: v, m: t, n: headDim, k: t,
-                              ldb: 3 * d, ldc: d, parallel: false)
+        let profiling = Profile.enabled
+        let start = profiling ? monotonicSeconds() : 0
+        Threads.parallelChunks(pairs) { slot, s, e in
+            for pair in s..<e {
+                let b = pair / heads, h = pair % heads
+                let base = qkv + b * t * 3 * d
+                let q = base + h * headDim
+                let k = base + d + h * headDim
+                let v = base + 2 * d + h * headDim
+                let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * t * t)
+                let t0 = profiling ? monotonicSeconds() : 0
+                // scores (T, T) = q (T, E) · kᵀ
+                Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d, parallel: false)
+                let t1 = profiling ? monotonicSeconds() : 0
+                Softmax.forwardInPlace(p, rows: t, cols: t, scale: scale)
+                let t2 = profiling ? monotonicSeconds() : 0
+                // out_h (T, E) = P (T, T) · v (T, E)
+                Gemm.gemm(out: out + b * t * d + h * headDim, a: p, b: v, m: t, n: headDim, k: t,
+                          ldb: 3 * d, ldc: d, parallel: false)
+                if profiling {
+                    let t3 = monotonicSeconds()
+                    Profile.addAttentionPhase(slot: slot, phase: 0, t1 - t0)
+                    Profile.addAttentionPhase(slot: slot, phase: 1, t2 - t1)
+                    Profile.addAttentionPhase(slot: slot, phase: 2, t3 - t2)
                 }
             }
         }
+        if profiling { Profile.addAttention(monotonicSeconds() - start) }
     }
 
     /// Backward given dOut (B, T, D) and the saved probabilities (B, H, T, T).

@@ -68,24 +68,10 @@ public enum AttentionRecompute {
     }
 
     /// In place, for one (T, T) block: g[r, j] ← scale · P[r, j] · (g[r, j] − Σ_k g[r, k] · P[r, k]).
-    /// The same formula as `Softmax.backward(accumulate: false)` with `dInput == dOut`, written
-    /// with one mutable pointer and an 8-lane dot product so that both loops vectorise (the
-    /// aliased two-pointer form runs scalar).
+    /// The formula of `Softmax.backward(accumulate: false)` with `dInput == dOut`.
     @inlinable
     public static func softmaxBackwardInPlace(_ g: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
                                               rows: Int, cols: Int, scale: Float) {
-        for r in 0..<rows {
-            let gr = g + r * cols, y = probs + r * cols
-            var lanes = SIMD8<Float>()
-            var j = 0
-            while j + 8 <= cols {
-                lanes += UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
-                    * UnsafeRawPointer(y + j).loadUnaligned(as: SIMD8<Float>.self)
-                j += 8
-            }
-            var dot = lanes.sum()
-            while j < cols { dot += gr[j] * y[j]; j += 1 }
-            for k in 0..<cols { gr[k] = scale * y[k] * (gr[k] - dot) }
-        }
+        Softmax.backward(dInput: g, dOut: g, probs: probs, rows: rows, cols: cols, scale: scale, accumulate: false)
     }
 }

@@ -1,3 +1,4 @@
+import CNecoKernels
 import NecoCore
 
 extension GELU {
@@ -7,35 +8,15 @@ extension GELU {
     ///     grad[r, j] ← grad[r, j] · gelu'(input[r, j]),   gelu'(x) = Φ(x) + x·φ(x)
     ///     columnSum[j] += Σ_r grad[r, j]                  (when non-nil)
     ///
-    /// Φ(x) = ½(1 + erf(x/√2)) uses `FastMath.erf`'s formula; its exp(−x²/2) is shared with
-    /// φ(x) = exp(−x²/2)/√(2π), so each element costs one exp. Shapes: grad, input (rows, cols);
-    /// columnSum (cols). The column sums add fixed blocks of `RowBlocks.rows` rows in order, so
-    /// they do not depend on the thread count.
-    @inlinable
+    /// Φ(x) = ½(1 + erf(x/√2)) uses the forward's erf; its exp(−x²/2) is shared with
+    /// φ(x) = exp(−x²/2)/√(2π), so each element costs one exp (CNecoKernels). Shapes: grad, input
+    /// (rows, cols); columnSum (cols). The column sums add fixed blocks of `RowBlocks.rows` rows in
+    /// order, so they do not depend on the thread count.
     public static func backwardInPlace(grad: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int,
                                        cols: Int, columnSum: UnsafeMutablePointer<Float>?) {
         RowBlocks.forEach(rows: rows, cols: cols, into: columnSum) { r0, r1, partial in
-            for r in r0..<r1 {
-                let g = grad + r * cols, x = input + r * cols
-                if let partial {
-                    for j in 0..<cols {
-                        let v = g[j] * derivative(x[j])
-                        g[j] = v
-                        partial[j] += v
-                    }
-                } else {
-                    for j in 0..<cols { g[j] = g[j] * derivative(x[j]) }
-                }
-            }
+            nk_gelu_grad_rows(grad + r0 * cols, input + r0 * cols, r1 - r0, cols, partial)
         }
-    }
-
-    /// gelu'(x) = Φ(x) + x·φ(x) with one exp: φ(x)·√(2π) = e^(−x²/2) = e^(−z²) for z = x/√2,
-    /// the same exponential `FastMath.erfWithGaussian` computes for erf(z).
-    @inlinable @inline(__always)
-    public static func derivative(_ x: Float) -> Float {
-        let (erf, e) = FastMath.erfWithGaussian(x * 0.707_106_781_186_547_5)
-        return 0.5 * (1 + erf) + x * (0.398_942_280_401_432_7 * e)
     }
 }
 

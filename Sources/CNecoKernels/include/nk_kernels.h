@@ -1,0 +1,82 @@
+/* nk_kernels.h: libneco's elementwise and row kernels in C, chosen at run time by CPU features.
+ *
+ * Not public API (nothing here is exported from libneco.so; neco.map lists the public names).
+ *
+ * Every kernel exists once in source (kernels_body.h) and is compiled three times, each copy under
+ * a `#pragma clang attribute` target of its own:
+ *   portable  the compiler's baseline for the architecture (SSE2 on x86-64, NEON on arm64);
+ *   avx2      AVX2 + FMA, 8 lanes          (x86-64 only);
+ *   avx512    AVX-512F/DQ/BW/VL + FMA, 16 lanes (x86-64 only).
+ * The first call picks the best path this CPU and operating system support (CPUID + XGETBV).
+ * The environment variable NECO_CPU=portable|avx2|avx512 forces a path; a path the CPU lacks (or an
+ * unknown name) falls back to the best supported path below it with a one-line warning on stderr,
+ * also kept in nk_cpu_note(). So a CPU without AVX2 always runs the portable path: never SIGILL.
+ *
+ * Threading stays with the callers: every kernel runs on the calling thread over the rows or
+ * elements it is given. Pointers may alias only where a comment says so.
+ */
+#ifndef NK_KERNELS_H
+#define NK_KERNELS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Kernel paths (values of nk_cpu_path). */
+enum { NK_PATH_PORTABLE = 0, NK_PATH_AVX2 = 1, NK_PATH_AVX512 = 2, NK_PATH_COUNT = 3 };
+
+/* The active path. */
+int nk_cpu_path(void);
+/* The best path this machine supports. */
+int nk_cpu_best(void);
+/* 1 when `path` can run here. */
+int nk_cpu_supported(int path);
+/* Switches the active path (tests and benchmarks): 0 on success, -1 when `path` is not supported
+ * (nothing changes then). Not thread-safe against kernels running at the same time. */
+int nk_cpu_set_path(int path);
+/* "portable" (or "neon" on arm64), "avx2", "avx512"; "?" for other values. */
+const char *nk_cpu_path_name(int path);
+/* The warning about NECO_CPU given at start-up, or "" when there was none. */
+const char *nk_cpu_note(void);
+
+/* y (n) = exp(x); y may equal x. Relative error <= 2e-7 on [-80, 88.7]; inputs are clamped to it
+ * (e^-80 instead of subnormals, which cost ~100x more). */
+void nk_exp(float *y, const float *x, long n);
+
+/* Exact (erf) GELU: y = x/2 * (1 + erf(x/sqrt2)); y may equal x. */
+void nk_gelu(float *y, const float *x, long n);
+/* dx (n) += dy * gelu'(x). */
+void nk_gelu_backward(float *dx, const float *dy, const float *x, long n);
+/* g (rows, cols) <- g * gelu'(x) in place; colsum (cols) += column sums of the result in row order
+ * when colsum is not NULL. */
+void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *colsum);
+
+/* In place per row: x[r, :] = softmax(scale * x[r, :]) (stabilised by the row maximum). */
+void nk_softmax_rows(float *x, long rows, long cols, float scale);
+/* dx[r, j] (+)= scale * y[r, j] * (dy[r, j] - sum_k dy[r, k] y[r, k]); `=` unless accumulate.
+ * dx may equal dy. */
+void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
+                              int accumulate);
+
+/* LayerNorm per row (biased variance, two passes): out = (x - mean) * rstd * w + b; mean/rstd
+ * (rows) receive the statistics when not NULL. out may equal x. */
+void nk_layernorm_rows(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                       long rows, long dim, float eps);
+/* dx (rows, dim) += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * w. */
+void nk_layernorm_backward_rows(float *dx, const float *dy, const float *x, const float *w, const float *mean,
+                                const float *rstd, long rows, long dim);
+
+/* SwiGLU gating: hidden (rows, h) = silu(gates[:, :h]) * gates[:, h:]; backward accumulates into
+ * dgates (rows, 2h). */
+void nk_swiglu_rows(float *hidden, const float *gates, long rows, long h);
+void nk_swiglu_backward_rows(float *dgates, const float *dhidden, const float *gates, long rows, long h);
+
+/* Peak-FMA probe: runs `iterations` rounds of independent fused multiply-adds on `path`'s widest
+ * registers and returns the number of floating-point operations done (2 per lane per FMA).
+ * Returns 0 when the path is not supported here. */
+double nk_fma_probe(int path, long iterations);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
