@@ -20,9 +20,8 @@ start=$(date +%s)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# 1. unsafeFlags. Allowed while it lasts: `-target-cpu haswell` on NecoCore and NecoTrain (kernel
-#    selection is moving to run time); the clone below drops it, and after that change lands this
-#    exception and the patch in step 2 are dead code that never fires.
+# 1. unsafeFlags: none in any target (kernel selection happens at run time, CNecoKernels; the
+#    linker flags of libneco.so live in CMakeLists.txt).
 "$swift" package --package-path "$root" dump-package > "$work/package.json"
 python3 - "$work/package.json" > "$work/unsafe.txt" <<'PY'
 import json, sys
@@ -31,21 +30,13 @@ for t in pkg["targets"]:
     for s in t.get("settings", []):
         kind = s.get("kind", {})
         if "unsafeFlags" in kind:
-            flags = kind["unsafeFlags"]["_0"]
-            print(t["name"], " ".join(flags), sep="\t")
+            print(t["name"], " ".join(kind["unsafeFlags"]["_0"]), sep="\t")
 PY
-allowed=0 status=0
-while IFS=$'\t' read -r target flags; do
-    [ -n "$target" ] || continue
-    if { [ "$target" = NecoCore ] || [ "$target" = NecoTrain ]; } && [ "$flags" = "-target-cpu haswell" ]; then
-        allowed=1
-    else
-        echo "FAIL: target $target carries unsafeFlags [$flags]"
-        status=1
-    fi
-done < "$work/unsafe.txt"
-[ $status = 0 ] || exit 1
-echo "unsafeFlags: none$([ $allowed = 1 ] && echo ' besides -target-cpu haswell on NecoCore/NecoTrain (dropped in the clone)')"
+if [ -s "$work/unsafe.txt" ]; then
+    while IFS=$'\t' read -r target flags; do echo "FAIL: target $target carries unsafeFlags [$flags]"; done < "$work/unsafe.txt"
+    exit 1
+fi
+echo "unsafeFlags: none"
 
 # 2. A tagged clone.
 version=$(sed -n 's/^#define NECO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' "$root/include/neco.h" | paste -sd.)
@@ -55,11 +46,6 @@ rev=${rev:-HEAD}
 git clone -q --no-checkout "$root" "$work/neco"
 git -C "$work/neco" fetch -q "$root" "$rev"
 git -C "$work/neco" checkout -q FETCH_HEAD
-if [ $allowed = 1 ]; then
-    sed -i 's/^let simdSettings: \[SwiftSetting\] = \[\.unsafeFlags(\["-target-cpu", "haswell"\])\]$/let simdSettings: [SwiftSetting] = []/' \
-        "$work/neco/Package.swift"
-    git -C "$work/neco" -c user.name=test -c user.email=test@localhost commit -qam "consumer test: no -target-cpu"
-fi
 git -C "$work/neco" -c user.name=test -c user.email=test@localhost tag -a "$version" -m "$version"
 echo "clone: $work/neco at $(git -C "$work/neco" rev-parse --short HEAD), tag $version"
 

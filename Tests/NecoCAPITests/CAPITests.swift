@@ -55,6 +55,12 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(NECO_ERR_OOM.rawValue, NecoError.Kind.outOfMemory.rawValue)
         XCTAssertEqual(NECO_ERR_ABORTED.rawValue, NecoError.Kind.aborted.rawValue)
         XCTAssertEqual(NECO_ERR_INTERNAL.rawValue, NecoError.Kind.internal.rawValue)
+        XCTAssertEqual(NECO_ERR_DIVERGED.rawValue, NecoError.Kind.diverged.rawValue)
+        XCTAssertEqual(NECO_ERR_DATA.rawValue, NecoError.Kind.data.rawValue)
+        XCTAssertEqual(NECO_ERR_VERSION.rawValue, NecoError.Kind.version.rawValue)
+        // The version macros of neco.h are the library's version.
+        XCTAssertTrue(String(cString: NecoCAPI.neco_version()).hasPrefix("\(NECO_VERSION_MAJOR).\(NECO_VERSION_MINOR).\(NECO_VERSION_PATCH)+"))
+        XCTAssertEqual(String(cString: NecoCAPI.neco_default_model_path()), DefaultModel.path)
 
         var ix: OpaquePointer? = nil
         XCTAssertEqual(NecoCAPI.neco_index_init(0, &ix), NECO_ERR_INVALID_ARG)
@@ -248,6 +254,60 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(queries.withUnsafeBufferPointer { a in bank.withUnsafeBufferPointer { b in
             NecoCAPI.neco_match_patches(a.baseAddress, Int64(q), b.baseAddress, Int64(m), Int32(d), Int32(k), &idx2, nil, q * k) } }, NECO_OK)
         XCTAssertEqual(idx2, want.indices)
+    }
+
+    /// An older caller's smaller params struct is read up to its struct_size, with defaults beyond;
+    /// unknown sizes are NECO_ERR_VERSION before anything else is read.
+    func testParamsStructSize() throws {
+        let m = try loadTiny()
+        defer { NecoCAPI.neco_model_free(m) }
+        var p = NecoCAPI.neco_extract_default_params()
+        XCTAssertEqual(p.struct_size, MemoryLayout<neco_extract_params>.size)
+        p.out_height = 7
+        p.out_width = 7
+        var shape = neco_feature_shape()
+        XCTAssertEqual(NecoCAPI.neco_extract_shape_nchw(m, 56, 56, &p, &shape), NECO_OK, lastError())
+        XCTAssertEqual(shape.out_height, 7)
+        p.struct_size = MemoryLayout<neco_extract_params>.offset(of: \.out_height)!  // a header before out_height
+        XCTAssertEqual(NecoCAPI.neco_extract_shape_nchw(m, 56, 56, &p, &shape), NECO_OK, lastError())
+        XCTAssertEqual(shape.out_height, 4)  // the default: one feature per patch
+        for bad in [0, 3, MemoryLayout<neco_extract_params>.size + 4, Int.max] {
+            p.struct_size = bad
+            XCTAssertEqual(NecoCAPI.neco_extract_shape_nchw(m, 56, 56, &p, &shape), NECO_ERR_VERSION, "\(bad)")
+            XCTAssertTrue(lastError().contains("struct_size"), lastError())
+        }
+    }
+
+    /// neco_index_save / neco_index_load give back the same bank; a damaged file is FORMAT.
+    func testIndexFileRoundTrip() throws {
+        let dir = try TempFolder(prefix: "neco-capi-index")
+        defer { dir.cleanup() }
+        var ix: OpaquePointer? = nil
+        XCTAssertEqual(NecoCAPI.neco_index_init(8, &ix), NECO_OK)
+        defer { NecoCAPI.neco_index_free(ix) }
+        var rng = TestRNG(seed: 3)
+        let rows = rng.floats(40 * 8)
+        let labels = (0..<40).map { Int32($0 % 3) }
+        XCTAssertEqual(NecoCAPI.neco_index_add(ix, rows, 40, labels), NECO_OK)
+        let path = dir.file("bank.necoindex")
+        XCTAssertEqual(NecoCAPI.neco_index_save(ix, path), NECO_OK, lastError())
+        var back: OpaquePointer? = nil
+        XCTAssertEqual(NecoCAPI.neco_index_load(path, &back), NECO_OK, lastError())
+        defer { NecoCAPI.neco_index_free(back) }
+        XCTAssertEqual(NecoCAPI.neco_index_size(back), 40)
+        var a = [Int64](repeating: 0, count: 40 * 3), b = a
+        var sa = [Float](repeating: 0, count: 40 * 3), sb = sa
+        XCTAssertEqual(NecoCAPI.neco_index_search(ix, rows, 40, 3, &a, &sa, nil, 120), NECO_OK)
+        XCTAssertEqual(NecoCAPI.neco_index_search(back, rows, 40, 3, &b, &sb, nil, 120), NECO_OK)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(sa, sb)
+        var bytes = try FileIO.readAll(path)
+        bytes[bytes.count - 1] ^= 0xFF
+        try FileIO.writeAtomically(path, bytes: bytes)
+        var none: OpaquePointer? = nil
+        XCTAssertEqual(NecoCAPI.neco_index_load(path, &none), NECO_ERR_FORMAT)
+        XCTAssertNil(none)
+        XCTAssertTrue(lastError().contains("checksum"), lastError())
     }
 
     func testHugeAndNegativeSizesAreStatuses() throws {
