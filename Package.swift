@@ -1,16 +1,29 @@
 // swift-tools-version:6.0
 // libneco: NeCo (Patch Neighbor Consistency) training and inference for DINOv2 ViTs, in Swift over OpenBLAS.
 //
-// Module stack (arrows point down; nothing imports a module above it):
+// Module graph (arrows point down; nothing imports a module above it). Products in [brackets].
 //
-//   neco (CLI) ─┐
-//               ├─> Neco (Swift API: feature extraction, PCA picture, .npy)
-//               │      ├─> NecoModel (ViT config, parameters, safetensors, forward)
-//               │      │      └─> NecoCore (GEMM wrapper, kernels, threads, errors) ─> COpenBLAS, CNecoKernels
-//               │      └─> NecoImage (JPEG/PNG decode, PIL-style resize, normalisation, PNG write)
-//               │             ├─> NecoCore
-//               │             └─> CImageIO (libjpeg-turbo with a setjmp error handler, libpng)
-//   _NecoTestSupport (fixtures, assertClose) is used by tests only.
+//   neco [executable neco] ──────────────────────────────┐  CLI: parses arguments and prints
+//   NecoCAPI [dynamic NecoCAPI = libneco.so] ─────────────┤  C ABI: validates, marshals, maps errors
+//      └─> CNecoSupport (last-error buffer, log sink)      │
+//                                                          v
+//   NecoEval [NecoEval]   NecoTrain [NecoTrain]   NecoONNX [NecoONNX]       evaluation, NeCo training, export
+//      │    └────────────┬────┘  │                   ├─> ONNXBridge (C++ over libonnx)
+//      v                 v       │                   │
+//   Neco [Neco]  (feature extraction, PCA picture)   │
+//      │                         │                   │
+//      v                         v                   v
+//   NecoImage [NecoImage]      NecoModel [NecoModel]                        decode/resize, ViT
+//      └─> CImageIO (libjpeg-turbo, libpng)  │
+//      v                                     v
+//   NecoCore (GEMM, kernels, threads, errors, files) ─> COpenBLAS (system library), CNecoKernels
+//
+//   _NecoTestSupport (fixtures, assertClose) is used by tests only; neco-bench-swift by
+//   examples-c/bench/run.sh only.
+//
+// No target of a library product carries `unsafeFlags`: SwiftPM refuses such a package as a
+// versioned (`from:`) dependency. libneco.so's linker flags (version script neco.map, soname
+// libneco.so.0) are passed by CMakeLists.txt, which builds the NecoCAPI product.
 //
 // Custom compile-time flags:
 //   NECO_INTERNAL_CHECKS  per-element invariant and shape checks inside kernels (off by default;
@@ -24,6 +37,16 @@ let package = Package(
     name: "neco",
     products: [
         .library(name: "Neco", targets: ["Neco"]),
+        .library(name: "NecoImage", targets: ["NecoImage"]),
+        .library(name: "NecoModel", targets: ["NecoModel"]),
+        .library(name: "NecoTrain", targets: ["NecoTrain"]),
+        .library(name: "NecoEval", targets: ["NecoEval"]),
+        .library(name: "NecoONNX", targets: ["NecoONNX"]),
+        // libneco.so (include/neco.h). SwiftPM names the file libNecoCAPI.so because the product
+        // name `neco` is taken by the CLI; CMakeLists.txt links it with neco.map and the soname
+        // libneco.so.0, with `-Xswiftc -static-stdlib` (users need no Swift runtime), and installs
+        // it as libneco.so.<version> with the libneco.so.0 and libneco.so links.
+        .library(name: "NecoCAPI", type: .dynamic, targets: ["NecoCAPI"]),
         .executable(name: "neco", targets: ["neco"]),
     ],
     dependencies: [
@@ -37,6 +60,13 @@ let package = Package(
         .target(name: "CNecoKernels", path: "Sources/CNecoKernels"),
         .target(name: "CImageIO", path: "Sources/CImageIO",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        // C++ over Debian's libonnx-dev 1.12 + libprotobuf-dev 3.21 behind a plain-C header
+        // (docs: BUILD-NOTES §2-3). ONNX_ML=1 and ONNX_NAMESPACE=onnx are required by the headers.
+        .target(name: "ONNXBridge", path: "Sources/ONNXBridge",
+                cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx")],
+                linkerSettings: [.linkedLibrary("onnx"), .linkedLibrary("onnx_proto"), .linkedLibrary("protobuf")]),
+        // The thread-local last-error buffer and log sink behind neco.h.
+        .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
 
         // MARK: - Library layers
         .target(name: "NecoCore", dependencies: ["COpenBLAS", "CNecoKernels"]),
@@ -44,19 +74,20 @@ let package = Package(
         .target(name: "NecoModel", dependencies: ["NecoCore"]),
         .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),
         .target(name: "NecoTrain", dependencies: ["NecoCore", "NecoModel", "NecoImage"]),
-
-        // MARK: - ONNX export
-        // C++ over Debian's libonnx-dev 1.12 + libprotobuf-dev 3.21 behind a plain-C header
-        // (docs: BUILD-NOTES §2-3). ONNX_ML=1 and ONNX_NAMESPACE=onnx are required by the headers.
-        .target(name: "ONNXBridge", path: "Sources/ONNXBridge",
-                cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx")],
-                linkerSettings: [.linkedLibrary("onnx"), .linkedLibrary("onnx_proto"), .linkedLibrary("protobuf")]),
+        .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage", "NecoModel", "Neco"]),
         .target(name: "NecoONNX", dependencies: ["NecoModel", "ONNXBridge"]),
 
-        // MARK: - Executables
+        // MARK: - C ABI and executables
+        // `NecoCAPI` holds the `@_cdecl` entry points only (validation, handles, status mapping).
+        // libneco.so then also NEEDs Debian's libonnx.so.1, libonnx_proto.so.1, libprotobuf.so.32
+        // and libstdc++ (neco_export_onnx).
+        .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "NecoTrain", "NecoONNX", "CNecoSupport"]),
         .executableTarget(name: "neco", dependencies: [
             "Neco", "NecoONNX", "NecoTrain", "NecoEval", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Benchmark of the Swift API next to the C ABI (examples-c/bench/run.sh).
+        .executableTarget(name: "neco-bench-swift", dependencies: ["Neco", "NecoCAPI", "CNecoSupport"],
+                          path: "examples-c/bench/swift"),
 
         // MARK: - Tests
         .target(name: "_NecoTestSupport", dependencies: ["NecoCore", "NecoModel"], path: "Sources/_NecoTestSupport"),
@@ -64,35 +95,11 @@ let package = Package(
         .testTarget(name: "NecoImageTests", dependencies: ["NecoImage", "_NecoTestSupport"]),
         .testTarget(name: "NecoModelTests", dependencies: ["NecoModel", "Neco", "_NecoTestSupport"]),
         .testTarget(name: "NecoTrainTests", dependencies: ["NecoTrain", "NecoModel", "NecoCore", "_NecoTestSupport"]),
+        .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore", "_NecoTestSupport"]),
         .testTarget(name: "NecoONNXTests", dependencies: ["NecoONNX", "Neco", "NecoImage", "NecoModel", "NecoTrain",
-                                                      "_NecoTestSupport"]),
+                                                          "_NecoTestSupport"]),
+        .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "CNecoSupport", "Neco", "NecoEval", "NecoImage",
+                                                          "NecoModel", "NecoCore", "NecoONNX", "NecoTrain", "_NecoTestSupport"]),
     ],
     cxxLanguageStandard: .cxx17
 )
-
-// MARK: - C ABI: libneco.so (include/neco.h)
-//
-// `NecoCAPI` holds the `@_cdecl` entry points only (validation, handles, status mapping);
-// `NecoEval` the neighbour search; `NecoTrain` NeCo training; `NecoONNX` the ONNX export (neco_export_onnx: libneco.so then
-// also NEEDs Debian's libonnx.so.1, libonnx_proto.so.1, libprotobuf.so.32 and libstdc++);
-// `CNecoSupport` the thread-local last-error buffer and log sink.
-// The dynamic product `NecoCAPI` is libneco.so: it exports exactly the names listed in neco.map
-// and has the soname libneco.so. SwiftPM names the file libNecoCAPI.so because the product name
-// `neco` is taken by the CLI (SwiftPM ignores a second product of the same name); CMakeLists.txt
-// builds it with `-Xswiftc -static-stdlib` (users need no Swift runtime) and copies it to
-// libneco.so. SwiftPM does not track neco.map: after editing it, delete the .so or touch a source.
-let necoPackageRoot = String(#filePath.dropLast("/Package.swift".count))
-package.products.append(.library(name: "NecoCAPI", type: .dynamic, targets: ["NecoCAPI"]))
-package.targets += [
-    .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
-    .target(name: "NecoEval", dependencies: ["NecoCore", "NecoImage"]),
-    .target(name: "NecoCAPI", dependencies: ["Neco", "NecoEval", "NecoTrain", "NecoONNX", "CNecoSupport"],
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(necoPackageRoot)/neco.map",
-                                           "-Xlinker", "-soname=libneco.so"])]),
-    .testTarget(name: "NecoEvalTests", dependencies: ["NecoEval", "NecoCore"]),
-    .testTarget(name: "NecoCAPITests", dependencies: ["NecoCAPI", "CNecoSupport", "Neco", "NecoEval", "NecoImage",
-                                                      "NecoModel", "NecoCore", "NecoONNX", "NecoTrain", "_NecoTestSupport"]),
-]
-// Benchmark of the Swift API next to the C ABI (examples-c/bench/run.sh).
-package.targets.append(.executableTarget(name: "neco-bench-swift", dependencies: ["Neco", "NecoCAPI", "CNecoSupport"],
-                                         path: "examples-c/bench/swift"))

@@ -214,6 +214,24 @@ int main(int argc, char ** argv) {
     EXPECT_FAIL(neco_index_predict(index, q, nq, &cold, NULL, 0, pred, (size_t)nq), NECO_ERR_INVALID_ARG);
     EXPECT_FAIL(neco_index_predict(NULL, q, nq, &pp, NULL, 0, pred, (size_t)nq), NECO_ERR_INVALID_ARG);
 
+    /* The whole protocol of `neco eval --bench incontext` on the same benchmark: memory of every
+     * training patch with soft labels, pixel labels, Hungarian matching, mIoU. */
+    neco_eval_params evp = neco_eval_default_params();
+    evp.size = ep.height;
+    neco_eval_result res;
+    double per_class[256];
+    CHECK(neco_eval_incontext(model, bench, &evp, &res, per_class, 256));
+    printf("in-context protocol: mIoU %.4f, pixel accuracy %.4f, %d classes, memory %lld patches, %lld/%lld images\n",
+           res.miou, res.pixel_accuracy, res.n_classes, (long long)res.memory_patches, (long long)res.n_train,
+           (long long)res.n_val);
+    double mean = 0;
+    for (int32_t c = 0; c < res.n_classes; c++) mean += per_class[c];
+    if (!(res.miou >= 0 && res.miou <= 1) || res.n_classes < 1 || fabs(mean / res.n_classes - res.miou) > 1e-12) {
+        fprintf(stderr, "inconsistent protocol result\n");
+        return 1;
+    }
+    EXPECT_FAIL(neco_eval_incontext(model, bench, &evp, &res, per_class, (size_t)res.n_classes - 1), NECO_ERR_SHAPE);
+
     neco_index_free(unlabelled);
     neco_index_free(index);
     neco_model_free(model);

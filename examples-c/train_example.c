@@ -73,7 +73,7 @@ static bool on_step(const neco_train_progress * p, void * user_data) {
     printf("  step %lld/%lld loss %.4f lr %.2e momentum %.6f %.2f img/s (data %.2f s, loss %.2f s of %.2f s) ETA %.0f s\n",
            (long long)p->step, (long long)p->total_steps, p->loss, p->lr_backbone, p->momentum, p->images_per_second,
            p->data_seconds, p->loss_seconds, p->step_seconds, p->eta_seconds);
-    return log->stop_after > 0 && log->n >= log->stop_after;
+    return !(log->stop_after > 0 && log->n >= log->stop_after);  /* true = continue */
 }
 
 /* Small and fast: 2 images per step, crops of 4 and 2 patches a side, batch references. */
@@ -193,6 +193,12 @@ int main(int argc, char ** argv) {
     }
     printf("  trained student: features moved by up to %.3g from the original model\n", moved);
     REQUIRE(moved > 0);
+    /* The run folder itself loads as a model: its checkpoint's student, the same weights. */
+    neco_model * from_folder = NULL;
+    CHECK(neco_model_load(run_dir, &mp, &from_folder));
+    CHECK(neco_extract_nchw(from_folder, pixels, 1, ep.height, ep.width, &ep, &o2));
+    for (size_t i = 0; i < shape.patches_per_image; i++) REQUIRE(f1[i] == f2[i]);
+    neco_model_free(from_folder);
     free(pixels);
     free(f0);
     free(f1);
@@ -264,7 +270,7 @@ int main(int argc, char ** argv) {
     snprintf(path, sizeof path, "%s/empty", work_buf);
     mkdir(path, 0755);
     params = small_params(patch, NULL);
-    EXPECT_FAIL(neco_trainer_init_folder(model, path, &params, &none), NECO_ERR_INVALID_ARG);
+    EXPECT_FAIL(neco_trainer_init_folder(model, path, &params, &none), NECO_ERR_DATA);
     params = small_params(patch, run_dir);  /* holds the stopped run */
     EXPECT_FAIL(neco_trainer_init_folder(model, photos, &params, &none), NECO_ERR_INVALID_ARG);
     REQUIRE(none == NULL);

@@ -25,6 +25,8 @@
  *   and stays valid until the next neco_* call on the same thread; do not free it. A successful
  *   fallible call sets it to "". Getters that cannot fail on a valid handle (neco_model_embed_dim,
  *   neco_image_width, ...) return 0 (or NULL) for a NULL handle and set the message.
+ *   NECO_ERR_INTERNAL is reserved for bugs in libneco; everything a caller can cause (arguments,
+ *   files, data, a diverging run) has its own status.
  *   libneco never calls exit() or abort() and never lets a Swift trap reach the caller: every
  *   pointer, size and enum is checked first, and sizes are overflow-checked and capped, so bad
  *   arguments give NECO_ERR_INVALID_ARG / NECO_ERR_SHAPE / NECO_ERR_OOM rather than a crash.
@@ -39,8 +41,16 @@
  *     (floats, int64_t, ...), never in bytes. Size-query functions (neco_extract_shape_rgb,
  *     neco_extract_shape_nchw) say how much room a call needs. On failure the contents of output
  *     buffers are unspecified.
- *   - Borrowed pointers returned by the library (neco_image_data, neco_model_name, neco_version,
- *     neco_status_str, neco_last_error) state their lifetime; never free them.
+ *   - Strings and pointers returned by the library are borrowed: never free them. Each function
+ *     says how long its result lives; in short:
+ *       neco_version, neco_status_str         static: valid for the life of the process
+ *       neco_last_error                       until the next neco_* call on the same thread
+ *       neco_default_model_path               until the next neco_default_model_path call on
+ *                                             the same thread
+ *       neco_model_name                       until neco_model_free of that model
+ *       neco_image_data                       until neco_image_free of that image
+ *       the text passed to a log callback     during the callback only
+ *     Copy a string (strdup, std::string) to keep it longer.
  *   - Inputs are copied; no call keeps a pointer to caller memory after it returns.
  *
  * Thread safety
@@ -59,9 +69,29 @@
  *   (N, 3, H, W) as in PyTorch. Features are row-major float: patches (N, h*w, D) with patches in
  *   raster order (row by row), CLS (N, D), registers (N, R, D).
  *
- * Versioning
- *   Check neco_api_version() == NECO_API_VERSION at startup. Enums and params structs are
- *   append-only; values are never renumbered.
+ * Callbacks
+ *   A callback (neco_log_callback, neco_train_callback) runs on the thread that made the neco_*
+ *   call that triggers it (for logging: any thread that calls libneco). It must return normally:
+ *   a C++ exception or a longjmp must never cross it (catch everything inside; neco.hpp's
+ *   wrappers do). Callbacks may call the neco_* functions that only read (getters,
+ *   neco_last_error, neco_status_str), but not neco_log_set, neco_set_n_threads, nor any function
+ *   on the handle whose call is running the callback. Boolean callbacks return true to continue
+ *   and false to stop.
+ *
+ * Versioning and ABI evolution
+ *   NECO_VERSION_MAJOR/MINOR/PATCH give the header's version; the library's is neco_version().
+ *   The soname is libneco.so.<MAJOR>: within a major version the ABI only grows. Check
+ *   neco_api_version() == NECO_API_VERSION at startup. Enums are append-only; values are never
+ *   renumbered. Every params struct starts with `size_t struct_size`, which its
+ *   neco_*_default_params() fills with sizeof the struct as this header declares it; new fields
+ *   are only ever appended. Always start from the defaults function, then set fields:
+ *       neco_extract_params ep = neco_extract_default_params();
+ *       ep.l2_normalize = true;
+ *   A newer library reads an older caller's smaller struct (struct_size ending at one of its
+ *   fields) and uses defaults for the fields beyond; a struct_size larger than the library knows
+ *   (a newer header than the library), 0, or one that does not end at a field boundary is refused
+ *   with NECO_ERR_VERSION before anything else is read. Renamed functions stay as deprecated
+ *   aliases (NECO_DEPRECATED) until the next major version.
  */
 #ifndef NECO_H
 #define NECO_H
@@ -80,15 +110,41 @@ extern "C" {
 #define NECO_NODISCARD
 #endif
 
+/* NECO_API marks the functions libneco.so exports (default visibility, also when the caller
+ * compiles with -fvisibility=hidden); the library's version script (neco.map) lists the same set. */
+#ifndef NECO_API
+#if defined(__GNUC__) || defined(__clang__)
+#define NECO_API __attribute__((visibility("default")))
+#else
+#define NECO_API
+#endif
+#endif
+
+/* NECO_DEPRECATED("use neco_x instead") marks a function kept for compatibility. */
+#if defined(__GNUC__) || defined(__clang__)
+#define NECO_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#elif defined(_MSC_VER)
+#define NECO_DEPRECATED(msg) __declspec(deprecated(msg))
+#else
+#define NECO_DEPRECATED(msg)
+#endif
+
 /* Version --------------------------------------------------------------------------------- */
+
+/* The library version: the one place it is written (CMakeLists.txt reads its project version,
+ * the soname libneco.so.<MAJOR> and the file name libneco.so.<MAJOR>.<MINOR>.<PATCH> from here). */
+#define NECO_VERSION_MAJOR 0
+#define NECO_VERSION_MINOR 1
+#define NECO_VERSION_PATCH 0
 
 #define NECO_API_VERSION 1
 
 /* NECO_API_VERSION of the loaded library. */
-int32_t neco_api_version(void);
+NECO_API int32_t neco_api_version(void);
 
-/* "0.1.0+<git sha>". Static string; do not free. */
-const char * neco_version(void);
+/* "<MAJOR>.<MINOR>.<PATCH>+<git sha>", e.g. "0.1.0+1a2b3c4", the NECO_VERSION_* macros of the
+ * header the library was built with. Static string: valid for the life of the process; do not free. */
+NECO_API const char * neco_version(void);
 
 /* Errors ---------------------------------------------------------------------------------- */
 
@@ -100,16 +156,22 @@ typedef enum neco_status {
     NECO_ERR_SHAPE = -4,       /* sizes do not fit together (input size, capacity, k, dims) */
     NECO_ERR_OOM = -5,         /* an allocation failed or a size is beyond the limits */
     NECO_ERR_ABORTED = -6,     /* a callback asked to stop */
-    NECO_ERR_INTERNAL = -7     /* a bug in libneco; please report it */
+    NECO_ERR_INTERNAL = -7,    /* a bug in libneco; please report it */
+    NECO_ERR_DIVERGED = -8,    /* training diverged: the loss or a gradient is not finite (no
+                                  weight changed; lower the learning rate or load a checkpoint) */
+    NECO_ERR_DATA = -9,        /* unusable training data: no images, or fewer readable images
+                                  than a batch needs */
+    NECO_ERR_VERSION = -10     /* a params struct's struct_size is 0, garbage, or from a newer
+                                  header than this library */
     /* append new codes here; never renumber */
 } neco_status;
 
 /* Short English name of a status ("ok", "invalid argument", ...). Static; never NULL. */
-const char * neco_status_str(neco_status status);
+NECO_API const char * neco_status_str(neco_status status);
 
 /* Detail message of the last failed call on this thread; "" if it succeeded. Never NULL.
  * Valid until the next neco_* call on this thread; do not free. */
-const char * neco_last_error(void);
+NECO_API const char * neco_last_error(void);
 
 /* Logging --------------------------------------------------------------------------------- */
 
@@ -120,21 +182,30 @@ typedef enum neco_log_level {
     NECO_LOG_ERROR = 3
 } neco_log_level;
 
-/* `text` is one line without a trailing newline, valid only during the call. */
+/* `text` is one line without a trailing newline, valid only during the call. Called on the
+ * thread whose neco_* call logs, possibly several threads at once: make it thread-safe. It may
+ * not call neco_log_set or neco_set_n_threads. No exception or longjmp may leave it. */
 typedef void (*neco_log_callback)(neco_log_level level, const char * text, void * user_data);
 
 /* Routes all log messages to `callback` (which receives every level). NULL restores the default:
  * messages of level NECO_LOG_WARN and above go to stderr. Process-global; not thread-safe. */
-void neco_log_set(neco_log_callback callback, void * user_data);
+NECO_API void neco_log_set(neco_log_callback callback, void * user_data);
 
 /* Threads --------------------------------------------------------------------------------- */
 
 /* Worker threads for GEMMs and kernels (OpenBLAS and libneco's own loops). 1...256, or 0 for
  * the number of processors. Process-global; not thread-safe. */
-NECO_NODISCARD neco_status neco_set_n_threads(int32_t n_threads);
+NECO_API NECO_NODISCARD neco_status neco_set_n_threads(int32_t n_threads);
 
 /* The current worker thread count. */
-int32_t neco_get_n_threads(void);
+NECO_API int32_t neco_get_n_threads(void);
+
+/* Where `scripts/setup.sh` puts the default model (DINOv2 ViT-S/14 fine-tuned with NeCo):
+ * $NECO_MODEL if set, else $NECO_CACHE/models/dinov2_vits14_imgfocus.safetensors with $NECO_CACHE
+ * defaulting to $HOME/.cache/neco. The file need not exist (neco_model_load then fails with
+ * NECO_ERR_IO). Never NULL. Lives in a per-thread buffer: valid until the next
+ * neco_default_model_path call on the same thread; do not free. */
+NECO_API const char * neco_default_model_path(void);
 
 /* Model ----------------------------------------------------------------------------------- */
 
@@ -150,6 +221,8 @@ typedef enum neco_pos_rule {
 } neco_pos_rule;
 
 typedef struct neco_model_params {
+    size_t struct_size;       /* sizeof(neco_model_params) as the caller's header declares it; set by
+                                 neco_model_default_params() */
     int32_t n_heads;           /* attention heads; 0 = embed dim / 64 (all DINO/DINOv2 models). Default 0 */
     int32_t n_registers;       /* register tokens: -1 = as stored in the weights, 0 = drop stored
                                   registers (NeCo "XR"), otherwise must equal the stored count. Default -1 */
@@ -158,33 +231,48 @@ typedef struct neco_model_params {
                                   the size 0; a multiple of the patch size. Default 224 */
     int32_t image_width;       /* as image_height. Default 224 */
     const char * expect_arch;  /* NULL, or a preset the weights must match ("vits14", "vitb14",
-                                  "vitl14", "vitg14", "vits16", "vitb16"). Default NULL */
+                                  "vitl14", "vitg14", "vits16", "vitb16", "dinov3_vits16",
+                                  "dinov3_vits16plus", "dinov3_vitb16", "dinov3_vitl16",
+                                  "dinov3_vith16plus"). Default NULL */
 } neco_model_params;
 
-neco_model_params neco_model_default_params(void);
+NECO_API neco_model_params neco_model_default_params(void);
 
-/* Loads a safetensors checkpoint (Meta, timm or Hugging Face key names; F32/F16/BF16).
+/* Loads a safetensors checkpoint (Meta, timm or Hugging Face key names; F32/F16/BF16), a libneco
+ * training checkpoint (its student) or a NeCo run folder (its checkpoint.safetensors), as
+ * `neco --model` does.
  * `params` NULL = defaults. On success *out_model must be freed with neco_model_free.
  * Errors: INVALID_ARG (NULL path or out_model, bad params), IO (cannot read), FORMAT (not a
  * safetensors ViT checkpoint, truncated, non-finite weights), SHAPE (weights do not fit the
  * params), OOM. */
-NECO_NODISCARD neco_status neco_model_load(const char * path, const neco_model_params * params,
+NECO_API NECO_NODISCARD neco_status neco_model_load(const char * path, const neco_model_params * params,
                                            neco_model ** out_model);
 
 /* Releases a model. NULL is a no-op. No call may use the model concurrently or afterwards. */
-void neco_model_free(neco_model * model);
+NECO_API void neco_model_free(neco_model * model);
 
 /* Architecture getters; 0 (or NULL) for a NULL model. */
-int32_t neco_model_embed_dim(const neco_model * model);    /* D */
-int32_t neco_model_patch_size(const neco_model * model);   /* P, pixels */
-int32_t neco_model_n_layers(const neco_model * model);     /* transformer blocks */
-int32_t neco_model_n_heads(const neco_model * model);
-int32_t neco_model_n_registers(const neco_model * model);  /* R */
-int64_t neco_model_n_params(const neco_model * model);
-int32_t neco_model_image_height(const neco_model * model); /* default input size (params) */
-int32_t neco_model_image_width(const neco_model * model);
+NECO_API int32_t neco_model_embed_dim(const neco_model * model);    /* D */
+NECO_API int32_t neco_model_patch_size(const neco_model * model);   /* P, pixels */
+NECO_API int32_t neco_model_n_layers(const neco_model * model);     /* transformer blocks */
+NECO_API int32_t neco_model_n_heads(const neco_model * model);
+NECO_API int32_t neco_model_n_registers(const neco_model * model);  /* R */
+NECO_API int64_t neco_model_n_params(const neco_model * model);
+NECO_API int32_t neco_model_image_height(const neco_model * model); /* default input size (params) */
+NECO_API int32_t neco_model_image_width(const neco_model * model);
 /* Architecture name ("dinov2_vits14", ...). Valid until neco_model_free; do not free. */
-const char * neco_model_name(const neco_model * model);
+NECO_API const char * neco_model_name(const neco_model * model);
+
+/* How positions enter the model. DINOv3 checkpoints (Meta, timm vit_*_patch16_dinov3 and
+ * Hugging Face DINOv3ViTModel keys) load with neco_model_load like any other; their patch size
+ * is 16 (neco_model_patch_size) and they have 4 registers. */
+typedef enum neco_family {
+    NECO_FAMILY_DINOV2 = 1, /* DINO v1 / DINOv2: a learned position table */
+    NECO_FAMILY_DINOV3 = 2  /* DINOv3: axial RoPE on the patch tokens' queries and keys */
+} neco_family;
+
+/* A neco_family; 0 for a NULL model. */
+NECO_API int32_t neco_model_family(const neco_model * model);
 
 /* Images ---------------------------------------------------------------------------------- */
 
@@ -195,22 +283,22 @@ typedef struct neco_image neco_image;
  * On success *out_image must be freed with neco_image_free.
  * Errors: INVALID_ARG, IO (cannot read), FORMAT (not a JPEG/PNG, corrupt, truncated), OOM (more
  * than 65535 pixels a side or 2^28 pixels). */
-NECO_NODISCARD neco_status neco_image_load(const char * path, neco_image ** out_image);
+NECO_API NECO_NODISCARD neco_status neco_image_load(const char * path, neco_image ** out_image);
 
 /* As neco_image_load, from `n_bytes` bytes of an encoded file in memory (copied; at most 2 GiB).
  * On success *out_image must be freed with neco_image_free. */
-NECO_NODISCARD neco_status neco_image_decode(const void * data, size_t n_bytes, neco_image ** out_image);
+NECO_API NECO_NODISCARD neco_status neco_image_decode(const void * data, size_t n_bytes, neco_image ** out_image);
 
 /* Releases an image. NULL is a no-op. */
-void neco_image_free(neco_image * image);
+NECO_API void neco_image_free(neco_image * image);
 
 /* Size in pixels; 0 for a NULL image. */
-int32_t neco_image_width(const neco_image * image);
-int32_t neco_image_height(const neco_image * image);
+NECO_API int32_t neco_image_width(const neco_image * image);
+NECO_API int32_t neco_image_height(const neco_image * image);
 
 /* The pixels, (height, width, 3) RGB8, row-major, rows not padded (3 * width bytes each).
  * Owned by the image: valid until neco_image_free; do not free. NULL for a NULL image. */
-const uint8_t * neco_image_data(const neco_image * image);
+NECO_API const uint8_t * neco_image_data(const neco_image * image);
 
 /* Feature extraction ---------------------------------------------------------------------- */
 
@@ -226,6 +314,8 @@ typedef enum neco_resize_mode {
 } neco_resize_mode;
 
 typedef struct neco_extract_params {
+    size_t struct_size;       /* sizeof(neco_extract_params) as the caller's header declares it; set by
+                                 neco_extract_default_params() */
     int32_t resize;       /* a neco_resize_mode; ignored for float (NCHW) input. Default NECO_RESIZE_STRETCH */
     int32_t height;       /* model input height in pixels (see neco_resize_mode); 0 together with
                              width = 0 means the model's image_height / image_width. Default 0 */
@@ -240,7 +330,7 @@ typedef struct neco_extract_params {
                              any upsampling. CLS and registers are never normalised. Default false */
 } neco_extract_params;
 
-neco_extract_params neco_extract_default_params(void);
+NECO_API neco_extract_params neco_extract_default_params(void);
 
 /* What one image produces; filled by the size-query functions below. */
 typedef struct neco_feature_shape {
@@ -274,18 +364,18 @@ typedef struct neco_feature_buffers {
  * input would not be a multiple of the patch size, or is smaller than a patch or beyond 16384 a
  * side / 65536 patches), OOM (a picture beyond 65535 a side or 2^28 pixels, or a resize that
  * needs a larger intermediate picture). */
-NECO_NODISCARD neco_status neco_extract_shape_rgb(const neco_model * model, int32_t height, int32_t width,
+NECO_API NECO_NODISCARD neco_status neco_extract_shape_rgb(const neco_model * model, int32_t height, int32_t width,
                                                   const neco_extract_params * params,
                                                   neco_feature_shape * out_shape);
 
 /* Size query for float input of height x width (params->resize is ignored). Errors as above. */
-NECO_NODISCARD neco_status neco_extract_shape_nchw(const neco_model * model, int32_t height, int32_t width,
+NECO_API NECO_NODISCARD neco_status neco_extract_shape_nchw(const neco_model * model, int32_t height, int32_t width,
                                                    const neco_extract_params * params,
                                                    neco_feature_shape * out_shape);
 
 /* Features of one RGB8 picture (height, width, 3), resized and normalised per `params`
  * (NULL = defaults). Errors: INVALID_ARG, SHAPE (size or capacity), OOM. */
-NECO_NODISCARD neco_status neco_extract_rgb(const neco_model * model, const uint8_t * rgb,
+NECO_API NECO_NODISCARD neco_status neco_extract_rgb(const neco_model * model, const uint8_t * rgb,
                                             int32_t height, int32_t width,
                                             const neco_extract_params * params,
                                             const neco_feature_buffers * out);
@@ -293,19 +383,19 @@ NECO_NODISCARD neco_status neco_extract_rgb(const neco_model * model, const uint
 /* Features of a batch of n_images RGB8 pictures: images[i] is (heights[i], widths[i], 3). All
  * pictures must come out at the same model input size (STRETCH and CROP guarantee it; FIT and
  * NONE only for pictures of the same shape), else NECO_ERR_SHAPE. n_images 1...4096. */
-NECO_NODISCARD neco_status neco_extract_rgb_batch(const neco_model * model, const uint8_t * const * images,
+NECO_API NECO_NODISCARD neco_status neco_extract_rgb_batch(const neco_model * model, const uint8_t * const * images,
                                                   const int32_t * heights, const int32_t * widths,
                                                   int32_t n_images, const neco_extract_params * params,
                                                   const neco_feature_buffers * out);
 
 /* Features of a decoded image: neco_extract_rgb on its pixels. */
-NECO_NODISCARD neco_status neco_extract_image(const neco_model * model, const neco_image * image,
+NECO_API NECO_NODISCARD neco_status neco_extract_image(const neco_model * model, const neco_image * image,
                                               const neco_extract_params * params,
                                               const neco_feature_buffers * out);
 
 /* Features of n_images (1...4096) ImageNet-normalised images, float (N, 3, height, width);
  * height and width must be multiples of the patch size. n_images = 1 for a single image. */
-NECO_NODISCARD neco_status neco_extract_nchw(const neco_model * model, const float * images,
+NECO_API NECO_NODISCARD neco_status neco_extract_nchw(const neco_model * model, const float * images,
                                              int32_t n_images, int32_t height, int32_t width,
                                              const neco_extract_params * params,
                                              const neco_feature_buffers * out);
@@ -317,24 +407,37 @@ NECO_NODISCARD neco_status neco_extract_nchw(const neco_model * model, const flo
 typedef struct neco_index neco_index;
 
 /* An empty index for dim-wide rows (1...65536). Free with neco_index_free. */
-NECO_NODISCARD neco_status neco_index_init(int32_t dim, neco_index ** out_index);
+NECO_API NECO_NODISCARD neco_status neco_index_init(int32_t dim, neco_index ** out_index);
 
 /* Releases an index. NULL is a no-op. */
-void neco_index_free(neco_index * index);
+NECO_API void neco_index_free(neco_index * index);
 
 /* Appends n_rows rows of `features` (n_rows, dim), copied and L2-normalised, with labels[i] for
  * row i (`labels` NULL = -1 for all). Rows get consecutive numbers from neco_index_size().
  * n_rows = 0 is a no-op. The whole index holds at most 2^32 floats.
  * Errors: INVALID_ARG (NULL pointers, n_rows < 0, NaN or infinite values: nothing is added),
  * OOM. */
-NECO_NODISCARD neco_status neco_index_add(neco_index * index, const float * features, int64_t n_rows,
+NECO_API NECO_NODISCARD neco_status neco_index_add(neco_index * index, const float * features, int64_t n_rows,
                                           const int32_t * labels);
 
 /* Rows in the index; 0 for NULL. */
-int64_t neco_index_size(const neco_index * index);
+NECO_API int64_t neco_index_size(const neco_index * index);
 
 /* Row width; 0 for NULL. */
-int32_t neco_index_dim(const neco_index * index);
+NECO_API int32_t neco_index_dim(const neco_index * index);
+
+/* Saves the index (rows and labels) to `path` in libneco's index file format: a header with a
+ * magic number, a format version, the row count and width, then the rows and labels and a
+ * 64-bit checksum over everything before it. Written atomically: a failure leaves any previous
+ * file at `path` intact. Reads the index only (may run concurrently with searches).
+ * Errors: INVALID_ARG (NULL pointers, an empty path, a path that is a folder), IO. */
+NECO_API NECO_NODISCARD neco_status neco_index_save(const neco_index * index, const char * path);
+
+/* Loads an index saved by neco_index_save. On success *out_index must be freed with
+ * neco_index_free. Errors: INVALID_ARG (NULL pointers), IO (cannot read), FORMAT (not an index
+ * file, a format version this library does not read, truncated, a checksum mismatch: the file
+ * is corrupt), OOM. */
+NECO_API NECO_NODISCARD neco_status neco_index_load(const char * path, neco_index ** out_index);
 
 /* The k most similar rows for each of n_queries query rows (n_queries, dim), best first (ties
  * by lower row number): out_indices (n_queries, k) row numbers, out_similarities (n_queries, k)
@@ -342,7 +445,7 @@ int32_t neco_index_dim(const neco_index * index);
  * outputs may be NULL (not all); each given one holds `capacity` elements, at least
  * n_queries * k. Errors: INVALID_ARG (NULL pointers, k < 1, n_queries < 0, non-finite queries),
  * SHAPE (k > neco_index_size, capacity too small), OOM. */
-NECO_NODISCARD neco_status neco_index_search(const neco_index * index, const float * queries, int64_t n_queries,
+NECO_API NECO_NODISCARD neco_status neco_index_search(const neco_index * index, const float * queries, int64_t n_queries,
                                              int32_t k, int64_t * out_indices, float * out_similarities,
                                              int32_t * out_labels, size_t capacity);
 
@@ -350,7 +453,7 @@ NECO_NODISCARD neco_status neco_index_search(const neco_index * index, const flo
  * `a` (n_a, dim), the k most similar of the n_b rows of `b` (n_b, dim) by cosine similarity
  * (e.g. the patches outputs of two extractions). out_indices / out_similarities (n_a, k), either
  * may be NULL (not both), `capacity` elements each. Errors as neco_index_search. */
-NECO_NODISCARD neco_status neco_match_patches(const float * a, int64_t n_a, const float * b, int64_t n_b,
+NECO_API NECO_NODISCARD neco_status neco_match_patches(const float * a, int64_t n_a, const float * b, int64_t n_b,
                                               int32_t dim, int32_t k, int64_t * out_indices,
                                               float * out_similarities, size_t capacity);
 
@@ -360,13 +463,15 @@ NECO_NODISCARD neco_status neco_match_patches(const float * a, int64_t n_a, cons
  * labelled patch features is the memory; each query patch takes its k most similar rows and
  * they vote for their labels with weights softmax(cosine / temperature). */
 typedef struct neco_predict_params {
+    size_t struct_size;       /* sizeof(neco_predict_params) as the caller's header declares it; set by
+                                 neco_predict_default_params() */
     int32_t k;            /* voting neighbours, 1...neco_index_size (and at most 2^20). Default 30 */
     int32_t n_classes;    /* C, 1...65536: every label that votes must be in 0...C-1. 0 = 1 + the
                              largest label in the index. Default 0 */
     float temperature;    /* softmax temperature of the vote, > 0. Default 0.02 */
 } neco_predict_params;
 
-neco_predict_params neco_predict_default_params(void);
+NECO_API neco_predict_params neco_predict_default_params(void);
 
 /* Class scores and labels for the n_queries rows of `queries` (n_queries, dim), e.g. the patch
  * features of an image, from the labelled rows of `index`:
@@ -381,10 +486,52 @@ neco_predict_params neco_predict_default_params(void);
  * Errors: INVALID_ARG (NULL pointers, params out of range, non-finite queries, an empty index, an
  * index without labels, a voting row without a label (-1) or with a label >= n_classes),
  * SHAPE (k > neco_index_size, a capacity too small), OOM. */
-NECO_NODISCARD neco_status neco_index_predict(const neco_index * index, const float * queries, int64_t n_queries,
+NECO_API NECO_NODISCARD neco_status neco_index_predict(const neco_index * index, const float * queries, int64_t n_queries,
                                               const neco_predict_params * params,
                                               float * out_scores, size_t scores_capacity,
                                               int32_t * out_labels, size_t labels_capacity);
+
+/* The in-context segmentation protocol of `neco eval --bench incontext` (Hummingbird, NECO-SPEC
+ * §6.1) on a benchmark folder (BENCH/{train,val}/{images,labels}, as scripts/build_benchmark.py
+ * writes): a memory of every training patch with its soft label (Hummingbird's normalisation),
+ * k neighbours voting with softmax(cos / temperature), the scores upsampled bilinearly to the
+ * input size, arg-max, Hungarian matching, mIoU over the benchmark's classes. The same Swift code
+ * as the command line: the same model and params give the same numbers. */
+typedef struct neco_eval_params {
+    size_t struct_size;       /* sizeof(neco_eval_params) as the caller's header declares it; set by
+                                 neco_eval_default_params() */
+    int32_t size;             /* square model input side in pixels, a multiple of the patch size.
+                                 Default 224 */
+    int32_t batch;            /* images per forward pass, 1...256. Default 8 */
+    int32_t max_train;        /* use at most this many training images, 0 = all. Default 0 */
+    int32_t max_val;          /* use at most this many validation images, 0 = all. Default 0 */
+    int32_t k;                /* voting neighbours, >= 1. Default 30 */
+    float temperature;        /* softmax temperature, > 0. Default 0.02 */
+    int32_t memory_size;      /* memory in patches (each training image keeps memory_size / images
+                                 patches, rare classes first), 0 = every patch. Default 0 */
+} neco_eval_params;
+
+NECO_API neco_eval_params neco_eval_default_params(void);
+
+typedef struct neco_eval_result {
+    double miou;              /* mean IoU over the classes, 0...1 */
+    double pixel_accuracy;    /* 0...1 */
+    int32_t n_classes;        /* C of the benchmark */
+    int64_t memory_patches;   /* rows in the memory */
+    int64_t n_train;          /* training and validation images used */
+    int64_t n_val;
+} neco_eval_result;
+
+/* Runs the protocol with `model` on the benchmark folder `bench_dir`; `params` NULL = defaults.
+ * `per_class_iou` may be NULL; otherwise it receives C values (per_class_capacity >= C). Takes
+ * seconds to minutes (every picture goes through the model). Logs progress at NECO_LOG_DEBUG.
+ * Errors: INVALID_ARG (NULL pointers, params out of range), VERSION (params->struct_size), IO (the
+ * folder or a file cannot be read), FORMAT (not a benchmark folder, an unreadable picture or label
+ * map), SHAPE (size not a multiple of the patch size, per_class_capacity too small), DATA (no
+ * training or validation images), OOM. */
+NECO_API NECO_NODISCARD neco_status neco_eval_incontext(const neco_model * model, const char * bench_dir,
+                                                        const neco_eval_params * params, neco_eval_result * out_result,
+                                                        double * per_class_iou, size_t per_class_capacity);
 
 /* Training -------------------------------------------------------------------------------- */
 
@@ -425,6 +572,8 @@ typedef enum neco_relaxation {
 } neco_relaxation;
 
 typedef struct neco_train_params {
+    size_t struct_size;       /* sizeof(neco_train_params) as the caller's header declares it; set by
+                                 neco_train_default_params() */
     int64_t total_steps;      /* T, 1...2^40: the schedules (cosine lr, weight decay, teacher
                                  momentum) span T steps. Default 100 */
     int32_t batch_size;       /* images per step, 1...4096, at most the number of images. Default 8 */
@@ -440,7 +589,10 @@ typedef struct neco_train_params {
     int32_t relaxation;       /* a neco_relaxation. Default NECO_RELAX_CAUCHY */
     double steepness;         /* sorting steepness of the student, > 0. Default 100 */
     double teacher_steepness; /* of the teacher; 0 = the student's. Default 0 */
-    double log_floor;         /* floor inside ln P, 0 (none, as NeCo) ... < 1. Default 0 */
+    double log_floor;         /* floor inside ln P, 0 (none, as NeCo) ... < 1, or -1 = auto: 1e-30
+                                 for the relaxations that underflow at steepness 100 (logistic,
+                                 logistic_phi, gaussian), 0 for the others (`neco train
+                                 --log-floor auto`). Default 0 */
     double lr_backbone;       /* AdamW learning rate of the backbone. Default 1e-5 */
     double lr_head;           /* of the projection head. Default 1e-4 */
     int64_t warmup_steps;     /* linear warm-up steps, 0...T-1. Default 0 */
@@ -459,9 +611,11 @@ typedef struct neco_train_params {
                                  the end. Default 50 */
     int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536. Default 2048 */
     int32_t head_out_dim;     /* the embedding the loss sees, 1...65536. Default 256 */
+    int32_t epochs;           /* > 0: total_steps = epochs x floor(images / batch_size), as `neco
+                                 train --epochs` (total_steps is then ignored). Default 0 */
 } neco_train_params;
 
-neco_train_params neco_train_default_params(void);
+NECO_API neco_train_params neco_train_default_params(void);
 
 /* What one step did (filled by neco_trainer_step and passed to the neco_trainer_run callback). */
 typedef struct neco_train_progress {
@@ -486,61 +640,65 @@ typedef struct neco_train_progress {
     int64_t skipped_images;     /* unreadable images skipped so far (each one also logged as a warning) */
 } neco_train_progress;
 
-/* Called after every step of neco_trainer_run; return true to stop the run there. */
+/* Called after every step of neco_trainer_run, on the thread that called neco_trainer_run;
+ * return true to continue, false to stop the run there (as llama.h's progress callback). It may
+ * read `progress` (valid during the call only) and call getters such as
+ * neco_trainer_step_count, but no other function on the running trainer. No exception or
+ * longjmp may leave it (neco.hpp's trampoline catches them). */
 typedef bool (*neco_train_callback)(const neco_train_progress * progress, void * user_data);
 
 /* A trainer over the JPEG/PNG files under `folder` (recursive). The model's weights are copied:
  * `model` is not changed and may be freed afterwards. `params` NULL = defaults. Free with
  * neco_trainer_free. Errors: INVALID_ARG (NULL pointers, params out of range, crop sizes that are
- * not multiples of the patch size, a batch too small for the reference mode or larger than the
- * folder, a folder without images, a run_dir that already holds a run), IO (the folder cannot be
- * read, run_dir cannot be created), OOM. Unreadable images are skipped during training, with a warning. */
-NECO_NODISCARD neco_status neco_trainer_init_folder(const neco_model * model, const char * folder,
+ * not multiples of the patch size, a batch too small for the reference mode, a run_dir that
+ * already holds a run), VERSION (params->struct_size), DATA (a folder without images, fewer
+ * images than a batch), IO (the folder cannot be read, run_dir cannot be created), OOM. Unreadable images are skipped during training, with a warning. */
+NECO_API NECO_NODISCARD neco_status neco_trainer_init_folder(const neco_model * model, const char * folder,
                                                     const neco_train_params * params,
                                                     neco_trainer ** out_trainer);
 
 /* A trainer over n_images (1...1000000) caller-supplied RGB8 pictures, images[i] of
  * (heights[i], widths[i], 3); the pixels are copied. Otherwise as neco_trainer_init_folder. */
-NECO_NODISCARD neco_status neco_trainer_init_images(const neco_model * model, const uint8_t * const * images,
+NECO_API NECO_NODISCARD neco_status neco_trainer_init_images(const neco_model * model, const uint8_t * const * images,
                                                     const int32_t * heights, const int32_t * widths,
                                                     int32_t n_images, const neco_train_params * params,
                                                     neco_trainer ** out_trainer);
 
 /* Releases a trainer. NULL is a no-op. */
-void neco_trainer_free(neco_trainer * trainer);
+NECO_API void neco_trainer_free(neco_trainer * trainer);
 
 /* One training step on the next batch; `out_progress` may be NULL. Errors: INVALID_ARG (NULL
- * trainer, the run is finished, fewer than batch_size readable images), INTERNAL (the loss or a
- * gradient is not finite: no weight changed, a checkpoint in run_dir stays as it was; load a
- * checkpoint to continue). */
-NECO_NODISCARD neco_status neco_trainer_step(neco_trainer * trainer, neco_train_progress * out_progress);
+ * trainer, the run is finished), DATA (fewer than batch_size readable images), DIVERGED (the
+ * loss or a gradient is not finite: no weight changed, a checkpoint in run_dir stays as it was;
+ * load a checkpoint to continue, e.g. with a lower learning rate). */
+NECO_API NECO_NODISCARD neco_status neco_trainer_step(neco_trainer * trainer, neco_train_progress * out_progress);
 
 /* Runs n_steps more steps (0 = up to total_steps), calling `callback` (may be NULL) after each.
  * With a run_dir it saves checkpoints as described there. Returns NECO_ERR_ABORTED when the
- * callback asked to stop (after saving a checkpoint with a run_dir), otherwise as
+ * callback returned false (after saving a checkpoint with a run_dir), otherwise as
  * neco_trainer_step. */
-NECO_NODISCARD neco_status neco_trainer_run(neco_trainer * trainer, int64_t n_steps,
+NECO_API NECO_NODISCARD neco_status neco_trainer_run(neco_trainer * trainer, int64_t n_steps,
                                             neco_train_callback callback, void * user_data);
 
 /* Steps done so far (0 for NULL). */
-int64_t neco_trainer_step_count(const neco_trainer * trainer);
+NECO_API int64_t neco_trainer_step_count(const neco_trainer * trainer);
 
 /* Saves the complete state (student, teacher, heads, AdamW moments, schedules, random streams,
  * data position, reference queues, params) to `path`, a safetensors file written atomically: a
  * failure leaves any previous file at `path` intact. Its student loads with neco_model_load.
  * Errors: INVALID_ARG, IO. */
-NECO_NODISCARD neco_status neco_trainer_save_checkpoint(neco_trainer * trainer, const char * path);
+NECO_API NECO_NODISCARD neco_status neco_trainer_save_checkpoint(neco_trainer * trainer, const char * path);
 
 /* Loads a checkpoint saved by a trainer built with the same params and the same number of images,
  * so that training continues exactly where it was saved. Errors: INVALID_ARG (NULL pointers, a
  * checkpoint of other params, naming them, or of another image count), IO, FORMAT (not a
  * checkpoint, corrupt, truncated; the trainer is unchanged). */
-NECO_NODISCARD neco_status neco_trainer_load_checkpoint(neco_trainer * trainer, const char * path);
+NECO_API NECO_NODISCARD neco_status neco_trainer_load_checkpoint(neco_trainer * trainer, const char * path);
 
 /* The current student (or, with `teacher`, the EMA teacher) backbone as a new model, an
  * independent copy with the input size of the model the trainer was built from. Free it with
  * neco_model_free. Errors: INVALID_ARG, OOM. */
-NECO_NODISCARD neco_status neco_trainer_get_model(const neco_trainer * trainer, bool teacher,
+NECO_API NECO_NODISCARD neco_status neco_trainer_get_model(const neco_trainer * trainer, bool teacher,
                                                   neco_model ** out_model);
 
 /* Export ---------------------------------------------------------------------------------- */
@@ -553,8 +711,8 @@ NECO_NODISCARD neco_status neco_trainer_get_model(const neco_trainer * trainer, 
  * the model's pos_rule. Initializers carry the canonical (Meta DINOv2) key names of the
  * checkpoint, and the metadata records the architecture, patch size, normalisation constants and
  * position rule.
- * No projection head: a neco_model holds the backbone only, so the graph has no "projection"
- * output. `neco export --with-head` / `--head FILE` (command line) or the Swift API add one. */
+ * A neco_model holds the backbone only; neco_export_params.head_path adds a checkpoint's projection
+ * head as the "projection" output (as `neco export --head FILE` does). */
 
 /* Spatial size of the exported input. */
 typedef enum neco_export_size {
@@ -573,6 +731,8 @@ typedef enum neco_external_data {
 } neco_external_data;
 
 typedef struct neco_export_params {
+    size_t struct_size;       /* sizeof(neco_export_params) as the caller's header declares it; set by
+                                 neco_export_default_params() */
     int32_t input_size;    /* a neco_export_size. Default NECO_EXPORT_SIZE_DYNAMIC */
     int32_t height;        /* NECO_EXPORT_SIZE_FIXED only: input height in pixels, a multiple of the
                               patch size, 1...16384 (and at most 65536 patches in all); 0 together
@@ -580,9 +740,14 @@ typedef struct neco_export_params {
                               with NECO_EXPORT_SIZE_DYNAMIC. Default 0 */
     int32_t width;         /* as height. Default 0 */
     int32_t external_data; /* a neco_external_data. Default NECO_EXTERNAL_DATA_AUTO */
+    const char * head_path; /* NULL, or a safetensors file holding a projection head
+                               (projection_head.{0,2,4}.{weight,bias}: a checkpoint or student file
+                               of a NeCo run, or a NeCo release): the graph then gets a fourth output
+                               "projection" (N, h*w, F), the head applied to every patch token.
+                               The head's input width must be the model's D. Default NULL */
 } neco_export_params;
 
-neco_export_params neco_export_default_params(void);
+NECO_API neco_export_params neco_export_default_params(void);
 
 /* Writes the encoder of `model` to `path` as an ONNX file (e.g. "dinov2_vits14.onnx"); `params`
  * NULL = defaults (dynamic size, weights inside the file). The graph is checked with
@@ -592,11 +757,12 @@ neco_export_params neco_export_default_params(void);
  * only: other threads may extract with it meanwhile. ViT-S/14 takes about 0.5 s and 88 MB.
  * Errors: INVALID_ARG (NULL model or path, an empty path or one over 4096 bytes, a path that is a
  * directory, params out of range: bad enums, negative sizes or sides over 16384, only one of
- * height / width 0, a size with NECO_EXPORT_SIZE_DYNAMIC), SHAPE (a side not a multiple of the
- * patch size, or more than 65536 patches), IO (the folder does not exist or takes no new file, a
+ * height / width 0, a size with NECO_EXPORT_SIZE_DYNAMIC), VERSION (params->struct_size), SHAPE (a
+ * side not a multiple of the patch size, more than 65536 patches, a head of another width), FORMAT
+ * (head_path holds no projection head), IO (the folder does not exist or takes no new file, a
  * write failed), OOM (weights over 2 GiB with NECO_EXTERNAL_DATA_NEVER), INTERNAL (libonnx
  * rejected the graph: a libneco bug). */
-NECO_NODISCARD neco_status neco_export_onnx(const neco_model * model, const char * path,
+NECO_API NECO_NODISCARD neco_status neco_export_onnx(const neco_model * model, const char * path,
                                             const neco_export_params * params);
 
 #ifdef __cplusplus

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Inference benchmark: libneco's forward next to PyTorch (timm) on the same machine, same thread
-# count, in the same run, printed as a ratio. ViT-S/14 with 4 registers at 224, batch 1 and 8.
-#   scripts/bench.sh [threads] [rounds]
+# count, in the same run, printed as a ratio. ViT-S/14 with 4 registers at 224, batch 1 and 8;
+# with ARCH dinov3_vits16, DINOv3 ViT-S/16 (timm vit_small_patch16_dinov3) instead.
+#   scripts/bench.sh [threads] [rounds] [vits14_reg4|dinov3_vits16]
 # PyTorch runs when its environment exists (scripts/setup.sh --reference creates it).
 # The machines are shared and noisy: the script interleaves the two sides over several rounds and
 # reports the median of each side, with the load average.
@@ -9,17 +10,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
 ROUNDS=${2:-3}
+ARCH=${3:-vits14_reg4}
+case "$ARCH" in
+  vits14_reg4) NECO_ARGS=(); TIMM_VARIANT=vit_small_patch14_reg4_dinov2 ;;
+  dinov3_vits16) NECO_ARGS=(--config dinov3_vits16); TIMM_VARIANT=vit_small_patch16_dinov3 ;;
+  *) echo "unknown ARCH '$ARCH' (vits14_reg4 or dinov3_vits16)" >&2; exit 2 ;;
+esac
 REF=${NECO_REF_VENV:-$HOME/.cache/neco-ref}
 scripts/setup.sh >/dev/null
 swift build -c release --product neco >/dev/null
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores, $THREADS threads"
+echo "$ARCH; load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores, $THREADS threads"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 have_torch=0
 "$REF/bin/python" -c "import torch" 2>/dev/null && have_torch=1
 for r in $(seq "$ROUNDS"); do
-  .build/release/neco bench --threads "$THREADS" --batches 1,8 --repeats 5 | grep '^BENCH' >> "$tmp/neco"
+  .build/release/neco bench "${NECO_ARGS[@]}" --threads "$THREADS" --batches 1,8 --repeats 5 | grep '^BENCH' >> "$tmp/neco"
   if [ "$have_torch" = 1 ]; then
-    "$REF/bin/python" scripts/bench_torch.py --threads "$THREADS" --batches 1,8 --repeats 5 >> "$tmp/torch"
+    "$REF/bin/python" scripts/bench_torch.py --variant "$TIMM_VARIANT" --threads "$THREADS" --batches 1,8 --repeats 5 >> "$tmp/torch"
   fi
 done
 python3 - "$tmp" "$have_torch" <<'PY'

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch side of scripts/bench.sh: timm ViT-S/14 with 4 registers, forward_features, fp32.
+"""PyTorch side of scripts/bench.sh: timm ViT-S/14 with 4 registers (or --variant, e.g.
+vit_small_patch16_dinov3), forward_features, fp32.
 
 Measured the way docs/REFERENCE-NUMBERS describes: torch.set_num_threads(N), inference_mode,
 random weights (same cost as trained ones) or, with --weights, a safetensors file of timm keys (the
@@ -25,13 +26,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--weights", help="safetensors file with timm keys to load")
     ap.add_argument("--save-weights", help="write seeded random weights (timm keys) here and exit")
+    ap.add_argument("--variant", default="vit_small_patch14_reg4_dinov2")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     timm = import_timm()
     torch.manual_seed(0)
-    model = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=args.size).eval()
+    model = timm.create_model(args.variant, pretrained=False, img_size=args.size).eval()
     if args.save_weights:
         from safetensors.torch import save_file
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.save_weights)

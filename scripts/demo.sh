@@ -2,11 +2,13 @@
 # The main job. Sets everything up (idempotent: packages, the default model, sample photos, the
 # benchmark, a release build), then on the embedded default model (DINOv2 ViT-S/14):
 #   1. dense features of the sample photos and their PCA pictures (out/demo/);
-#   2. a short NeCo post-pretraining run on real photos from packages at reduced crop sizes
-#      (out/train/: checkpoint, log.csv, student.safetensors), with its loss-curve summary;
+#   2. a shortened NeCo recipe (scripts/recipe.sh): post-pretraining on the benchmark's training
+#      images with the in-context evaluation during the run (out/train/: checkpoint, log.csv,
+#      eval.csv, curves.png, best.safetensors), then the before/after in-context table and
+#      segmentations (out/train/compare.png) and its GAIN line;
 #   3. PCA pictures before and after training (out/train/pca_before.png, pca_after.png).
 # Rerunning continues a stopped run and skips a finished one (rm -rf out/train to train again).
-# Extra arguments go to `neco train` (e.g. --steps 100 --threads 2).
+# DEMO_STEPS changes the number of steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,20 +20,14 @@ $NECO demo --out out/demo
 
 RUN=out/train
 echo
-if [ -f "$RUN/student.safetensors" ]; then
-  echo "== NeCo run: $RUN is finished already (rm -rf $RUN to train again)"
-elif [ -f "$RUN/checkpoint.safetensors" ]; then
-  echo "== NeCo run: resuming $RUN"
-  $NECO train --resume "$RUN"
-else
-  # About 3-4 minutes on 2 cores: 60 steps of 4 images, 2 global crops of 112 px and 4 local crops
-  # of 56 px each, queue references, NeCo's learning rates and schedules.
-  echo "== NeCo run: post-pretraining the default model on $CACHE/train-photos"
-  $NECO train --data "$CACHE/train-photos" --out "$RUN" --steps 60 --batch 4 --global-size 112 --local-size 56 \
-    --checkpoint-every 10 "$@"
-fi
+# A shortened NeCo recipe (scripts/recipe.sh, docs/EXPERIMENTS.md): 24 steps of 4 benchmark training
+# images (2 global crops of 224 px + 4 local crops of 98 px, queue references), the in-context
+# mIoU on the validation split before, during and after (curves.png, best.safetensors), then the
+# before/after table and segmentations. About 10 minutes on 2 cores.
+RUN="$RUN" STEPS=${DEMO_STEPS:-24} EVAL_EVERY=12 EVAL_BENCH=incontext scripts/recipe.sh
 
 echo
 echo "== PCA of the patch features before and after NeCo"
 $NECO pca --image "$CACHE/photos/chelsea.png" --out "$RUN/pca_before.png"
-$NECO pca --model "$RUN/student.safetensors" --image "$CACHE/photos/chelsea.png" --out "$RUN/pca_after.png"
+$NECO pca --model "$RUN/best.safetensors" --image "$CACHE/photos/chelsea.png" --out "$RUN/pca_after.png"
+echo "pictures: $RUN/curves.png (loss and in-context mIoU), $RUN/compare.png (segmentations), $RUN/pca_before.png, $RUN/pca_after.png"

@@ -13,7 +13,7 @@ check MANIFEST.json
          "cases": [{"name": "...", "onnx": "a.onnx", "input": "x.npy",
                     "expected": {"patch_tokens": "p.npy", ...}}]}
     For every model: onnx.checker.check_model(path, full_check=True), IR version, opset and the
-    output names. For every case: ONNX Runtime (CPU) on the input, max |ORT − Swift| per output
+    output names, and no control flow (If / Loop / Scan). For every case: ONNX Runtime (CPU) on the input, max |ORT − Swift| per output
     must be ≤ tolerance. Prints one line per case; exit status 1 on any failure.
 
 bench --onnx MODEL.onnx [--batch 8] [--size 224] [--threads N] [--repeats 5]
@@ -70,6 +70,10 @@ def check_model(spec, base):
     inputs = [i.name for i in m.graph.input]
     if inputs != ["pixel_values"]:
         problems.append(f"inputs {inputs}")
+    # Control flow breaks TensorRT and other consumers; the exporter never emits it.
+    control = sorted({n.op_type for n in m.graph.node} & set(spec.get("forbid_ops", ["If", "Loop", "Scan"])))
+    if control:
+        problems.append(f"control-flow nodes {control}")
     status = "ok" if not problems else "FAIL " + "; ".join(problems)
     print(f"model {spec['onnx']}: checker(full_check) ok, IR {m.ir_version}, opset {opsets}, "
           f"{len(m.graph.node)} nodes, {len(m.graph.initializer)} initializers: {status}")

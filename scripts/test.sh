@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up (idempotent) and runs every test: the Swift test suites and the C/C++ CTest
-# suite (examples, install-tree consumers, the C abuse test). Exit status 0 means all passed.
+# Sets everything up (idempotent) and runs every test: the Swift test suites, a Swift package that
+# depends on a tagged clone of this one (scripts/test-swift-consumer.sh, about 2 minutes) and the
+# C/C++ CTest suite (examples, install-tree consumers, the C abuse test). Exit status 0 means all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -10,7 +11,9 @@ swift test -c release
 # the run above used the best path of this CPU (see CPUFeatures, NECO_CPU).
 echo "== swift test, numeric parity on NECO_CPU=portable"
 NECO_CPU=portable swift test -c release --skip-build \
-  --filter 'NecoCoreTests|ViTParityTests|LayerGradTests|PyTorchParityTests|ViTTrainingTests|FeaturesTests|ONNXRuntimeParityTests'
+  --filter 'NecoCoreTests|ViTParityTests|LayerGradTests|PyTorchParityTests|OfficialStepTests|ViTTrainingTests|FeaturesTests|ONNXRuntimeParityTests'
+echo "== Swift consumer: libneco as a versioned (from: 0.1.0) dependency of another package"
+scripts/test-swift-consumer.sh
 if [ -f CMakeLists.txt ]; then
   echo "== cmake + ctest"
   cmake -S . -B .build/cmake -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/.build/cmake-install" >/dev/null

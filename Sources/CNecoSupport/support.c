@@ -68,6 +68,9 @@ const char * neco_support_status_str(int32_t status) {
     case -5: return "out of memory";
     case -6: return "aborted";
     case -7: return "internal error";
+    case -8: return "diverged";
+    case -9: return "unusable data";
+    case -10: return "params version";
     default: return "unknown status";
     }
 }
@@ -76,4 +79,84 @@ const char * neco_support_status_str(int32_t status) {
 #define NECO_GIT_SHA "unknown"
 #endif
 
-const char * neco_support_version(void) { return "0.1.0+" NECO_GIT_SHA; }
+#define NECO_STR2(x) #x
+#define NECO_STR(x) NECO_STR2(x)
+/* NECO_VERSION_* come from include/neco.h, the one place the version is written (CMake reads it too). */
+const char * neco_support_version(void) {
+    return NECO_STR(NECO_VERSION_MAJOR) "." NECO_STR(NECO_VERSION_MINOR) "." NECO_STR(NECO_VERSION_PATCH) "+" NECO_GIT_SHA;
+}
+
+/* ---- params struct sizes ---------------------------------------------------------------------
+ * The accepted struct_size values of each params struct: the end of every field (an older header
+ * that stopped there) and sizeof (tail padding included). Fields are appended to neco.h, and the
+ * list of each struct here grows with them. */
+#define NECO_END(T, f) (offsetof(T, f) + sizeof(((T *)0)->f))
+
+static const size_t model_ends[] = {
+    NECO_END(neco_model_params, n_heads), NECO_END(neco_model_params, n_registers),
+    NECO_END(neco_model_params, pos_rule), NECO_END(neco_model_params, image_height),
+    NECO_END(neco_model_params, image_width), NECO_END(neco_model_params, expect_arch),
+    sizeof(neco_model_params)};
+static const size_t extract_ends[] = {
+    NECO_END(neco_extract_params, resize), NECO_END(neco_extract_params, height),
+    NECO_END(neco_extract_params, width), NECO_END(neco_extract_params, out_height),
+    NECO_END(neco_extract_params, out_width), NECO_END(neco_extract_params, l2_normalize),
+    sizeof(neco_extract_params)};
+static const size_t predict_ends[] = {
+    NECO_END(neco_predict_params, k), NECO_END(neco_predict_params, n_classes),
+    NECO_END(neco_predict_params, temperature), sizeof(neco_predict_params)};
+static const size_t train_ends[] = {
+    NECO_END(neco_train_params, total_steps), NECO_END(neco_train_params, batch_size),
+    NECO_END(neco_train_params, global_size), NECO_END(neco_train_params, local_size),
+    NECO_END(neco_train_params, n_global_crops), NECO_END(neco_train_params, n_local_crops),
+    NECO_END(neco_train_params, roi_size), NECO_END(neco_train_params, references),
+    NECO_END(neco_train_params, queue_length), NECO_END(neco_train_params, sort_net),
+    NECO_END(neco_train_params, relaxation), NECO_END(neco_train_params, steepness),
+    NECO_END(neco_train_params, teacher_steepness), NECO_END(neco_train_params, log_floor),
+    NECO_END(neco_train_params, lr_backbone), NECO_END(neco_train_params, lr_head),
+    NECO_END(neco_train_params, warmup_steps), NECO_END(neco_train_params, drop_path),
+    NECO_END(neco_train_params, train_last_blocks), NECO_END(neco_train_params, freeze_first_blocks),
+    NECO_END(neco_train_params, grad_clip), NECO_END(neco_train_params, seed),
+    NECO_END(neco_train_params, run_dir), NECO_END(neco_train_params, checkpoint_every),
+    NECO_END(neco_train_params, head_hidden_dim), NECO_END(neco_train_params, head_out_dim),
+    NECO_END(neco_train_params, epochs), sizeof(neco_train_params)};
+static const size_t export_ends[] = {
+    NECO_END(neco_export_params, input_size), NECO_END(neco_export_params, height),
+    NECO_END(neco_export_params, width), NECO_END(neco_export_params, external_data),
+    NECO_END(neco_export_params, head_path), sizeof(neco_export_params)};
+
+static const size_t eval_ends[] = {
+    NECO_END(neco_eval_params, size), NECO_END(neco_eval_params, batch), NECO_END(neco_eval_params, max_train),
+    NECO_END(neco_eval_params, max_val), NECO_END(neco_eval_params, k), NECO_END(neco_eval_params, temperature),
+    NECO_END(neco_eval_params, memory_size), sizeof(neco_eval_params)};
+
+int32_t neco_support_params_size(int32_t kind, size_t struct_size) {
+    const size_t * ends;
+    size_t n;
+    switch (kind) {
+    case NECO_SUPPORT_MODEL_PARAMS: ends = model_ends; n = sizeof model_ends / sizeof *model_ends; break;
+    case NECO_SUPPORT_EXTRACT_PARAMS: ends = extract_ends; n = sizeof extract_ends / sizeof *extract_ends; break;
+    case NECO_SUPPORT_PREDICT_PARAMS: ends = predict_ends; n = sizeof predict_ends / sizeof *predict_ends; break;
+    case NECO_SUPPORT_TRAIN_PARAMS: ends = train_ends; n = sizeof train_ends / sizeof *train_ends; break;
+    case NECO_SUPPORT_EXPORT_PARAMS: ends = export_ends; n = sizeof export_ends / sizeof *export_ends; break;
+    case NECO_SUPPORT_EVAL_PARAMS: ends = eval_ends; n = sizeof eval_ends / sizeof *eval_ends; break;
+    default: return 3;
+    }
+    if (struct_size < sizeof(size_t)) return 1;
+    if (struct_size > ends[n - 1]) return 2;
+    for (size_t i = 0; i < n; i++) {
+        if (ends[i] == struct_size) return 0;
+    }
+    return 3;
+}
+
+static _Thread_local char path_buffer[NECO_SUPPORT_PATH_LEN];
+
+const char * neco_support_set_path(const char * path) {
+    if (path == NULL) path = "";
+    size_t n = strlen(path);
+    if (n > NECO_SUPPORT_PATH_LEN - 1) n = NECO_SUPPORT_PATH_LEN - 1;
+    memcpy(path_buffer, path, n);
+    path_buffer[n] = 0;
+    return path_buffer;
+}

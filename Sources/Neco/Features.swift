@@ -204,3 +204,71 @@ public enum DefaultModel {
         return try WeightLoader.load(path: p, options: options)
     }
 }
+
+/// Caller-owned outputs of `FeatureExtractor.extract(tensor:batch:height:width:outputSize:l2Normalize:into:)`;
+/// a nil buffer skips that output. Each must hold at least batch × its per-image count.
+public struct FeatureBuffers {
+    /// (B, outH·outW, D) patch features, rows in raster order.
+    public var patches: UnsafeMutableBufferPointer<Float>?
+    /// (B, D) CLS tokens.
+    public var cls: UnsafeMutableBufferPointer<Float>?
+    /// (B, R, D) register tokens (nothing is written when R = 0).
+    public var registers: UnsafeMutableBufferPointer<Float>?
+
+    public init(patches: UnsafeMutableBufferPointer<Float>? = nil, cls: UnsafeMutableBufferPointer<Float>? = nil,
+                registers: UnsafeMutableBufferPointer<Float>? = nil) {
+        self.patches = patches
+        self.cls = cls
+        self.registers = registers
+    }
+}
+
+extension FeatureExtractor {
+    /// Features of normalised images (B, 3, H, W) written into caller buffers, with the patch map
+    /// at any output size: `outputSize` nil keeps one feature per patch (h × w); otherwise the
+    /// (h, w, D) map of each image is upsampled bilinearly with half-pixel centres
+    /// (`Normalize.upsampleBilinear`, as PyTorch's `interpolate(align_corners=False)`) to
+    /// outH × outW. With `l2Normalize` every patch feature is divided by max(‖x‖₂, 1e-12) after
+    /// any upsampling; CLS and registers are never normalised. The C ABI's extraction calls this.
+    ///
+    /// - Throws: `.shape` for an input the model cannot take or a buffer that is too small;
+    ///   `.invalidArgument` for a non-positive batch or output size.
+    public func extract(tensor: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
+                        outputSize: (height: Int, width: Int)? = nil, l2Normalize: Bool = false,
+                        into out: FeatureBuffers) throws {
+        guard batch >= 1 else { throw NecoError.invalidArgument("batch = \(batch) must be ≥ 1") }
+        try model.validateInput(height: height, width: width)
+        let c = model.config
+        let gh = height / c.patchSize, gw = width / c.patchSize, d = c.embedDim, r = c.registers
+        let (oh, ow) = outputSize ?? (gh, gw)
+        guard oh >= 1, ow >= 1 else { throw NecoError.invalidArgument("output size \(oh)×\(ow) must be at least 1×1") }
+        let upsample = outputSize != nil
+        let patchesPerImage = oh * ow * d
+        func need(_ b: UnsafeMutableBufferPointer<Float>?, _ perImage: Int, _ name: String) throws {
+            guard let b else { return }
+            let (n, o) = batch.multipliedReportingOverflow(by: perImage)
+            guard !o, b.count >= n else {
+                throw NecoError.shape("the \(name) buffer holds \(b.count) floats, need \(batch) × \(perImage)")
+            }
+        }
+        try need(out.patches, patchesPerImage, "patches")
+        try need(out.cls, d, "cls")
+        try need(out.registers, r * d, "registers")
+
+        let f = try extract(tensor: tensor, batch: batch, height: height, width: width, l2Normalize: l2Normalize && !upsample)
+        if let cls = out.cls, let base = cls.baseAddress { f.cls.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: $0.count) } }
+        if let regs = out.registers, let base = regs.baseAddress, r > 0 {
+            f.registerTokens.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: $0.count) }
+        }
+        guard let patches = out.patches?.baseAddress else { return }
+        if !upsample {
+            f.patches.withUnsafeBufferPointer { patches.update(from: $0.baseAddress!, count: $0.count) }
+            return
+        }
+        for b in 0..<batch {
+            var up = Normalize.upsampleBilinear(f.patches(of: b), height: gh, width: gw, dim: d, outHeight: oh, outWidth: ow)
+            if l2Normalize { Normalize.l2Rows(&up, dim: d) }
+            up.withUnsafeBufferPointer { (patches + b * patchesPerImage).update(from: $0.baseAddress!, count: patchesPerImage) }
+        }
+    }
+}

@@ -109,6 +109,26 @@ func checkedProduct(_ factors: [Int], limit: Int = Int.max, _ what: @autoclosure
     return p
 }
 
+/// The caller's params struct, or `defaults` for NULL. The struct's leading `struct_size` says how
+/// much of it the caller's header declares: only that many bytes are read, and the fields beyond
+/// keep their defaults (an older, smaller struct). A size of 0, beyond this library's struct (a
+/// newer header) or not at a field boundary is a `.version` error.
+func readParams<T>(_ p: UnsafePointer<T>?, _ kind: Int32, _ defaults: T, _ type: String) throws -> T {
+    guard let p else { return defaults }
+    let size = UnsafeRawPointer(p).load(as: Int.self)  // size_t struct_size, the first field of every params struct
+    let fix = "initialise it with \(type.dropLast("_params".count))_default_params()"
+    switch neco_support_params_size(kind, size) {
+    case 0: break
+    case 1: throw NecoError(.version, "params->struct_size = \(UInt(bitPattern: size)) is too small: \(fix)")
+    case 2: throw NecoError(.version, "params->struct_size = \(UInt(bitPattern: size)) is larger than this library's \(type) "
+                                 + "(\(MemoryLayout<T>.size) bytes): the caller was built with a newer neco.h than libneco \(String(cString: neco_support_version()))")
+    default: throw NecoError(.version, "params->struct_size = \(size) is not the size of any version of \(type): \(fix)")
+    }
+    var out = defaults
+    withUnsafeMutableBytes(of: &out) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size)) }
+    return out
+}
+
 /// A caller's capacity (size_t, imported as Int): values at or beyond 2^63 are refused.
 func capacity(_ c: Int, _ argument: String) throws -> Int {
     guard c >= 0 else { throw NecoError.invalidArgument("\(argument) \(UInt(bitPattern: c)) is beyond 2^63") }

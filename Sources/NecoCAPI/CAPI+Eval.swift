@@ -11,13 +11,11 @@ import Glibc
 
 enum PredictLimits {
     static let maxClasses: Int32 = 1 << 16
-    /// Query rows searched per chunk, so that the (rows, k) scratch stays small.
-    static let chunkRows = 4096
 }
 
 @_cdecl("neco_predict_default_params")
 public func neco_predict_default_params() -> neco_predict_params {
-    neco_predict_params(k: 30, n_classes: 0, temperature: 0.02)
+    neco_predict_params(struct_size: MemoryLayout<neco_predict_params>.size, k: 30, n_classes: 0, temperature: 0.02)
 }
 
 /// Checks a (rows, dim) query block: non-negative, no overflow, within the per-call limit.
@@ -40,7 +38,7 @@ public func neco_index_predict(_ index: OpaquePointer?, _ queries: UnsafePointer
         guard outScores != nil || outLabels != nil else {
             throw NecoError.invalidArgument("out_scores and out_labels are both NULL")
         }
-        let p = params?.pointee ?? neco_predict_default_params()
+        let p = try readParams(params, Int32(NECO_SUPPORT_PREDICT_PARAMS), neco_predict_default_params(), "neco_predict_params")
         guard p.k >= 1, p.k <= IndexLimits.maxK else {
             throw NecoError.invalidArgument("params.k = \(p.k) out of range 1...\(IndexLimits.maxK)")
         }
@@ -51,69 +49,65 @@ public func neco_index_predict(_ index: OpaquePointer?, _ queries: UnsafePointer
             throw NecoError.invalidArgument("params.n_classes = \(p.n_classes) out of range 0...\(PredictLimits.maxClasses) (0 = from the index)")
         }
         let rows = try queryRows(nQueries, bank.dim)
-        guard bank.count > 0 else { throw NecoError.invalidArgument("the index is empty: add labelled rows first") }
-        let k = Int(p.k)
-        guard k <= bank.count else {
-            throw NecoError.shape("params.k = \(k) is larger than the index (\(bank.count) rows)")
-        }
-        // Classes: given, or 1 + the largest label; an index without any label is refused.
-        var maxLabel: Int32 = -1
-        for i in 0..<bank.count { maxLabel = max(maxLabel, bank.label(i) ?? -1) }
-        guard maxLabel >= 0 else {
-            throw NecoError.invalidArgument("the index has no labels: add rows with labels (neco_index_add with a labels array) to predict from it")
-        }
-        let classes = p.n_classes > 0 ? Int(p.n_classes) : Int(maxLabel) + 1
-        guard Int(maxLabel) < classes else {
-            throw NecoError.invalidArgument("the index holds label \(maxLabel), which is not below params.n_classes = \(classes)")
-        }
-        if outScores != nil {
-            let need = try checkedProduct([rows, classes], "n_queries × n_classes")
-            let have = try capacity(scoresCapacity, "scores_capacity")
-            guard have >= need else {
-                throw NecoError.shape("scores_capacity = \(have) elements, need \(need) (\(rows) queries × \(classes) classes)")
-            }
-        }
-        if outLabels != nil {
-            let have = try capacity(labelsCapacity, "labels_capacity")
-            guard have >= rows else { throw NecoError.shape("labels_capacity = \(have) elements, need \(rows) (one per query)") }
-        }
-        if rows == 0 { return }
+        let scores = try outScores.map { UnsafeMutableBufferPointer(start: $0, count: try capacity(scoresCapacity, "scores_capacity")) }
+        let labels = try outLabels.map { UnsafeMutableBufferPointer(start: $0, count: try capacity(labelsCapacity, "labels_capacity")) }
+        // Searching, voting and the arg-max are PatchIndex.predict's (NecoEval).
+        try bank.predict(queries: queries, rows: rows, k: Int(p.k), temperature: p.temperature,
+                         classes: p.n_classes > 0 ? Int(p.n_classes) : nil, scores: scores, labels: labels)
+    }
+}
 
-        // Chunks of queries: search, check the voters' labels, vote, arg-max.
-        let chunk = min(rows, PredictLimits.chunkRows)
-        let (slots, o1) = chunk.multipliedReportingOverflow(by: k)
-        let (scoreSlots, o2) = chunk.multipliedReportingOverflow(by: classes)
-        guard !o1, !o2,
-              let idx = UnsafeMutablePointer<Int64>.allocateOrNil(slots),
-              let sims = UnsafeMutablePointer<Float>.allocateOrNil(slots),
-              let labs = UnsafeMutablePointer<Int32>.allocateOrNil(slots),
-              let scores = UnsafeMutablePointer<Float>.allocateOrNil(scoreSlots) else {
-            throw NecoError(.outOfMemory, "cannot allocate the scratch of \(chunk) queries × k = \(k)")
+@_cdecl("neco_eval_default_params")
+public func neco_eval_default_params() -> neco_eval_params {
+    let p = InContextProtocol()
+    return neco_eval_params(struct_size: MemoryLayout<neco_eval_params>.size, size: 224, batch: 8, max_train: 0, max_val: 0,
+                            k: Int32(p.k), temperature: p.temperature, memory_size: Int32(p.memorySize))
+}
+
+@_cdecl("neco_eval_incontext")
+public func neco_eval_incontext(_ model: OpaquePointer?, _ benchDir: UnsafePointer<CChar>?,
+                                _ params: UnsafePointer<neco_eval_params>?, _ outResult: UnsafeMutablePointer<neco_eval_result>?,
+                                _ perClass: UnsafeMutablePointer<Double>?, _ perClassCapacity: Int) -> neco_status {
+    guarded("neco_eval_incontext") {
+        let m = try unbox(model, "model", as: ModelHandle.self)
+        let dir = try cString(benchDir, "bench_dir")
+        guard let outResult else { throw NecoError.invalidArgument("out_result is NULL") }
+        let p = try readParams(params, Int32(NECO_SUPPORT_EVAL_PARAMS), neco_eval_default_params(), "neco_eval_params")
+        guard p.size >= 1, p.size <= ExtractLimits.maxInputSide else {
+            throw NecoError.invalidArgument("params.size = \(p.size) out of range 1...\(ExtractLimits.maxInputSide)")
         }
-        defer { free(idx); free(sims); free(labs); free(scores) }
-        var r0 = 0
-        while r0 < rows {
-            let n = min(chunk, rows - r0)
-            try bank.search(queries: queries + r0 * bank.dim, rows: n, k: k, indices: idx, similarities: sims, labels: labs)
-            for i in 0..<(n * k) where labs[i] < 0 || Int(labs[i]) >= classes {
-                let row = idx[i]
-                if labs[i] < 0 {
-                    throw NecoError.invalidArgument("index row \(row) has no label (-1) but is among the \(k) nearest rows of query \(r0 + i / k): every row that can vote needs a label")
-                }
-                throw NecoError.invalidArgument("index row \(row) has label \(labs[i]), not below n_classes = \(classes)")
-            }
-            LabelVote.voteHard(out: scores, labels: labs, similarities: sims, rows: n, k: k, temperature: p.temperature,
-                               classes: classes)
-            if let outScores { (outScores + r0 * classes).update(from: scores, count: n * classes) }
-            if let outLabels {
-                for r in 0..<n {
-                    let row = scores + r * classes
-                    var best = 0
-                    for c in 1..<max(classes, 1) where row[c] > row[best] { best = c }
-                    outLabels[r0 + r] = Int32(best)
-                }
-            }
-            r0 += n
+        guard p.batch >= 1, p.batch <= 256 else { throw NecoError.invalidArgument("params.batch = \(p.batch) out of range 1...256") }
+        guard p.max_train >= 0, p.max_val >= 0 else {
+            throw NecoError.invalidArgument("params.max_train / max_val = \(p.max_train) / \(p.max_val) must be ≥ 0 (0 = all)")
         }
+        guard p.k >= 1, p.k <= IndexLimits.maxK else { throw NecoError.invalidArgument("params.k = \(p.k) out of range 1...\(IndexLimits.maxK)") }
+        guard p.temperature > 0, p.temperature.isFinite else {
+            throw NecoError.invalidArgument("params.temperature = \(p.temperature) must be positive and finite")
+        }
+        guard p.memory_size >= 0 else { throw NecoError.invalidArgument("params.memory_size = \(p.memory_size) must be ≥ 0") }
+        let c = m.model.config
+        guard Int(p.size) % c.patchSize == 0 else {
+            throw NecoError.shape("params.size = \(p.size) is not a multiple of the patch size \(c.patchSize)")
+        }
+        let bench = try Benchmark(path: dir)
+        let classes = bench.classes.count
+        if perClass != nil {
+            let have = try capacity(perClassCapacity, "per_class_capacity")
+            guard have >= classes else { throw NecoError.shape("per_class_capacity = \(have), need \(classes) (one per class)") }
+        }
+        let train = p.max_train > 0 ? Array(bench.train.prefix(Int(p.max_train))) : bench.train
+        let val = p.max_val > 0 ? Array(bench.val.prefix(Int(p.max_val))) : bench.val
+        let cache = try FeatureCache(model: m.model, bench: bench, size: Int(p.size), batch: Int(p.batch))
+        cache.progress = { split, done, all, rate in
+            log(NECO_LOG_DEBUG, "neco_eval_incontext: features \(split) \(done)/\(all), \(Int(rate * 10) / 10) img/s")
+        }
+        var proto = InContextProtocol()
+        proto.k = Int(p.k)
+        proto.temperature = p.temperature
+        proto.memorySize = Int(p.memory_size)
+        let r = try proto.evaluate(cache, train: train, val: val, classes: classes)
+        if let perClass { for (i, v) in r.score.perClass.enumerated() { perClass[i] = v } }
+        outResult.pointee = neco_eval_result(miou: r.score.mIoU, pixel_accuracy: r.score.pixelAccuracy, n_classes: Int32(classes),
+                                             memory_patches: Int64(r.memoryPatches), n_train: Int64(train.count), n_val: Int64(val.count))
     }
 }

@@ -17,14 +17,18 @@ enum ExportLimits {
 
 @_cdecl("neco_export_default_params")
 public func neco_export_default_params() -> neco_export_params {
-    neco_export_params(input_size: Int32(NECO_EXPORT_SIZE_DYNAMIC.rawValue), height: 0, width: 0,
-                       external_data: Int32(NECO_EXTERNAL_DATA_AUTO.rawValue))
+    neco_export_params(struct_size: MemoryLayout<neco_export_params>.size, input_size: Int32(NECO_EXPORT_SIZE_DYNAMIC.rawValue), height: 0, width: 0,
+                       external_data: Int32(NECO_EXTERNAL_DATA_AUTO.rawValue), head_path: nil)
 }
 
-/// The exporter options for C params, every field checked. The projection head stays nil: a
-/// `neco_model` holds the backbone only (neco.h says so).
+/// The exporter options for C params, every field checked. A `neco_model` holds the backbone only;
+/// `head_path` names a file whose projection head becomes the "projection" output.
 func exportOptions(_ m: ModelHandle, _ p: neco_export_params) throws -> ONNXExportOptions {
     var options = ONNXExportOptions()
+    if let headPath = p.head_path {
+        let file = try cString(headPath, "params.head_path")
+        options.head = try ProjectionHeadWeights.load(path: file)
+    }
     switch p.external_data {
     case Int32(NECO_EXTERNAL_DATA_AUTO.rawValue): options.externalData = .auto
     case Int32(NECO_EXTERNAL_DATA_ALWAYS.rawValue): options.externalData = .always
@@ -65,7 +69,8 @@ public func neco_export_onnx(_ model: OpaquePointer?, _ path: UnsafePointer<CCha
     guarded("neco_export_onnx") {
         let m = try unbox(model, "model", as: ModelHandle.self)
         let file = try cString(path, "path")
-        let options = try exportOptions(m, params?.pointee ?? neco_export_default_params())
+        let options = try exportOptions(m, try readParams(params, Int32(NECO_SUPPORT_EXPORT_PARAMS), neco_export_default_params(),
+                                                          "neco_export_params"))
         // Checks the path (not a directory, its folder takes a new file) before building; writes
         // <file>.tmp-… and renames it, removing it on any failure.
         let r = try ONNXExporter.export(model: m.model, to: file, options: options)

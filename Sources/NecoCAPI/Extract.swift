@@ -49,7 +49,7 @@ struct ExtractPlan: Equatable {
 
 @_cdecl("neco_extract_default_params")
 public func neco_extract_default_params() -> neco_extract_params {
-    neco_extract_params(resize: Int32(NECO_RESIZE_STRETCH.rawValue), height: 0, width: 0,
+    neco_extract_params(struct_size: MemoryLayout<neco_extract_params>.size, resize: Int32(NECO_RESIZE_STRETCH.rawValue), height: 0, width: 0,
                         out_height: 0, out_width: 0, l2_normalize: false)
 }
 
@@ -139,8 +139,8 @@ func nchwPlan(_ m: ModelHandle, height: Int32, width: Int32, _ p: neco_extract_p
     return try plan(m, inputHeight: Int(height), inputWidth: Int(width), p)
 }
 
-func extractParams(_ p: UnsafePointer<neco_extract_params>?) -> neco_extract_params {
-    p?.pointee ?? neco_extract_default_params()
+func extractParams(_ p: UnsafePointer<neco_extract_params>?) throws -> neco_extract_params {
+    try readParams(p, Int32(NECO_SUPPORT_EXTRACT_PARAMS), neco_extract_default_params(), "neco_extract_params")
 }
 
 /// Checks the caller's buffers against `plan` for `batch` images.
@@ -164,40 +164,18 @@ func checkBuffers(_ out: UnsafePointer<neco_feature_buffers>?, _ plan: ExtractPl
     return b
 }
 
-/// Runs the model on a checked (N, 3, H, W) tensor and fills the checked buffers.
+/// Runs the model on a checked (N, 3, H, W) tensor and fills the checked buffers
+/// (FeatureExtractor's extraction into caller buffers: upsampling and L2 live there).
 func runExtraction(_ m: ModelHandle, _ tensor: UnsafePointer<Float>, batch: Int, _ plan: ExtractPlan,
                    _ out: neco_feature_buffers) throws {
-    let f = try m.extractor.extract(tensor: tensor, batch: batch, height: plan.inputHeight, width: plan.inputWidth,
-                                    l2Normalize: plan.l2 && !plan.upsample)
-    let gridCount = plan.gridHeight * plan.gridWidth * plan.dim
-    guard f.dim == plan.dim, f.registers == plan.registers, f.gridHeight == plan.gridHeight,
-          f.gridWidth == plan.gridWidth, f.patches.count == batch * gridCount,
-          f.cls.count == batch * plan.clsPerImage, f.registerTokens.count == batch * plan.registersPerImage else {
-        throw NecoError(.internal, "extractor output does not match the plan")
+    func view(_ p: UnsafeMutablePointer<Float>?, _ perImage: Int) -> UnsafeMutableBufferPointer<Float>? {
+        p.map { UnsafeMutableBufferPointer(start: $0, count: batch * perImage) }  // capacities checked by checkBuffers
     }
-    if let cls = out.cls { copy(f.cls, to: cls) }
-    if let regs = out.registers { copy(f.registerTokens, to: regs) }
-    guard let patches = out.patches else { return }
-    if !plan.upsample {
-        copy(f.patches, to: patches)
-        return
-    }
-    for b in 0..<batch {
-        var up = Normalize.upsampleBilinear(f.patches(of: b), height: plan.gridHeight, width: plan.gridWidth, dim: plan.dim,
-                                            outHeight: plan.outHeight, outWidth: plan.outWidth)
-        if plan.l2 { Normalize.l2Rows(&up, dim: plan.dim) }
-        guard up.count == plan.patchesPerImage else {
-            throw NecoError(.internal, "upsampled map has \(up.count) values, expected \(plan.patchesPerImage)")
-        }
-        copy(up, to: patches + b * plan.patchesPerImage)
-    }
-}
-
-@inline(__always)
-func copy(_ src: [Float], to dst: UnsafeMutablePointer<Float>) {
-    src.withUnsafeBufferPointer { s in
-        if let base = s.baseAddress, s.count > 0 { dst.update(from: base, count: s.count) }
-    }
+    try m.extractor.extract(tensor: tensor, batch: batch, height: plan.inputHeight, width: plan.inputWidth,
+                            outputSize: plan.upsample ? (plan.outHeight, plan.outWidth) : nil, l2Normalize: plan.l2,
+                            into: FeatureBuffers(patches: view(out.patches, plan.patchesPerImage),
+                                                 cls: view(out.cls, plan.clsPerImage),
+                                                 registers: view(out.registers, plan.registersPerImage)))
 }
 
 /// Model input for a checked RGB picture.
@@ -275,7 +253,7 @@ public func neco_extract_image(_ model: OpaquePointer?, _ image: OpaquePointer?,
 private func extractRGB(_ model: OpaquePointer?, _ images: [UnsafePointer<UInt8>?], _ heights: [Int32], _ widths: [Int32],
                         _ params: UnsafePointer<neco_extract_params>?, _ out: UnsafePointer<neco_feature_buffers>?) throws {
     let m = try unbox(model, "model", as: ModelHandle.self)
-    let p = extractParams(params)
+    let p = try extractParams(params)
     let single = images.count == 1
     var plans: [(ExtractPlan, ResizeMode)] = []
     for i in 0..<images.count {

@@ -74,6 +74,25 @@ public func neco_index_dim(_ index: OpaquePointer?) -> Int32 {
     }
 }
 
+@_cdecl("neco_index_save")
+public func neco_index_save(_ index: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> neco_status {
+    guarded("neco_index_save") {
+        let h = try unbox(index, "index", as: IndexHandle.self)
+        let file = try cString(path, "path")
+        guard !FileIO.isDirectory(file) else { throw NecoError.invalidArgument("path \(file) is a folder") }
+        try h.index.save(to: file)
+    }
+}
+
+@_cdecl("neco_index_load")
+public func neco_index_load(_ path: UnsafePointer<CChar>?, _ outIndex: UnsafeMutablePointer<OpaquePointer?>?) -> neco_status {
+    guarded("neco_index_load") {
+        let out = try clearOut(outIndex, "out_index")
+        let file = try cString(path, "path")
+        out.pointee = box(IndexHandle(try PatchIndex.load(path: file)))
+    }
+}
+
 /// Checks k and the output capacity for `rows` queries; returns k.
 private func checkOutputs(rows: Int, k: Int32, available: Int, capacity cap: Int, anyOutput: Bool) throws -> Int {
     guard anyOutput else { throw NecoError.invalidArgument("all outputs are NULL") }
@@ -146,14 +165,5 @@ public func neco_match_patches(_ a: UnsafePointer<Float>?, _ nA: Int64, _ b: Uns
             try PatchIndex.nearest(from: a, rows: ra, to: b, rows: rb, dim: d, k: kk,
                                    indices: scratch, similarities: outSimilarities)
         }
-    }
-}
-
-extension UnsafeMutablePointer {
-    /// Allocation that reports failure instead of trapping (malloc-backed; release with free()).
-    static func allocateOrNil(_ n: Int) -> UnsafeMutablePointer<Pointee>? {
-        let (bytes, o) = Swift.max(n, 1).multipliedReportingOverflow(by: MemoryLayout<Pointee>.stride)
-        guard !o, let raw = malloc(bytes) else { return nil }
-        return raw.bindMemory(to: Pointee.self, capacity: Swift.max(n, 1))
     }
 }

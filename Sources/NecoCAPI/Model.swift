@@ -2,6 +2,7 @@ import CNecoSupport
 import Neco
 import NecoCore
 import NecoModel
+import NecoTrain
 
 #if canImport(Glibc)
 import Glibc
@@ -36,7 +37,7 @@ enum ModelLimits {
 
 @_cdecl("neco_model_default_params")
 public func neco_model_default_params() -> neco_model_params {
-    neco_model_params(n_heads: 0, n_registers: -1, pos_rule: Int32(NECO_POS_RULE_AUTO.rawValue),
+    neco_model_params(struct_size: MemoryLayout<neco_model_params>.size, n_heads: 0, n_registers: -1, pos_rule: Int32(NECO_POS_RULE_AUTO.rawValue),
                       image_height: 224, image_width: 224, expect_arch: nil)
 }
 
@@ -45,8 +46,8 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
                             _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> neco_status {
     guarded("neco_model_load") {
         let out = try clearOut(outModel, "out_model")
-        let file = try cString(path, "path")
-        let p = params?.pointee ?? neco_model_default_params()
+        let file = try NeCoRun.modelFile(try cString(path, "path"))  // a run folder stands for its checkpoint
+        let p = try readParams(params, Int32(NECO_SUPPORT_MODEL_PARAMS), neco_model_default_params(), "neco_model_params")
 
         // Params.
         var options = LoadOptions()
@@ -77,15 +78,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
             options.expect = preset
         }
 
-        // Weights. Every tensor must have at least one dimension and no zero-sized one: the loader
-        // reads shapes by index, so these are refused here, before it runs.
-        let st = try SafetensorsFile(path: file)
-        for n in st.names {
-            guard let shape = st.info(n)?.shape else { continue }
-            guard !shape.isEmpty, shape.allSatisfy({ $0 >= 1 }) else {
-                throw NecoError.format("\(file): tensor '\(n)' has shape \(shape); a ViT checkpoint has no scalar or empty tensors")
-            }
-        }
+        // Weights (WeightLoader refuses scalar and empty tensors before it reads any shape).
         let model: ViTModel
         do {
             // By path, so that libneco's own files (training checkpoints, exported students)
@@ -105,7 +98,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
         }
         guard let name = strdup(c.name) else { throw NecoError(.outOfMemory, "cannot copy the model name") }
         let handle = ModelHandle(model: model, imageHeight: Int(p.image_height), imageWidth: Int(p.image_width), name: name)
-        log(NECO_LOG_INFO, "loaded \(file): \(c.name), D \(c.embedDim), \(c.depth) layers, \(c.heads) heads, \(c.registers) registers, patch \(c.patchSize), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue)")
+        log(NECO_LOG_INFO, "loaded \(file): \(c.name) (\(c.family.rawValue)), D \(c.embedDim), \(c.depth) layers, \(c.heads) heads, \(c.registers) registers, patch \(c.patchSize), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue)")
         out.pointee = box(handle)
     }
 }
@@ -178,4 +171,11 @@ public func neco_model_name(_ model: OpaquePointer?) -> UnsafePointer<CChar>? {
         note("neco_model_name", "\(error)")
     }
     return nil
+}
+
+@_cdecl("neco_model_family")
+public func neco_model_family(_ model: OpaquePointer?) -> Int32 {
+    modelValue("neco_model_family", model) {
+        Int($0.model.config.family == .dinov3 ? NECO_FAMILY_DINOV3.rawValue : NECO_FAMILY_DINOV2.rawValue)
+    }
 }

@@ -1,4 +1,5 @@
 import CNecoSupport
+import Neco
 import NecoCore
 
 // Version, errors, logging and threads: the process-level part of neco.h.
@@ -30,6 +31,11 @@ public func neco_set_n_threads(_ n: Int32) -> neco_status {
         }
         Threads.setCount(n == 0 ? min(Threads.processorCount, 256) : Int(n))
     }
+}
+
+@_cdecl("neco_default_model_path")
+public func neco_default_model_path() -> UnsafePointer<CChar> {
+    neco_support_set_path(DefaultModel.path)
 }
 
 @_cdecl("neco_get_n_threads")

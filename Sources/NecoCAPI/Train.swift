@@ -35,12 +35,12 @@ enum TrainLimits {
 
 @_cdecl("neco_train_default_params")
 public func neco_train_default_params() -> neco_train_params {
-    neco_train_params(total_steps: 100, batch_size: 8, global_size: 224, local_size: 98, n_global_crops: 2, n_local_crops: 4,
+    neco_train_params(struct_size: MemoryLayout<neco_train_params>.size, total_steps: Int64(NeCoRunConfig.defaultTotalSteps), batch_size: 8, global_size: 224, local_size: 98, n_global_crops: 2, n_local_crops: 4,
                       roi_size: 7, references: Int32(NECO_REFERENCES_QUEUE.rawValue), queue_length: 8192,
                       sort_net: Int32(NECO_SORT_BITONIC.rawValue), relaxation: Int32(NECO_RELAX_CAUCHY.rawValue),
                       steepness: 100, teacher_steepness: 0, log_floor: 0, lr_backbone: 1e-5, lr_head: 1e-4, warmup_steps: 0,
                       drop_path: 0.1, train_last_blocks: 0, freeze_first_blocks: 0, grad_clip: 0, seed: 0, run_dir: nil,
-                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256)
+                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256, epochs: 0)
 }
 
 /// The run configuration for C params, every field range-checked (NeCoRunConfig.validate checks
@@ -59,7 +59,9 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     try check(p.queue_length >= 1 && p.queue_length <= TrainLimits.maxQueue, "queue_length = \(p.queue_length) out of range 1...2^24")
     try check(p.steepness.isFinite && p.steepness > 0, "steepness = \(p.steepness) must be finite and > 0")
     try check(p.teacher_steepness.isFinite && p.teacher_steepness >= 0, "teacher_steepness = \(p.teacher_steepness) must be finite and ≥ 0 (0 = the student's)")
-    try check(p.log_floor.isFinite && p.log_floor >= 0 && p.log_floor < 1, "log_floor = \(p.log_floor) must be in [0, 1)")
+    try check(p.log_floor == -1 || (p.log_floor.isFinite && p.log_floor >= 0 && p.log_floor < 1),
+              "log_floor = \(p.log_floor) must be in [0, 1), or -1 (auto)")
+    try check(p.epochs >= 0 && p.epochs <= 1 << 20, "epochs = \(p.epochs) out of range 0...2^20 (0 = use total_steps)")
     try check(p.lr_backbone.isFinite && p.lr_backbone >= 0 && p.lr_head.isFinite && p.lr_head >= 0, "lr_backbone / lr_head must be finite and ≥ 0")
     try check(p.warmup_steps >= 0 && p.warmup_steps < p.total_steps, "warmup_steps = \(p.warmup_steps) must be in 0...total_steps-1")
     try check(p.drop_path.isFinite && p.drop_path >= 0 && p.drop_path < 1, "drop_path = \(p.drop_path) must be in [0, 1)")
@@ -109,7 +111,7 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     o.relaxation = relaxations[Int(p.relaxation)]
     o.studentSteepness = p.steepness
     o.teacherSteepness = p.teacher_steepness > 0 ? p.teacher_steepness : nil
-    o.logFloor = p.log_floor
+    o.logFloor = p.log_floor == -1 ? NeCoObjectiveConfig.autoLogFloor(for: o.relaxation) : p.log_floor
     c.objective = o
     let dir = try p.run_dir.map { try cString($0, "params.run_dir") }
     return (c, dir)
@@ -119,10 +121,16 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
 private func makeTrainer(_ model: OpaquePointer?, _ images: () throws -> TrainingImages,
                          _ params: UnsafePointer<neco_train_params>?, _ out: UnsafeMutablePointer<OpaquePointer?>) throws {
     let m = try unbox(model, "model", as: ModelHandle.self)
-    var (config, dir) = try runConfig(params?.pointee ?? neco_train_default_params())
+    let p = try readParams(params, Int32(NECO_SUPPORT_TRAIN_PARAMS), neco_train_default_params(), "neco_train_params")
+    var (config, dir) = try runConfig(p)
     config.objective.patchSize = m.model.config.patchSize
     try config.validate()  // bad params are refused before a folder is scanned or pixels are copied
     let source = try images()
+    if p.epochs > 0 {  // the run's length follows from the images (NeCoRunConfig's rule, as `neco train --epochs`)
+        config.trainer.totalSteps = try NeCoRunConfig.totalSteps(epochs: Int(p.epochs), images: source.count,
+                                                                 batchSize: config.batchSize)
+        try config.validate()
+    }
     // The trainer trains its own copy: the caller's model handle stays immutable.
     let run = try NeCoRun(model: try m.model.copy(), images: source, config: config, directory: dir)
     run.warn = { message in log(NECO_LOG_WARN, message) }
@@ -211,11 +219,11 @@ public func neco_trainer_run(_ trainer: OpaquePointer?, _ nSteps: Int64,
         let outcome = try h.run.run(steps: nSteps == 0 ? nil : Int(nSteps)) { info in
             guard let callback else { return true }
             var p = progress(info)
-            return !callback(&p, userData)
+            return callback(&p, userData)  // true = continue, as NeCoRun.run's progress closure
         }
         if outcome == .stopped {
             let saved = h.run.directory.map { " (checkpoint saved in \($0))" } ?? ""
-            throw NecoError(.aborted, "stopped by the callback after step \(h.run.stepsDone)\(saved)")
+            throw NecoError(.aborted, "stopped by the callback (it returned false) after step \(h.run.stepsDone)\(saved)")
         }
     }
 }

@@ -10,6 +10,9 @@ public struct NecoError: Error, CustomStringConvertible, Sendable, Equatable {
         case outOfMemory = -5      // an allocation failed or a size is beyond the limits
         case aborted = -6          // a callback asked to stop
         case `internal` = -7       // a bug in libneco
+        case diverged = -8         // training diverged: a non-finite loss or gradient
+        case data = -9             // unusable training data (no images, too few readable ones)
+        case version = -10         // a C params struct of an unknown size (neco.h's struct_size)
     }
 
     public let kind: Kind

@@ -38,7 +38,8 @@ public struct Benchmark: Sendable {
     /// Reads the layout (not the pictures).
     ///
     /// - Throws: `.io` when `root` is not a folder; `.format` when classes.txt is missing or
-    ///   empty, or an image has no label map; `.invalidArgument` when a split has no images.
+    ///   empty, or an image has no label map; `.invalidArgument` when a split has no images folder,
+    ///   `.data` when it holds no images.
     public init(path root: String) throws {
         guard FileIO.isDirectory(root) else {
             throw NecoError.io("benchmark directory \(root) does not exist (scripts/setup.sh builds the default ones under \(Benchmark.defaultDirectory))")
@@ -69,7 +70,7 @@ public struct Benchmark: Sendable {
         }
         let files = try FileIO.listFiles(imageDir, extensions: ["jpg", "jpeg", "png"])
         guard !files.isEmpty else {
-            throw NecoError.invalidArgument("benchmark directory \(root) is empty: \(name)/images holds no JPEG or PNG files")
+            throw NecoError(.data, "benchmark directory \(root) is empty: \(name)/images holds no JPEG or PNG files")
         }
         return try files.map { path in
             var stem = String(path.split(separator: "/").last ?? "")

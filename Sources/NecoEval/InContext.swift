@@ -96,7 +96,7 @@ public final class SegmentationMemory: @unchecked Sendable {
     /// (§6.1, `memory_size` set): patches holding rare classes of the image first. With
     /// `keep` ≥ h·w every patch is added. See `rareClassFirst`.
     public func add(features: ArraySlice<Float>, gridHeight gh: Int, gridWidth gw: Int, labels: LabelMap, patch: Int,
-                    keep: Int, rng: inout EvalRNG) throws {
+                    keep: Int, rng: inout NecoRNG) throws {
         guard labels.width == gw * patch, labels.height == gh * patch else {
             throw NecoError.shape("label map is \(labels.width)×\(labels.height) but the \(gh)×\(gw) patch grid covers \(gw * patch)×\(gh * patch) pixels")
         }
@@ -131,7 +131,7 @@ public final class SegmentationMemory: @unchecked Sendable {
     ///
     /// - Parameter softLabels: (rows, C) class fractions of each patch.
     /// - Returns: the kept patch numbers, ascending.
-    public static func rareClassFirst(softLabels: [Float], rows: Int, classes c: Int, keep: Int, rng: inout EvalRNG) -> [Int] {
+    public static func rareClassFirst(softLabels: [Float], rows: Int, classes c: Int, keep: Int, rng: inout NecoRNG) -> [Int] {
         precondition(softLabels.count == rows * c, "rareClassFirst: \(softLabels.count) values for \(rows) × \(c)")
         if keep >= rows { return Array(0..<rows) }
         if keep <= 0 { return [] }
@@ -141,7 +141,7 @@ public final class SegmentationMemory: @unchecked Sendable {
         for r in 0..<rows {
             var s = 0.0
             for j in 0..<c where softLabels[r * c + j] > 0 { s += count[j] }
-            scores[r] = s == 0 ? 1e6 : s * rng.uniform()
+            scores[r] = s == 0 ? 1e6 : s * rng.uniformDouble()
         }
         let order = (0..<rows).sorted { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
         return order.prefix(keep).sorted()

@@ -47,7 +47,7 @@ public enum KMeans {
         guard iterations >= 1, redo >= 1 else {
             throw NecoError.invalidArgument("k-means needs iterations ≥ 1 and redo ≥ 1")
         }
-        var rng = EvalRNG(seed: seed)
+        var rng = NecoRNG(seed: seed)
         // 1. Training subset.
         let nTrain = min(n, maxPointsPerCentroid * k)
         var train: [Float]
@@ -90,7 +90,7 @@ public enum KMeans {
 
     /// One k-means run from a random initialisation.
     static func lloyd(_ x: UnsafePointer<Float>, count n: Int, dim d: Int, clusters k: Int, iterations: Int,
-                      rng: inout EvalRNG) -> (centroids: [Float], objective: Double, iterations: Int) {
+                      rng: inout NecoRNG) -> (centroids: [Float], objective: Double, iterations: Int) {
         var c = [Float](repeating: 0, count: k * d)
         let perm = rng.permutation(n)
         for i in 0..<k { for j in 0..<d { c[i * d + j] = x[perm[i] * d + j] } }
@@ -124,7 +124,7 @@ public enum KMeans {
             for ci in 0..<k where sizes[ci] == 0 {
                 var cj = 0
                 while true {
-                    let r = rng.uniform() * Double(n - k)
+                    let r = rng.uniformDouble() * Double(n - k)
                     var acc = 0.0
                     cj = 0
                     while cj < k - 1 {

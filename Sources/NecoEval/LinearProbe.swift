@@ -57,7 +57,7 @@ public final class LinearProbe {
         }
         self.dim = dim
         self.classes = classes
-        var rng = EvalRNG(seed: seed)
+        var rng = NecoRNG(seed: seed)
         let bound = 1 / Float(dim).squareRoot()
         weight = (0..<(dim * classes)).map { _ in rng.uniform(-bound, bound) }
         bias = (0..<classes).map { _ in rng.uniform(-bound, bound) }
@@ -112,7 +112,7 @@ public final class LinearProbe {
         guard anyLabelled else { throw NecoError.invalidArgument("linear probe: every training pixel is ignored") }
 
         let plan = BilinearPlan(inHeight: gh, inWidth: gw, outHeight: s, outWidth: s)
-        var rng = EvalRNG(seed: o.seed &+ 1)
+        var rng = NecoRNG(seed: o.seed &+ 1)
         var velocityW = [Float](repeating: 0, count: c * d), velocityB = [Float](repeating: 0, count: c)
         var firstStep = true
         let maxB = min(o.batchSize, images)

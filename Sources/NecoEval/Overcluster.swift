@@ -72,7 +72,7 @@ public enum Overcluster {
         x.withUnsafeMutableBufferPointer { FeatureReduction.standardize($0.baseAddress!, rows: n, dim: dim) }
         let d = min(pcaDim, dim)
         let (proj, explained) = try x.withUnsafeBufferPointer {
-            try FeatureReduction.pca($0.baseAddress!, rows: n, dim: dim, outDim: d)
+            try PrincipalComponents.project($0.baseAddress!, rows: n, dim: dim, outDim: d)
         }
         return Prepared(reduced: proj, dim: d, images: images, gridHeight: gh, gridWidth: gw,
                         explainedVariance: explained.reduce(0, +))

@@ -25,11 +25,11 @@ public final class PatchIndex: @unchecked Sendable {
     /// Feature width D.
     public let dim: Int
     /// Rows in the bank, M.
-    public private(set) var count = 0
+    public internal(set) var count = 0
     /// (capacity, D) normalised rows; malloc'd so that a failed allocation is an error, not a trap.
-    private var bank: UnsafeMutablePointer<Float>? = nil
+    var bank: UnsafeMutablePointer<Float>? = nil
     /// (capacity) labels, −1 where none was given.
-    private var labelStore: UnsafeMutablePointer<Int32>? = nil
+    var labelStore: UnsafeMutablePointer<Int32>? = nil
     private var capacity = 0
 
     /// Largest feature width accepted.
@@ -98,7 +98,7 @@ public final class PatchIndex: @unchecked Sendable {
     }
 
     /// Grows the storage to hold at least `rows` rows (doubling).
-    private func reserve(_ rows: Int) throws {
+    func reserve(_ rows: Int) throws {
         if rows <= capacity { return }
         var newCap = max(rows, min(capacity * 2, PatchIndex.maxBankFloats / dim), 64)
         newCap = max(newCap, rows)

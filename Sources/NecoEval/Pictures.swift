@@ -120,6 +120,16 @@ public enum Pictures {
         return column([top, legend(classes: classes)])
     }
 
+    /// A before/after panel: picture | one overlay per prediction (e.g. model A, model B) |
+    /// ground-truth overlay, all at the picture's size.
+    public static func comparison(image: RGBImage, predictions: [[Int32]], groundTruth: LabelMap, classes: Int) throws -> RGBImage {
+        for p in predictions where p.count != image.width * image.height {
+            throw NecoError.shape("prediction has \(p.count) pixels, the picture \(image.width)×\(image.height)")
+        }
+        try Benchmark.check(image: image, labels: groundTruth, name: "ground truth")
+        return row([image] + predictions.map { overlay(image, labels: $0) } + [overlay(image, labels: groundTruth.labels)])
+    }
+
     /// Maps a value in [0, 1] to a dark-to-bright heat colour (black → purple → orange → yellow).
     public static func heat(_ v: Float) -> (UInt8, UInt8, UInt8) {
         let stops: [(Float, Float, Float)] = [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)]

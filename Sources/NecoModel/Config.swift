@@ -40,6 +40,11 @@ public struct ViTConfig: Sendable, Equatable {
     public var posEmbedRule: PosEmbedRule
     public var inChannels: Int = 3
     public var layerNormEps: Float = 1e-6
+    /// Axial rotary position embedding on the patch tokens' q and k (DINOv3); nil for the
+    /// learned position table of DINO / DINOv2. A RoPE model has no table (`posGrid` 0).
+    public var rope: RoPESettings? = nil
+    /// Which parts of the fused qkv bias exist (DINOv3 fixes the key bias at zero).
+    public var qkvBias: QKVBiasMode = .full
 
     public init(name: String, patchSize: Int, embedDim: Int, depth: Int, heads: Int, mlpHidden: Int,
                 ffn: FFNKind = .mlp, layerScale: Bool = true, registers: Int = 0, posGrid: Int = 37,
@@ -58,6 +63,8 @@ public struct ViTConfig: Sendable, Equatable {
     }
 
     public var headDim: Int { embedDim / heads }
+    /// DINO / DINOv2 (learned position table) or DINOv3 (RoPE).
+    public var family: ModelFamily { rope == nil ? .dinov2 : .dinov3 }
     /// Image side at which no position resampling happens (518 for DINOv2, 224 for DINO v1).
     public var nativeImageSize: Int { posGrid * patchSize }
 
@@ -70,7 +77,14 @@ public struct ViTConfig: Sendable, Equatable {
         try check(heads >= 1 && embedDim % heads == 0, "embed dim \(embedDim) is not divisible by \(heads) heads")
         try check(mlpHidden >= 1 && mlpHidden <= 65536, "MLP width \(mlpHidden) out of range")
         try check(registers >= 0 && registers <= 64, "register count \(registers) out of range 0...64")
-        try check(posGrid >= 1 && posGrid <= 256, "position grid \(posGrid) out of range")
+        if let rope {
+            try check(posGrid == 0, "a RoPE model has no position grid (got \(posGrid))")
+            try check(headDim % 4 == 0, "RoPE needs a head width divisible by 4 (got \(headDim))")
+            try rope.validate()
+        } else {
+            try check(posGrid >= 1 && posGrid <= 256, "position grid \(posGrid) out of range")
+            try check(qkvBias == .full, "qkv bias mode \(qkvBias.rawValue) is only for RoPE (DINOv3) models")
+        }
         try check(inChannels >= 1 && inChannels <= 16, "channel count \(inChannels) out of range")
     }
 
@@ -117,8 +131,8 @@ public struct ViTConfig: Sendable, Equatable {
         case "vitg14", "vit-g/14", "dinov2_vitg14", "giant": return dinov2Giant(registers: registers)
         case "vits16", "dino_vits16": return dinoSmall16()
         case "vitb16", "dino_vitb16": return dinoBase16()
-        default: return nil
+        default: return dinov3Preset(name)
         }
     }
-    public static let presetNames = ["vits14", "vitb14", "vitl14", "vitg14", "vits16", "vitb16"]
+    public static let presetNames = ["vits14", "vitb14", "vitl14", "vitg14", "vits16", "vitb16"] + dinov3PresetNames
 }

@@ -34,7 +34,7 @@ public struct ViTLayout: Sendable {
     public let config: ViTConfig
     public private(set) var specs: [ParamSpec] = []
     public private(set) var clsToken = 0         // (1, 1, D)
-    public private(set) var posEmbed = 0         // (1, 1 + G², D): row 0 is the CLS slot
+    public private(set) var posEmbed = -1        // (1, 1 + G², D): row 0 is the CLS slot; −1 for RoPE models
     public private(set) var registerTokens = -1  // (1, R, D), −1 when R = 0
     public private(set) var patchW = 0           // (D, C, P, P)
     public private(set) var patchB = 0           // (D)
@@ -52,7 +52,7 @@ public struct ViTLayout: Sendable {
             return off
         }
         clsToken = add("cls_token", [1, 1, d])
-        posEmbed = add("pos_embed", [1, 1 + c.posGrid * c.posGrid, d])
+        if c.rope == nil { posEmbed = add("pos_embed", [1, 1 + c.posGrid * c.posGrid, d]) }
         if c.registers > 0 { registerTokens = add("register_tokens", [1, c.registers, d]) }
         patchW = add("patch_embed.proj.weight", [d, c.inChannels, c.patchSize, c.patchSize])
         patchB = add("patch_embed.proj.bias", [d])

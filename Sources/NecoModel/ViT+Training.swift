@@ -69,6 +69,11 @@ public final class ViTActivations: @unchecked Sendable {
     /// when that block is saved (it is free whenever an unsaved block runs), else its own.
     let unsavedFFN: Int
     let scratch: Int
+    /// (N, E/2) RoPE cos and sin tables of the last `forwardTraining` (−1 without RoPE).
+    let ropeCos: Int, ropeSin: Int
+    /// Coordinate transform of the next `forwardTraining`'s RoPE tables (DINOv3 training-time
+    /// augmentation; identity by default, and at inference).
+    public var ropeTransform = RoPECoordinateTransform()
     /// `Threads.count` when allocated: the attention scratch holds one slot per worker.
     public let workers: Int
     let scratchCount: Int
@@ -122,6 +127,9 @@ public final class ViTActivations: @unchecked Sendable {
         workers = Threads.count
         scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth)
         scratch = take(scratchCount)
+        let ropeCount = c.rope == nil ? 0 : n * c.headDim / 2
+        ropeCos = c.rope == nil ? -1 : take(ropeCount)
+        ropeSin = c.rope == nil ? -1 : take(ropeCount)
         slab = try FloatSlab(count: total)
         resetBranchScales()
     }
@@ -218,6 +226,11 @@ extension ViTModel {
         let x0 = first < c.depth ? a[acts.blocks[first].xIn] : a[acts.xFinal]
         Embeddings.forward(x: x0, images: images, params: p, layout: L, batch: batch, height: acts.height,
                            width: acts.width, scratch: a[acts.scratch])
+        if let rope = c.rope {
+            RoPE.tables(cos: a[acts.ropeCos], sin: a[acts.ropeSin], gridHeight: acts.gridHeight, gridWidth: acts.gridWidth,
+                        headDim: c.headDim, periods: RoPE.periods(headDim: c.headDim, settings: rope),
+                        transform: acts.ropeTransform)
+        }
 
         // 3. Blocks: x += s_b·ls1 ⊙ proj(attn(LN1(x)));  x += s_b·ls2 ⊙ FFN(LN2(x)).
         for (i, blk) in L.blocks.enumerated() {
@@ -236,6 +249,11 @@ extension ViTModel {
             LayerNorm.forward(out: s.y, mean: saved ? a[v.mean1] : nil, rstd: saved ? a[v.rstd1] : nil, input: xIn,
                               weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
             Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)
+            if c.rope != nil {
+                // q, k rotated in place: the saved qkv is what attention saw.
+                RoPE.apply(qkv: qkv, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
+                           prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim)
+            }
             Attention.forward(out: s.d1, probs: nil, scratch: s.attn, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
             Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d)
@@ -374,6 +392,11 @@ extension ViTModel {
             dQKV.update(repeating: 0, count: rows * 3 * d)
             AttentionRecompute.backward(dQKV: dQKV, headsOut: headsBuf, dOut: s.d1, qkv: a[v.qkv], scratch: s.attn,
                                         batch: batch, tokens: t, heads: c.heads, headDim: c.headDim, scale: scale)
+            if c.rope != nil {
+                // dq, dk of the rotated q, k → of the Linear's output (the transposed rotation)
+                RoPE.apply(qkv: dQKV, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
+                           prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim, inverse: true)
+            }
             BranchResidual.backwardParams(dWeight: grads + blk.projW, dBias: grads + blk.projB, dGamma: dLS1, dZ: s.d2,
                                           input: headsBuf, weight: p[blk.projW], bias: p[blk.projB], gamma: ls1,
                                           gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: d)
@@ -384,7 +407,19 @@ extension ViTModel {
             dLN.update(repeating: 0, count: rows * d)
             Linear.backward(dInput: dLN, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
                             weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
+            // qkv bias: the query and value thirds are column sums of dQKV. The key third's exact
+            // gradient is 0 (a constant added to every key shifts each softmax row by a constant,
+            // which softmax ignores: Σ_j dK_j = Σ_i q_i · Σ_j dS_ij = 0), so it is left untouched;
+            // its column sums would only add float32 rounding noise, which AdamW would divide by
+            // its own magnitude into lr-sized steps (NECO-SPEC §4.7).
+            let keyBias = grads + blk.qkvB + d
+            let keyBiasBefore = Array(UnsafeBufferPointer(start: keyBias, count: d))
             BranchResidual.columnSum(into: grads + blk.qkvB, dQKV, rows: rows, cols: 3 * d)
+            // With RoPE the keys of the patch tokens are rotated per position, so a key bias is no
+            // longer a constant shift and does get a gradient: kept for a full (trainable) key bias.
+            if c.rope == nil || c.qkvBias != .full { keyBias.update(from: keyBiasBefore, count: d) }
+            // Parts the model fixes at zero (DINOv3's masked key bias, or no qkv bias) get none.
+            RoPE.maskBias(grads + blk.qkvB, mode: c.qkvBias, dim: d)
             // LN1: dX (= dL/dxIn after this) += LN backward
             LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm1W, dBias: grads + blk.norm1B, dOut: dLN,
                                input: a[v.xIn], weight: p[blk.norm1W], mean: a[v.mean1], rstd: a[v.rstd1],

@@ -107,18 +107,24 @@ public final class ViTModel: @unchecked Sendable {
         }
 
         // 2. CLS + pos[0]; patches + resampled pos[1...]; registers (no position).
+        //    RoPE models (DINOv3) have no table: CLS and registers only.
         Profile.measure(.copies) {
-            PosEmbed.resample(out: pos, table: p[L.posEmbed] + d, scratch: scratch, grid: c.posGrid,
-                              height: gh, width: gw, dim: d, rule: c.posEmbedRule)
-            let cls = p[L.clsToken], pos0 = p[L.posEmbed]
-            for b in 0..<batch {
-                let row = x + b * t * d
-                for i in 0..<d { row[i] = cls[i] + pos0[i] }
-                if r > 0 { (row + d).update(from: p[L.registerTokens], count: r * d) }
-                let patches = row + (1 + r) * d
-                for i in 0..<(n * d) { patches[i] += pos[i] }
-            }
+            if L.posEmbed < 0 {
+                Embeddings.prefixTokens(x: x, params: p, layout: L, batch: batch, tokens: t)
+            } else {
+                PosEmbed.resample(out: pos, table: p[L.posEmbed] + d, scratch: scratch, grid: c.posGrid,
+                                  height: gh, width: gw, dim: d, rule: c.posEmbedRule)
+                let cls = p[L.clsToken], pos0 = p[L.posEmbed]
+                for b in 0..<batch {
+                    let row = x + b * t * d
+                    for i in 0..<d { row[i] = cls[i] + pos0[i] }
+                    if r > 0 { (row + d).update(from: p[L.registerTokens], count: r * d) }
+                    let patches = row + (1 + r) * d
+                    for i in 0..<(n * d) { patches[i] += pos[i] }
+                }
         }
+        }
+        let rope = c.rope == nil ? nil : ropeTables(gridHeight: gh, gridWidth: gw)
         observer?("tokens", UnsafeBufferPointer(start: x, count: rows * d))
 
         // 3. Blocks: x += ls1 ⊙ proj(attn(LN1(x)));  x += ls2 ⊙ FFN(LN2(x)).
@@ -134,6 +140,7 @@ public final class ViTModel: @unchecked Sendable {
                 Linear.forward(out: qkv, input: y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d,
                                outDim: 3 * d)
             }
+            if let rope { Profile.measure(.attention) { rope.apply(qkv: qkv, batch: batch, tokens: t, prefix: 1 + r, heads: c.heads) } }
             Attention.forward(out: heads, probs: nil, scratch: scratch, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
             Profile.measure(.gemmProj) {

@@ -52,11 +52,16 @@ public struct LoadOptions: Sendable {
     public var posEmbedRule: PosEmbedRule?
     /// If set, the inferred architecture must equal this preset (apart from the rule and name).
     public var expect: ViTConfig?
-    public init(heads: Int? = nil, registers: Int? = nil, posEmbedRule: PosEmbedRule? = nil, expect: ViTConfig? = nil) {
+    /// DINOv3: round the RoPE periods to bfloat16 (Meta's stored periods); default: as the file's
+    /// `rope_embed.periods` show (Meta), else float32 (timm, Hugging Face).
+    public var ropeBF16Periods: Bool?
+    public init(heads: Int? = nil, registers: Int? = nil, posEmbedRule: PosEmbedRule? = nil, expect: ViTConfig? = nil,
+                ropeBF16Periods: Bool? = nil) {
         self.heads = heads
         self.registers = registers
         self.posEmbedRule = posEmbedRule
         self.expect = expect
+        self.ropeBF16Periods = ropeBF16Periods
     }
 }
 
@@ -87,6 +92,9 @@ public enum WeightLoader {
         /// Tensors the file lists in `__metadata__["extra_tensors"]` (comma-separated): state
         /// stored next to the model, such as a NeCo run's reference queues; not part of it.
         var extraTensors: Set<String> = []
+        /// DINOv3: "qkv_bias" and "rope_bf16_periods".
+        var qkvBias: QKVBiasMode?
+        var ropeBF16Periods: Bool?
     }
 
     /// The recorded architecture of a libneco file, or nil for any other file.
@@ -109,6 +117,11 @@ public enum WeightLoader {
             guard let e = v.doubleValue, e > 0, e < 1 else { throw bad("layer_norm_eps") }
             r.layerNormEps = Float(e)
         }
+        if let v = j["qkv_bias"] {
+            guard let s = v.stringValue, let m = QKVBiasMode(rawValue: s) else { throw bad("qkv_bias") }
+            r.qkvBias = m
+        }
+        if let v = j["rope_bf16_periods"] { guard let b = v.boolValue else { throw bad("rope_bf16_periods") }; r.ropeBF16Periods = b }
         for key in ["embed_dim", "depth", "patch_size", "mlp_hidden", "registers", "pos_grid", "in_channels"] {
             guard let v = j[key] else { continue }
             guard let n = v.intValue else { throw bad(key) }
@@ -171,7 +184,19 @@ public enum WeightLoader {
         let names = source.tensorNames.filter { name in
             !ignoredPrefixes.contains { name.hasPrefix($0) } && !extra.contains(name)
         }
+        // Every tensor has at least one dimension and no zero-sized one: shapes are read by index
+        // below, so a scalar or empty tensor is refused before anything else.
+        for n in names {
+            guard let s = source.tensorShape(n) else { continue }
+            guard !s.isEmpty, s.allSatisfy({ $0 >= 1 }) else {
+                throw NecoError.format("tensor '\(n)' has shape \(s); a ViT checkpoint has no scalar or empty tensors")
+            }
+        }
         let nameSet = Set(names)
+        if DINOv3Loader.matches(nameSet) {
+            return try DINOv3Loader.load(source: source, names: names, options: options, sourceName: sourceName,
+                                         recorded: recorded)
+        }
         let scheme = detectScheme(names)
         func shape(_ n: String) -> [Int]? { source.tensorShape(n) }
 

@@ -32,13 +32,13 @@ public struct ONNXExportOptions: Sendable {
 
     public var inputSize: InputSize
     /// Adds the `projection` output: the projection head on every patch token, L2-normalised.
-    public var head: ProjectionHead?
+    public var head: ProjectionHeadWeights?
     public var externalData: ExternalData
     /// Normalisation the caller must apply to `pixel_values` (recorded in the metadata only).
     public var imageMean: [Float]
     public var imageStd: [Float]
 
-    public init(inputSize: InputSize = .dynamic, head: ProjectionHead? = nil, externalData: ExternalData = .auto,
+    public init(inputSize: InputSize = .dynamic, head: ProjectionHeadWeights? = nil, externalData: ExternalData = .auto,
                 imageMean: [Float] = [0.485, 0.456, 0.406], imageStd: [Float] = [0.229, 0.224, 0.225]) {
         self.inputSize = inputSize
         self.head = head

@@ -68,11 +68,17 @@ struct ViTGraph {
         let flat = try g.op("Reshape", [conv, try g.ints([0, d, -1])], "patch_embed/flatten")
         let patches = try g.op("Transpose", [flat], "patch_embed/tokens", [("perm", .ints([0, 2, 1]))])
 
-        // 2. Position embedding: CLS slot as-is, the G×G table resampled to h×w.
+        // 2. Position embedding: CLS slot as-is, the G×G table resampled to h×w (none with RoPE).
+        let patchTokens: String, cls: String
+        if c.rope != nil {
+            patchTokens = patches
+            cls = param("cls_token")
+        } else {
         let posPatches = try positionTable(batch: batch)
-        let patchTokens = try g.op("Add", [patches, posPatches], "pos_embed/add")
+        patchTokens = try g.op("Add", [patches, posPatches], "pos_embed/add")
         let posCLS = try g.op("Slice", [param("pos_embed"), try g.ints([0]), try g.ints([1]), try g.ints([1])], "pos_embed/cls_slot")
-        let cls = try g.op("Add", [param("cls_token"), posCLS], "cls/with_pos")
+        cls = try g.op("Add", [param("cls_token"), posCLS], "cls/with_pos")
+        }
         let clsBatch = try g.op("Expand", [cls, try g.op("Concat", [batch, try g.ints([1, d])], "cls/shape", [("axis", .int(0))])],
                                 "cls/expand")
         var parts = [clsBatch]
@@ -172,8 +178,13 @@ struct ViTGraph {
                                [("axis", .int(2))])                                          // (N, T, heads, E)
             return try g.op("Transpose", [one], p + "/attn/\(name)", [("perm", .ints(perm))])
         }
-        let q = try pick(0, [0, 2, 1, 3], "q")                                              // (N, heads, T, E)
-        let kT = try pick(1, [0, 2, 3, 1], "k_t")                                           // (N, heads, E, T)
+        var q = try pick(0, [0, 2, 1, 3], "q")                                              // (N, heads, T, E)
+        var kT = try pick(1, [0, 2, 3, 1], "k_t")                                           // (N, heads, E, T)
+        if c.rope != nil {
+            q = try applyRoPE(q, p + "/attn/q_rope")
+            let k = try applyRoPE(try g.op("Transpose", [kT], p + "/attn/k", [("perm", .ints([0, 1, 3, 2]))]), p + "/attn/k_rope")
+            kT = try g.op("Transpose", [k], p + "/attn/k_rope_t", [("perm", .ints([0, 1, 3, 2]))])
+        }
         let v = try pick(2, [0, 2, 1, 3], "v")                                              // (N, heads, T, E)
         let scores = try g.op("MatMul", [q, kT], p + "/attn/scores")                         // (N, heads, T, T)
         let scaled = try g.op("Mul", [scores, try g.scalar(1 / Float(e).squareRoot(), name: "attn_scale")], p + "/attn/scaled")
@@ -325,7 +336,7 @@ struct ViTGraph {
 
     // MARK: Projection head
 
-    func projectionHead(_ head: ProjectionHead, patches: String, batch: String) throws {
+    func projectionHead(_ head: ProjectionHeadWeights, patches: String, batch: String) throws {
         let g = graph, d = model.config.embedDim
         var z = try g.op("Reshape", [patches, try g.ints([-1, d])], "head/flatten")
         for (i, l) in head.layers.enumerated() {
@@ -351,13 +362,15 @@ struct ViTGraph {
         }
         let shape = { (d: [ONNXDim]) in "(" + d.map(\.description).joined(separator: ", ") + ")" }
         let outs = outputs.map { "\($0.name) \(shape($0.dims))" }.joined(separator: ", ")
+        let positionsDoc = c.rope == nil ? "Position embedding resampled with the '\(c.posEmbedRule.rawValue)' rule."
+            : "Axial RoPE (DINOv3) on the patch tokens' queries and keys" + (fixedGrid == nil ? ", computed in the graph." : ", tables as constants.")
         let doc = """
             \(c.name) dense encoder (DINO/DINOv2 ViT, patch \(c.patchSize), dim \(c.embedDim), depth \(c.depth), \
             \(c.registers) registers) exported by \(ONNXExporter.producerName) \(ONNXExporter.producerVersion). \
             Input pixel_values (N, \(c.inChannels), H, W) float32, RGB scaled to [0, 1] then normalised with \
             mean \(options.imageMean) and std \(options.imageStd); input size \(size)\
             \(size == "dynamic" ? " (H and W multiples of \(c.patchSize); extra border pixels are ignored)" : ""). \
-            Outputs: \(outs). Position embedding resampled with the '\(c.posEmbedRule.rawValue)' rule. \
+            Outputs: \(outs). \(positionsDoc) \
             Initializers are the parameters under their DINOv2 (Meta) keys; cls_token and register_tokens \
             are stored as param.cls_token and param.register_tokens because those names are outputs.
             """
@@ -373,7 +386,12 @@ struct ViTGraph {
             ("layer_scale", .bool(c.layerScale)), ("registers", .number(Double(c.registers))),
             ("pos_grid", .number(Double(c.posGrid))), ("pos_embed_rule", .string(c.posEmbedRule.rawValue)),
             ("in_channels", .number(Double(c.inChannels))), ("layer_norm_eps", .number(Double(c.layerNormEps))),
+            ("family", .string(c.family.rawValue)),
         ]
+        if let rope = c.rope {
+            config += [("rope_base", .number(Double(rope.base))), ("rope_bf16_periods", .bool(rope.bf16Periods)),
+                       ("qkv_bias", .string(c.qkvBias.rawValue))]
+        }
         if let head = options.head {
             config.append(("projection_head", .array(head.layers.map { .array([.number(Double($0.inDim)), .number(Double($0.outDim))]) })))
         }
@@ -391,6 +409,7 @@ struct ViTGraph {
             ("embed_dim", "\(c.embedDim)"),
             ("outputs", outputs.map(\.name).joined(separator: ",")),
             ("weight_scheme", model.scheme.rawValue),
+            ("family", c.family.rawValue),
             ("initializer_names", "canonical DINOv2 (Meta) keys; cls_token -> param.cls_token, register_tokens -> param.register_tokens"),
         ]
         for (k, v) in props { try g.addMetadata(k, v) }

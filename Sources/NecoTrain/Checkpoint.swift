@@ -257,8 +257,8 @@ public enum Checkpoint {
             throw NecoError.format("\(path): checkpoint metadata lacks step / adamw_step / rng_state")
         }
         let words = rngText.split(separator: ",").compactMap { UInt64($0, radix: 16) }
-        let rng: TrainRNG
-        do { rng = try TrainRNG(state: words) } catch {
+        let rng: NecoRNG
+        do { rng = try NecoRNG(state: words) } catch {
             throw NecoError.format("\(path): bad rng_state '\(rngText)'")
         }
         // Copy.
@@ -281,7 +281,8 @@ public enum Checkpoint {
         let source = ModelSource(file: file, prefix: teacherPrefix)
         guard !source.tensorNames.isEmpty else { throw NecoError.format("\(path): checkpoint has no teacher backbone") }
         let model = try WeightLoader.load(source: source,
-                                          options: LoadOptions(heads: c.heads, registers: c.registers, posEmbedRule: c.posEmbedRule),
+                                          options: LoadOptions(heads: c.heads, registers: c.registers, posEmbedRule: c.posEmbedRule,
+                                                              ropeBF16Periods: c.rope?.bf16Periods),
                                           sourceName: path)
         return model
     }
@@ -337,40 +338,5 @@ public enum Checkpoint {
     static func hex(_ v: UInt64) -> String {
         let s = String(v, radix: 16)
         return String(repeating: "0", count: 16 - s.count) + s
-    }
-
-    /// FNV-1a-style 64-bit hash over the 32-bit words of a sequence of tensors, in four
-    /// interleaved lanes (fast; detects corruption, not tampering).
-    struct Checksum {
-        static let prime: UInt64 = 0x0000_0100_0000_01B3
-        var h0: UInt64 = 0xCBF2_9CE4_8422_2325, h1: UInt64 = 0xCBF2_9CE4_8422_2324
-        var h2: UInt64 = 0xCBF2_9CE4_8422_2327, h3: UInt64 = 0xCBF2_9CE4_8422_2326
-        var total: UInt64 = 0
-
-        mutating func add(_ raw: UnsafeRawPointer, words n: Int) {
-            let p = Self.prime
-            let w = raw.assumingMemoryBound(to: UInt32.self)
-            var a = h0, b = h1, c = h2, d = h3
-            var i = 0
-            while i + 4 <= n {
-                a = (a ^ UInt64(w[i])) &* p
-                b = (b ^ UInt64(w[i + 1])) &* p
-                c = (c ^ UInt64(w[i + 2])) &* p
-                d = (d ^ UInt64(w[i + 3])) &* p
-                i += 4
-            }
-            while i < n { a = (a ^ UInt64(w[i])) &* p; i += 1 }
-            h0 = a; h1 = b; h2 = c; h3 = d
-            total &+= UInt64(n)
-        }
-
-        var value: UInt64 {
-            let p = Self.prime
-            var h = (h0 ^ total) &* p
-            h = (h ^ h1) &* p
-            h = (h ^ h2) &* p
-            h = (h ^ h3) &* p
-            return h
-        }
     }
 }

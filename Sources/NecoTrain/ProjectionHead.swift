@@ -140,7 +140,7 @@ public final class ProjectionHead: @unchecked Sendable {
 
     /// NeCo's initialisation: weights truncated-normal (std 0.02, bounds ±2 absolute, i.e.
     /// effectively a plain normal), biases zero. Draws the weights in layer order.
-    public func initialize(rng: inout TrainRNG) {
+    public func initialize(rng: inout NecoRNG) {
         for lin in layout.linears {
             let w = slab[lin.weight]
             for i in 0..<(lin.inDim * lin.outDim) { w[i] = rng.truncatedNormal(std: 0.02, low: -2, high: 2) }

@@ -1,3 +1,4 @@
+import NecoCore
 import NecoModel
 
 /// Stochastic depth of the student (NECO-SPEC §2.6, pitfall P13), drawn as per-sample branch
@@ -36,7 +37,7 @@ public enum StochasticDepth {
 
     /// Fills every branch scale of `acts` for one forward pass, drawing from `rng` in block order
     /// (attention branch, then MLP branch).
-    public static func sample(into acts: ViTActivations, rates: [Float], rng: inout TrainRNG) {
+    public static func sample(into acts: ViTActivations, rates: [Float], rng: inout NecoRNG) {
         precondition(rates.count == acts.config.depth, "one rate per block")
         let b = acts.batch
         for (i, p) in rates.enumerated() {

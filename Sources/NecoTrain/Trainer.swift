@@ -96,7 +96,7 @@ public struct StepReport: Sendable {
 /// 4. backward into the flat gradient slab (head, then backbone down to the first trainable block);
 /// 5. optional gradient clipping; EMA teacher update from the pre-update student; AdamW.
 ///
-/// Determinism: all randomness comes from `TrainRNG` streams of `config.seed`; every reduction
+/// Determinism: all randomness comes from `NecoRNG` streams of `config.seed`; every reduction
 /// has a fixed order for a given `Threads.count`. Same seed, inputs and thread count give
 /// bit-identical losses and weights, also across a checkpoint save and resume (`Checkpoint`).
 ///
@@ -120,7 +120,7 @@ public final class Trainer: @unchecked Sendable {
     /// The next optimisation step to compute (= steps done).
     public internal(set) var step: Int = 0
     /// Per-step random stream (stream 1 of the seed): stochastic depth.
-    public internal(set) var rng: TrainRNG
+    public internal(set) var rng: NecoRNG
     /// Trainable parameter runs, in slab order.
     public let segments: [ParamSegment]
 
@@ -138,8 +138,8 @@ public final class Trainer: @unchecked Sendable {
         trainableParts = try config.trainable.parts(depth: c.depth)
         dropPathRates = StochasticDepth.rates(rate: config.dropPathRate, depth: c.depth)
         schedules = TrainingSchedules(config: config)
-        var initRNG = TrainRNG(seed: config.seed, stream: 0)
-        rng = TrainRNG(seed: config.seed, stream: 1)
+        var initRNG = NecoRNG(seed: config.seed, stream: 0)
+        rng = NecoRNG(seed: config.seed, stream: 1)
         if let hc = config.headConfig(inDim: c.embedDim) {
             let sh = try ProjectionHead(config: hc)
             sh.initialize(rng: &initRNG)
@@ -237,6 +237,7 @@ public final class Trainer: @unchecked Sendable {
                 // The teacher borrows the student's activation memory (dead until the student's
                 // forward below) and stores nothing: the same output as `teacher.forward`.
                 b.acts.resetBranchScales()
+                b.acts.ropeTransform = RoPECoordinateTransform()
                 try teacher.forwardTraining(b.acts, images: inp.images, saveActivations: false)
                 let tokens = UnsafePointer(b.acts.output.baseAddress!)
                 if let th = teacherHead {
@@ -265,6 +266,9 @@ public final class Trainer: @unchecked Sendable {
             } else {
                 b.acts.resetBranchScales()
             }
+            if c.rope != nil && config.ropeAugment.isActive {
+                b.acts.ropeTransform = config.ropeAugment.sample { stepRNG.uniformFloat() }
+            }
             try student.forwardTraining(b.acts, images: inp.images)
             if let sh = studentHead, let ha = b.head {
                 gatherPatches(b, from: b.acts.output.baseAddress!, to: ha.slab[ha.input])
@@ -287,7 +291,7 @@ public final class Trainer: @unchecked Sendable {
         // 3. Loss.
         let value = try loss(LossContext(student: studentViews, teacher: teacherViews, studentGradient: gradViews, step: t))
         guard value.isFinite else {
-            throw NecoError(.internal, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
+            throw NecoError(.diverged, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
         }
         now = monotonicSeconds()
         times.loss = now - clock
@@ -317,7 +321,7 @@ public final class Trainer: @unchecked Sendable {
         // 5. Clip, EMA (pre-update student), AdamW.
         let (norm, allFinite) = gradientNorm()
         guard allFinite else {
-            throw NecoError(.internal, "a gradient is not finite at step \(t) (loss \(value)); weights left unchanged")
+            throw NecoError(.diverged, "a gradient is not finite at step \(t) (loss \(value)); weights left unchanged")
         }
         var clipped = false
         if let maxNorm = config.gradClip {

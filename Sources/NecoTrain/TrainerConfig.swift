@@ -79,6 +79,9 @@ public struct TrainerConfig: Sendable, Equatable {
     public var headLayers: Int = 3
     /// Keep an EMA teacher (NeCo: yes).
     public var useTeacher: Bool = true
+    /// DINOv3 only: RoPE coordinate augmentation of the student's forward passes (one draw per
+    /// crop set; Meta pre-trains with rescale 2). Off by default; the teacher never augments.
+    public var ropeAugment = RoPEAugment()
 
     public init(totalSteps: Int) { self.totalSteps = totalSteps }
 
@@ -95,6 +98,7 @@ public struct TrainerConfig: Sendable, Equatable {
         try check(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "AdamW betas in [0, 1), eps > 0")
         try check(gradClip.map { $0 > 0 && $0.isFinite } ?? true, "gradClip must be > 0")
         try check(dropPathRate >= 0 && dropPathRate < 1, "dropPathRate \(dropPathRate) must be in [0, 1)")
+        do { try ropeAugment.validate() } catch let e as NecoError { try check(false, e.message) }
         try check(!projectionHead || (headHiddenDim >= 1 && headOutDim >= 1 && headLayers >= 1 && headLayers <= 16),
                   "projection head sizes out of range")
     }
@@ -129,7 +133,16 @@ public struct TrainerConfig: Sendable, Equatable {
             ("head_out_dim", .number(Double(headOutDim))),
             ("head_layers", .number(Double(headLayers))),
             ("use_teacher", .bool(useTeacher)),
-        ])
+        ] + ropeJSON)
+    }
+
+    /// Only the RoPE augmentation settings that are on (older files have none).
+    var ropeJSON: [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = []
+        if let v = ropeAugment.shift { out.append(("rope_shift", .number(Double(v)))) }
+        if let v = ropeAugment.jitter { out.append(("rope_jitter", .number(Double(v)))) }
+        if let v = ropeAugment.rescale { out.append(("rope_rescale", .number(Double(v)))) }
+        return out
     }
 
     public init(json j: JSONValue) throws {
@@ -170,6 +183,9 @@ public struct TrainerConfig: Sendable, Equatable {
         headOutDim = try int("head_out_dim")
         headLayers = try int("head_layers")
         useTeacher = try bool("use_teacher")
+        func optionalFloat(_ k: String) -> Float? { j[k]?.doubleValue.map { Float($0) } }
+        ropeAugment = RoPEAugment(shift: optionalFloat("rope_shift"), jitter: optionalFloat("rope_jitter"),
+                                  rescale: optionalFloat("rope_rescale"))
         try validate()
     }
 }
@@ -191,7 +207,8 @@ extension ViTConfig {
             ("pos_embed_rule", .string(posEmbedRule.rawValue)),
             ("in_channels", .number(Double(inChannels))),
             ("layer_norm_eps", .number(Double(layerNormEps))),
-        ])
+        ] + (rope.map { r in [("qkv_bias", JSONValue.string(qkvBias.rawValue)), ("rope_base", .number(Double(r.base))),
+                               ("rope_bf16_periods", .bool(r.bf16Periods))] } ?? []))
     }
 
     public init(trainingJSON j: JSONValue) throws {
@@ -209,6 +226,13 @@ extension ViTConfig {
                   registers: try int("registers"), posGrid: try int("pos_grid"), posEmbedRule: rule)
         inChannels = try int("in_channels")
         layerNormEps = Float(eps)
+        if let base = j["rope_base"]?.doubleValue {
+            rope = RoPESettings(base: Float(base), bf16Periods: j["rope_bf16_periods"]?.boolValue ?? false)
+            guard let m = j["qkv_bias"]?.stringValue.flatMap(QKVBiasMode.init(rawValue:)) else {
+                throw NecoError.format("model config: missing or unknown 'qkv_bias'")
+            }
+            qkvBias = m
+        }
         try validate()
     }
 }

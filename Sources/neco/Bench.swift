@@ -6,7 +6,7 @@ import NecoModel
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inference throughput: images/s, GFLOP/s and peak RSS of the forward pass.",
-        discussion: "Without --model it builds ViT-S/14 with 4 registers and random weights (the cost equals trained weights). scripts/bench.sh runs this next to PyTorch and prints the ratio.")
+        discussion: "Without --model it builds ViT-S/14 with 4 registers (or the --config preset, e.g. dinov3_vits16) with random weights (the cost equals trained weights). scripts/bench.sh runs this next to PyTorch and prints the ratio.")
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Batch sizes, comma-separated.") var batches: String = "1,8"
     @Option(help: "Input size S or HxW.") var size: String = "224"
@@ -21,12 +21,20 @@ struct Bench: ParsableCommand {
             model = try modelOptions.load()
         } else {
             try modelOptions.applyThreads()
-            let params = try ViTParameters(config: .dinov2Small(registers: 4))
+            var config = ViTConfig.dinov2Small(registers: 4)
+            if let name = modelOptions.config {
+                guard let c = ViTConfig.preset(name, registers: modelOptions.registers ?? 0) else {
+                    throw NecoError.invalidArgument("unknown --config '\(name)' (use \(ViTConfig.presetNames.joined(separator: ", ")))")
+                }
+                config = c
+            }
+            let params = try ViTParameters(config: config)
             var state: UInt64 = 42
             for i in 0..<params.count {
                 state = state &* 6364136223846793005 &+ 1442695040888963407
                 params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
             }
+            for blk in params.layout.blocks { RoPE.maskBias(params[blk.qkvB], mode: config.qkvBias, dim: config.embedDim) }
             model = ViTModel(params: params, source: "random", scheme: .meta)
         }
         let (h, w) = try parseSize(size)

@@ -3,6 +3,7 @@ import Neco
 import NecoCore
 import NecoImage
 import NecoModel
+import NecoTrain
 
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,7 @@ struct NecoCLI: ParsableCommand {
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Safetensors checkpoint (Meta, timm or Hugging Face keys). Default: the embedded DINOv2 ViT-S/14.")
     var model: String?
-    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16); checked against the weights.")
+    @Option(name: .long, help: "Expected architecture preset (vits14, vitb14, vitl14, vitg14, vits16, vitb16, dinov3_vits16, dinov3_vits16plus, dinov3_vitb16, dinov3_vitl16, dinov3_vith16plus); checked against the weights.")
     var config: String?
     @Option(name: .long, help: "Register tokens to build (0 drops register weights).")
     var registers: Int?
@@ -57,18 +58,8 @@ struct ModelOptions: ParsableArguments {
         return try DefaultModel.load(options: o)
     }
 
-    /// File name of a training run's checkpoint inside its run directory.
-    static let runCheckpoint = "checkpoint.safetensors"
-
     /// `--model` as a file: a directory stands for the checkpoint of the run it holds.
-    static func resolve(_ path: String) throws -> String {
-        guard FileIO.isDirectory(path) else { return path }
-        let file = (path.hasSuffix("/") ? path : path + "/") + runCheckpoint
-        guard FileIO.exists(file) else {
-            throw NecoError.io("\(path) is a directory without a \(runCheckpoint) (give a .safetensors file or a run directory)")
-        }
-        return file
-    }
+    static func resolve(_ path: String) throws -> String { try NeCoRun.modelFile(path) }
 }
 
 /// Parses "S" or "HxW".
@@ -138,7 +129,12 @@ struct Info: ParsableCommand {
         print("feed-forward \(c.ffn.rawValue), width \(c.mlpHidden)")
         print("LayerScale   \(c.layerScale ? "yes" : "no")")
         print("registers    \(c.registers)")
-        print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        print("family       \(c.family.rawValue)")
+        if let rope = c.rope {
+            print("positions    RoPE (axial, base \(rope.base), \(rope.bf16Periods ? "bfloat16" : "float32") periods), qkv bias \(c.qkvBias.rawValue)")
+        } else {
+            print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
+        }
         print("parameters   \(m.params.count)")
         print("cpu path     \(cpuPathDescription())")
     }
@@ -232,7 +228,7 @@ struct PCACommand: ParsableCommand {
         let img = try ImageDecoder.load(path: image)
         let f = try FeatureExtractor(model: model).extract(images: [img], options: ExtractOptions(resize: mode))
         let shown = try Preprocess.apply(img, mode: mode)
-        let pic = PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
+        let pic = try PCA.picture(image: shown, features: f.patches(of: 0), gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
         try PNGWriter.write(pic, to: out)
         print("wrote \(out) (\(pic.width)×\(pic.height), grid \(f.gridHeight)×\(f.gridWidth))")
     }

@@ -56,7 +56,7 @@ struct Demo: ParsableCommand {
                 }
             }
             let shown = try Preprocess.apply(img, mode: mode)
-            let pic = PCA.picture(image: shown, features: patches, gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
+            let pic = try PCA.picture(image: shown, features: patches, gridHeight: f.gridHeight, gridWidth: f.gridWidth, dim: f.dim)
             var name = String(path.split(separator: "/").last ?? "image")
             if let dot = name.lastIndex(of: ".") { name = String(name[..<dot]) }
             let picPath = out + "/" + name + "_pca.png"

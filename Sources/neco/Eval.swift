@@ -12,9 +12,6 @@ import Glibc
 // `neco eval`: the three frozen-feature protocols of NECO-SPEC §6 on a benchmark folder
 // (scripts/build_benchmark.py), and `neco bench-index`: patch-index throughput.
 
-/// Hummingbird's normalisation std (P22: the last value is 0.255, sic).
-let hummingbirdStd: (Float, Float, Float) = (0.229, 0.224, 0.255)
-
 /// Models for the evaluations: a file (plain backbone, libneco training checkpoint or exported
 /// model) or a run directory (its checkpoint.safetensors), the default model, or a randomly
 /// initialised one. Files load through `ModelOptions.load` → `WeightLoader.load(path:)`, which
@@ -51,99 +48,10 @@ struct EvalModelOptions: ParsableArguments {
     }
 }
 
-/// A randomly initialised ViT, as DINOv2 initialises it for training: linear weights, position
-/// embedding and registers ~ N(0, 0.02²) (timm `trunc_normal_(std=.02)`, bounds ±2 never hit),
-/// biases 0, the patch projection with PyTorch's Conv2d default U(±1/√(C·P²)), LayerNorm 1 / 0,
-/// LayerScale 1e-5 (DINOv2's `layerscale` training setting), CLS ~ N(0, 1e-12).
-enum RandomViT {
-    static func make(config: ViTConfig, seed: UInt64, layerScale: Float = 1e-5) throws -> ViTModel {
-        let params = try ViTParameters(config: config)
-        var rng = EvalRNG(seed: seed)
-        let fanIn = Float(config.inChannels * config.patchSize * config.patchSize)
-        for spec in params.layout.specs {
-            let p = params.slab.base + spec.offset
-            let n = spec.count
-            let name = spec.name
-            if name.hasPrefix("patch_embed.proj.") {
-                let bound = 1 / fanIn.squareRoot()
-                for i in 0..<n { p[i] = rng.uniform(-bound, bound) }
-            } else if name.hasSuffix(".gamma") {
-                for i in 0..<n { p[i] = layerScale }
-            } else if name == "cls_token" {
-                for i in 0..<n { p[i] = Float(rng.normal() * 1e-6) }
-            } else if name.hasSuffix(".bias") {
-                for i in 0..<n { p[i] = 0 }
-            } else if spec.shape.count == 1 {  // LayerNorm weights
-                for i in 0..<n { p[i] = 1 }
-            } else {                            // linear weights, pos_embed, register tokens
-                for i in 0..<n { p[i] = Float(rng.normal() * 0.02) }
-            }
-        }
-        return ViTModel(params: params, source: "random init (seed \(seed))", scheme: .meta)
-    }
-}
-
-/// Features of benchmark images at S×S with their label maps resized (nearest) to S×S.
-struct SplitFeatures {
-    var features: [Float]       // (I, h, w, D)
-    var labels: [LabelMap]      // I maps of S×S
-    var names: [String]
-    var images: Int
-    var gridHeight: Int
-    var gridWidth: Int
-    var dim: Int
-    func of(_ i: Int) -> ArraySlice<Float> {
-        let n = gridHeight * gridWidth * dim
-        return features[(i * n)..<((i + 1) * n)]
-    }
-}
-
-/// Extraction with a per-(split, normalisation) cache: the protocols share features.
-final class FeatureCache {
-    let extractor: FeatureExtractor
-    let bench: Benchmark
-    let size: Int
-    let batch: Int
-    var cache: [String: SplitFeatures] = [:]
-
-    init(model: ViTModel, bench: Benchmark, size: Int, batch: Int) {
-        extractor = FeatureExtractor(model: model)
-        self.bench = bench
-        self.size = size
-        self.batch = batch
-    }
-
-    func features(_ samples: [Benchmark.Sample], split: String, hummingbird: Bool) throws -> SplitFeatures {
-        let key = split + (hummingbird ? "/hbird" : "/imagenet")
-        if let f = cache[key] { return f }
-        let std = hummingbird ? hummingbirdStd : Preprocess.imageNetStd
-        let mode = ResizeMode.stretch(height: size, width: size)
-        var feats: [Float] = []
-        var labels: [LabelMap] = []
-        var gh = 0, gw = 0, dim = 0
-        let t0 = monotonicSeconds()
-        var start = 0
-        while start < samples.count {
-            let chunk = Array(samples[start..<min(samples.count, start + batch)])
-            var data: [Float] = []
-            for s in chunk {
-                let (img, lab) = try bench.load(s)
-                data += try Preprocess.tensor(img, mode: mode, std: std).data
-                labels.append(lab.resizedNearest(width: size, height: size, rule: .pil))
-            }
-            let f = try data.withUnsafeBufferPointer {
-                try extractor.extract(tensor: $0.baseAddress!, batch: chunk.count, height: size, width: size)
-            }
-            gh = f.gridHeight; gw = f.gridWidth; dim = f.dim
-            feats += f.patches
-            start += chunk.count
-            writeStderr("\r  features \(split) [\(start)/\(samples.count)] \(fmt(Double(start) / max(monotonicSeconds() - t0, 1e-9), 1)) img/s")
-        }
-        writeStderr("\n")
-        let out = SplitFeatures(features: feats, labels: labels, names: samples.map(\.name), images: samples.count,
-                                gridHeight: gh, gridWidth: gw, dim: dim)
-        cache[key] = out
-        return out
+/// Extraction progress of the shared feature cache, on stderr.
+func reportProgress(_ cache: FeatureCache) {
+    cache.progress = { split, done, all, rate in
+        writeStderr("\r  features \(split) [\(done)/\(all)] \(fmt(rate, 1)) img/s" + (done == all ? "\n" : ""))
     }
 }
 
@@ -154,6 +62,8 @@ struct EvalRow {
     var perClass: [Double]
     var mIoU: Double
     var extra: String = ""
+    /// In-context: predicted class maps of the first validation images (for --compare-picture).
+    var predictions: [[Int32]] = []
 }
 
 struct Eval: ParsableCommand {
@@ -181,6 +91,11 @@ struct Eval: ParsableCommand {
     @Option(help: "In-context: softmax temperature.") var temperature: Float = 0.02
     @Option(help: "In-context: memory size in patches (Hummingbird memory_size: each training image keeps size / images patches, rare classes first); 0 = every patch.")
     var memorySize: Int = 0
+    @Option(help: "In-context: passes of Hummingbird's memory augmentation over the training images (colour jitter + random resized crop; the protocol uses 1-2); 0 = the un-augmented memory.")
+    var augmentEpochs: Int = 0
+    @Option(help: "With --compare: write a picture of in-context segmentations, picture | A | B | ground truth, for the first --picture-count validation images.")
+    var comparePicture: String?
+    @Option(help: "Validation images in --compare-picture.") var pictureCount: Int = 4
     @Option(help: "Linear probe: epochs.") var epochs: Int = 25
     @Option(help: "Linear probe: images per SGD step.") var probeBatch: Int = 8
     @Option(help: "Linear probe: learning rate.") var lr: Float = 0.01
@@ -220,7 +135,8 @@ struct Eval: ParsableCommand {
         var results: [[EvalRow]] = []
         for (mi, model) in models.enumerated() {
             print("model \(mi == 0 ? "A" : "B")    \(model.config.name), \(model.source)")
-            let cache = FeatureCache(model: model, bench: benchmark, size: size, batch: batch)
+            let cache = try FeatureCache(model: model, bench: benchmark, size: size, batch: batch)
+            reportProgress(cache)
             var rows: [EvalRow] = []
             for p in protocols {
                 let t0 = monotonicSeconds()
@@ -234,16 +150,31 @@ struct Eval: ParsableCommand {
             results.append(rows)
         }
         printTable(results, classes: benchmark.classes, models: models)
+        if let path = comparePicture {
+            let preds = results.map { rows in rows.first { $0.protocolName == "in-context" }?.predictions ?? [] }
+            guard preds.count == 2, !preds[0].isEmpty else {
+                throw NecoError.invalidArgument("--compare-picture needs --compare and the in-context protocol")
+            }
+            var panels: [RGBImage] = []
+            for i in 0..<min(preds[0].count, preds[1].count) {
+                let (img, lab) = try benchmark.load(val[i])
+                let shown = try Preprocess.apply(img, mode: .stretch(height: size, width: size))
+                panels.append(try Pictures.comparison(image: shown, predictions: [preds[0][i], preds[1][i]],
+                                                      groundTruth: lab.resizedNearest(width: size, height: size, rule: .pil),
+                                                      classes: benchmark.classes.count))
+            }
+            try PNGWriter.write(Pictures.column(panels + [Pictures.legend(classes: benchmark.classes.count)]), to: path)
+            print("wrote \(path): picture | A | B | ground truth, in-context predictions of \(panels.count) validation images")
+        }
     }
 
     /// `--clusters`, or the protocol's counts without those above the number of validation
     /// patches (k-means needs at least K points; a small benchmark such as `voc` has 256).
     func clusterCounts(classes: Int, patches: Int) throws -> [Int] {
         guard let clusters else {
-            let all = Overcluster.defaultClusterCounts(classes: classes)
-            let kept = all.filter { $0 <= patches }
-            if kept.count < all.count {
-                writeStderr("  cluster: K = \(all.filter { $0 > patches }.map(String.init).joined(separator: ", ")) left out: only \(patches) validation patches\n")
+            let (kept, leftOut) = ClusterProtocol.clusterCounts(classes: classes, patches: patches)
+            if !leftOut.isEmpty {
+                writeStderr("  cluster: K = \(leftOut.map(String.init).joined(separator: ", ")) left out: only \(patches) validation patches\n")
             }
             return kept
         }
@@ -255,74 +186,48 @@ struct Eval: ParsableCommand {
     }
 
     func inContext(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int) throws -> EvalRow {
-        let tr = try cache.features(train, split: "train", hummingbird: true)
-        let va = try cache.features(val, split: "val", hummingbird: true)
-        let patch = cache.extractor.model.config.patchSize
-        guard memorySize >= 0 else { throw NecoError.invalidArgument("--memory-size must be ≥ 0") }
-        let memory = try SegmentationMemory(dim: tr.dim, classes: classes)
-        let perImage = memorySize > 0 ? max(1, memorySize / tr.images) : Int.max
-        var rng = EvalRNG(seed: 0)
-        for i in 0..<tr.images {
-            try memory.add(features: tr.of(i), gridHeight: tr.gridHeight, gridWidth: tr.gridWidth, labels: tr.labels[i],
-                           patch: patch, keep: perImage, rng: &rng)
-        }
-        let scores = try memory.predict(va.features, k: k, temperature: temperature)
-        let hw = va.gridHeight * va.gridWidth
-        let plan = BilinearPlan(inHeight: va.gridHeight, inWidth: va.gridWidth, outHeight: size, outWidth: size)
-        var cm = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
-        for i in 0..<va.images {
-            let pred = plan.argmax(Array(scores[(i * hw * classes)..<((i + 1) * hw * classes)]), channels: classes)
-            try cm.add(gt: va.labels[i].labels, pred: pred)
-        }
-        let s = Matching.hungarian.score(cm)
-        return EvalRow(protocolName: "in-context", setting: "k=\(k), T=\(temperature), memory \(memory.count) patches",
-                       perClass: s.perClass, mIoU: s.mIoU, extra: "pixel acc \(fmt(100 * s.pixelAccuracy, 1))")
+        var p = InContextProtocol()
+        p.k = k
+        p.temperature = temperature
+        p.memorySize = memorySize
+        p.augmentation = MemoryAugmentation(epochs: augmentEpochs)
+        let r = try p.evaluate(cache, train: train, val: val, classes: classes,
+                               predictions: comparePicture == nil ? 0 : max(0, pictureCount))
+        let aug = augmentEpochs > 0 ? ", memory augmentation ×\(augmentEpochs)" : ""
+        return EvalRow(protocolName: "in-context", setting: "k=\(k), T=\(temperature), memory \(r.memoryPatches) patches\(aug)",
+                       perClass: r.score.perClass, mIoU: r.score.mIoU, extra: "pixel acc \(fmt(100 * r.score.pixelAccuracy, 1))",
+                       predictions: r.predictions)
     }
 
     func linear(_ cache: FeatureCache, _ train: [Benchmark.Sample], _ val: [Benchmark.Sample], classes: Int) throws -> EvalRow {
-        let tr = try cache.features(train, split: "train", hummingbird: false)
-        let va = try cache.features(val, split: "val", hummingbird: false)
-        var o = LinearProbe.Options()
-        o.epochs = epochs
-        o.batchSize = probeBatch
-        o.learningRate = lr
-        o.stepEpoch = max(1, epochs * 4 / 5)
-        let probe = try LinearProbe(dim: tr.dim, classes: classes, seed: 0)
-        let losses = try probe.train(features: tr.features, images: tr.images, gridHeight: tr.gridHeight, gridWidth: tr.gridWidth,
-                                     labels: tr.labels, options: o) { e, l in
-            writeStderr("\r  linear probe epoch \(e + 1)/\(o.epochs) loss \(fmt(l, 4))")
+        var p = LinearProtocol()
+        p.options.epochs = epochs
+        p.options.batchSize = probeBatch
+        p.options.learningRate = lr
+        p.options.stepEpoch = max(1, epochs * 4 / 5)
+        let o = p.options
+        let r = try p.evaluate(cache, train: train, val: val, classes: classes) { e, l in
+            writeStderr("\r  linear probe epoch \(e + 1)/\(o.epochs) loss \(fmt(l, 4))" + (e + 1 == o.epochs ? "\n" : ""))
         }
-        writeStderr("\n")
-        var cm = try ConfusionMatrix(gtClasses: classes, predClasses: classes)
-        for i in 0..<va.images {
-            let pred = try probe.predict(va.of(i), gridHeight: va.gridHeight, gridWidth: va.gridWidth, outHeight: size, outWidth: size)
-            try cm.add(gt: va.labels[i].labels, pred: pred)
-        }
-        let s = Matching.identity.score(cm)
         return EvalRow(protocolName: "linear", setting: "\(o.epochs) epochs, batch \(o.batchSize), lr \(o.learningRate)",
-                       perClass: s.perClass, mIoU: s.mIoU,
-                       extra: "final train loss \(fmt(losses.last ?? 0, 3)), pixel acc \(fmt(100 * s.pixelAccuracy, 1))")
+                       perClass: r.score.perClass, mIoU: r.score.mIoU,
+                       extra: "final train loss \(fmt(r.losses.last ?? 0, 3)), pixel acc \(fmt(100 * r.score.pixelAccuracy, 1))")
     }
 
     func cluster(_ cache: FeatureCache, _ val: [Benchmark.Sample], classes: Int, kList: [Int]) throws -> [EvalRow] {
         guard seeds >= 1 else { throw NecoError.invalidArgument("--seeds must be ≥ 1") }
-        let va = try cache.features(val, split: "val", hummingbird: false)
-        let prepared = try Overcluster.prepare(features: va.features, images: va.images, gridHeight: va.gridHeight,
-                                               gridWidth: va.gridWidth, dim: va.dim)
-        var o = Overcluster.Options()
-        o.iterations = iterations
-        o.redo = redo
-        o.seeds = (0..<seeds).map { UInt64($0) }
-        var rows: [EvalRow] = []
-        for kk in kList {
-            let t0 = monotonicSeconds()
-            let r = try Overcluster.evaluate(prepared, labels: va.labels, classes: classes, clusters: kk, options: o)
-            writeStderr("  cluster K=\(kk): \(fmt(monotonicSeconds() - t0, 1)) s\n")
-            rows.append(EvalRow(protocolName: "cluster", setting: "K=\(kk) (\(r.matching == .hungarian ? "Hungarian" : "many-to-one")), \(seeds) seeds",
-                                perClass: r.perClassMean, mIoU: r.mIoU,
-                                extra: "± \(fmt(100 * r.mIoUStd, 1)) over seeds, PCA \(prepared.dim) keeps \(fmt(100 * prepared.explainedVariance, 1)) % of the variance"))
+        var p = ClusterProtocol()
+        p.options.iterations = iterations
+        p.options.redo = redo
+        p.options.seeds = (0..<seeds).map { UInt64($0) }
+        let (prepared, results) = try p.evaluate(cache, val: val, classes: classes, clusters: kList) { kk, seconds in
+            writeStderr("  cluster K=\(kk): \(fmt(seconds, 1)) s\n")
         }
-        return rows
+        return results.map { r in
+            EvalRow(protocolName: "cluster", setting: "K=\(r.clusters) (\(r.matching == .hungarian ? "Hungarian" : "many-to-one")), \(seeds) seeds",
+                    perClass: r.perClassMean, mIoU: r.mIoU,
+                    extra: "± \(fmt(100 * r.mIoUStd, 1)) over seeds, PCA \(prepared.dim) keeps \(fmt(100 * prepared.explainedVariance, 1)) % of the variance")
+        }
     }
 
     func printTable(_ results: [[EvalRow]], classes: [String], models: [ViTModel]) {
@@ -360,7 +265,7 @@ struct Eval: ParsableCommand {
             for row in rows {
                 let key = row.protocolName == "cluster" ? "cluster_" + (row.setting.split(separator: " ").first.map(String.init) ?? "") : row.protocolName
                 let weights = models[mi].source.hasPrefix("random") ? "random" : String(models[mi].source.split(separator: "/").last ?? "")
-                print("EVAL model=\(mi == 0 ? "A" : "B") arch=\(models[mi].config.name) weights=\(weights) bench=\(key) miou=\(fmt(100 * row.mIoU, 2))")
+                print("EVAL model=\(mi == 0 ? "A" : "B") arch=\(models[mi].config.name) weights=\(weights) bench=\(key) miou=\(fmt(100 * row.mIoU, 2)) miou_exact=\(row.mIoU)")
             }
         }
     }

@@ -9,7 +9,8 @@ struct Export: ParsableCommand {
         discussion: """
             Input pixel_values (N, C, H, W) float32, ImageNet-normalised; N is dynamic. With --size the \
             input is fixed at HxW; with --dynamic-size (the default) H and W are symbolic and the position \
-            table is resampled inside the graph with the model's rule (see --pos-rule). Outputs \
+            table is resampled inside the graph with the model's rule (see --pos-rule); for DINOv3 the RoPE tables are \
+            constants at a fixed size and computed in the graph (no control flow) otherwise. Outputs \
             patch_tokens (N, h*w, D), cls_token (N, D), register_tokens (N, R, D) when the model has \
             registers, and with --with-head projection (N, h*w, F). A failed export leaves no file behind.
             """)
@@ -43,7 +44,7 @@ struct Export: ParsableCommand {
             guard let source = head ?? modelOptions.model else {
                 throw NecoError.invalidArgument("--with-head needs the head weights: give --head FILE or a --model checkpoint that contains projection_head.* keys")
             }
-            options.head = try ProjectionHead.load(path: source)
+            options.head = try ProjectionHeadWeights.load(path: source)
         }
         let report = try ONNXExporter.export(model: model, to: out, options: options)
         print(report)

@@ -28,7 +28,8 @@ struct Segment: ParsableCommand {
         let classes = bench.classes.count
         let patch = model.config.patchSize
         guard size % patch == 0 else { throw NecoError.invalidArgument("--size \(size) is not a multiple of the patch size \(patch)") }
-        let cache = FeatureCache(model: model, bench: bench, size: size, batch: 8)
+        let cache = try FeatureCache(model: model, bench: bench, size: size, batch: 8)
+        reportProgress(cache)
         let train = maxTrain > 0 ? Array(bench.train.prefix(maxTrain)) : bench.train
         let val = Array(bench.val.prefix(count))
         let tr = try cache.features(train, split: "train", hummingbird: true)

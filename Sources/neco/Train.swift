@@ -1,6 +1,7 @@
 import ArgumentParser
 import NecoCore
 import NecoModel
+import NecoEval
 import NecoTrain
 
 #if canImport(Glibc)
@@ -32,7 +33,7 @@ struct Train: ParsableCommand {
     @Option(help: "Epochs over the folder (steps = epochs × ⌊images / batch⌋).") var epochs: Int?
     @Option(help: "Images per step.") var batch: Int = 8
     @Option(help: "Global crop size (multiple of the patch size; the paper uses 518).") var globalSize: Int = 224
-    @Option(help: "Local crop size (multiple of the patch size).") var localSize: Int = 98
+    @Option(help: "Local crop size (multiple of the patch size; default 98 for /14 patches, 96 for /16).") var localSize: Int?
     @Option(help: "Global crops per image.") var globalCrops: Int = 2
     @Option(help: "Local crops per image.") var localCrops: Int = 4
     @Option(help: "Reference patches: queue (teacher queue, DINOv2 configs) or batch.") var references: String = "queue"
@@ -55,6 +56,17 @@ struct Train: ParsableCommand {
     @Option(help: "Save a checkpoint every N steps (0 = only on stop and at the end).") var checkpointEvery: Int = 50
     @Option(help: "Per-step log in RUN_DIR: csv, jsonl or none.") var log: String = "csv"
     @Flag(help: "No progress line; one log line per step instead.") var quiet = false
+    @Option(help: "DINOv3: RoPE coordinate rescale factor R ≥ 1 in training (Meta pre-trains with 2; default off).") var ropeRescale: Float?
+    @Option(help: "DINOv3: RoPE coordinate jitter factor J ≥ 1 in training (default off).") var ropeJitter: Float?
+    @Option(help: "DINOv3: RoPE coordinate shift s ≥ 0 in training (default off).") var ropeShift: Float?
+    @Option(help: "Evaluate the student every N steps (and before the first and after the last step); keeps the best as best.safetensors. 0 = never.")
+    var evalEvery: Int = 0
+    @Option(help: "Evaluation protocol during training: incontext (Hummingbird mIoU on the benchmark's validation split).")
+    var evalBench: String = "incontext"
+    @Option(help: "Benchmark folder for --eval-every (default $NECO_CACHE/bench/synth).") var evalData: String?
+    @Option(help: "Input side of the evaluation (a multiple of the patch size).") var evalSize: Int = 224
+    @Option(help: "Passes of Hummingbird's memory augmentation in the evaluation (0 = un-augmented memory).")
+    var evalAugmentEpochs: Int = 0
 
     func run() throws {
         signal(SIGINT) { _ in
@@ -76,11 +88,15 @@ struct Train: ParsableCommand {
                 || relaxation != fresh.relaxation || steepness != fresh.steepness || teacherSteepness != nil
                 || roiSize != fresh.roiSize || logFloor != fresh.logFloor { changed.append("NeCo loss options") }
             if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps
-                || dropPath != fresh.dropPath || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
-                || checkpointEvery != fresh.checkpointEvery || log != fresh.log { changed.append("optimisation options") }
+                || dropPath != fresh.dropPath || ropeRescale != nil || ropeJitter != nil || ropeShift != nil
+                || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
+                || checkpointEvery != fresh.checkpointEvery || log != fresh.log || evalEvery != fresh.evalEvery {
+                changed.append("optimisation options")
+            }
             guard changed.isEmpty else {
                 throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
-                                                + "(only --data, --threads and --quiet may be given)")
+                                                + "(only --data, --threads, --quiet and the --eval-bench/--eval-data/--eval-size/"
+                                                + "--eval-augment-epochs options may be given)")
             }
             run = try NeCoRun.resume(directory: dir, images: try data.map { .folder(try ImageFolder(root: $0)) })
             print("resuming \(dir) at step \(run.stepsDone)/\(run.totalSteps) (epoch \(run.loader.epoch)), "
@@ -90,7 +106,7 @@ struct Train: ParsableCommand {
             guard let out else { throw NecoError.invalidArgument("--out RUN_DIR is required for a new run") }
             let folder = try ImageFolder(root: data)
             let model = try modelOptions.load()
-            let config = try makeConfig(images: folder.files.count)
+            let config = try makeConfig(images: folder.files.count, model: model.config)
             run = try NeCoRun(model: model, images: .folder(folder), config: config, directory: out)
             let c = run.config
             print("NeCo run \(out): \(model.config.name) from \(model.source)")
@@ -106,6 +122,10 @@ struct Train: ParsableCommand {
         if run.isFinished {
             print("the run is already finished (\(run.totalSteps) steps)")
             return
+        }
+        if run.config.evalEvery > 0 {
+            run.evaluator = try makeEvaluator()
+            print("  evaluating \(run.evaluator?.name ?? "") every \(run.config.evalEvery) steps on \(evalData ?? Benchmark.defaultDirectory + "/synth")")
         }
         var lastDraw = 0.0
         let tty = isatty(2) != 0 && !quiet
@@ -144,14 +164,35 @@ struct Train: ParsableCommand {
         switch outcome {
         case .finished:
             print("finished \(run.totalSteps) steps; wrote \(dir)/\(NeCoRun.studentFile) (use it with --model), "
-                  + "\(dir)/\(NeCoRun.teacherFile), \(dir)/\(NeCoRun.checkpointFile)")
+                  + "\(dir)/\(NeCoRun.teacherFile), \(dir)/\(NeCoRun.checkpointFile), \(dir)/\(NeCoRun.curvesFile)")
+            if let best = run.bestEvaluation {
+                print("best \(run.evaluator?.name ?? "evaluation"): \(fmt(best.value, 2)) at step \(best.step) "
+                      + "(\(dir)/\(NeCoRun.bestFile)); evaluations in \(dir)/\(NeCoRun.evalFile)")
+            }
         case .stopped, .paused:
             print("stopped at step \(run.stepsDone)/\(run.totalSteps); continue with: neco train --resume \(dir)")
             throw ExitCode(130)
         }
     }
 
-    func makeConfig(images: Int) throws -> NeCoRunConfig {
+    /// In-context mIoU (%) of a student on the evaluation benchmark's validation split.
+    func makeEvaluator() throws -> NeCoEvaluator {
+        guard evalBench == "incontext" else { throw NecoError.invalidArgument("--eval-bench supports incontext") }
+        let bench = try Benchmark(path: evalData ?? Benchmark.defaultDirectory + "/synth")
+        var p = InContextProtocol()
+        p.augmentation = MemoryAugmentation(epochs: evalAugmentEpochs)
+        try p.augmentation.validate()
+        let size = evalSize
+        return NeCoEvaluator(name: "incontext_miou") { model in
+            let cache = try FeatureCache(model: model, bench: bench, size: size, batch: 8)
+            let r = try p.evaluate(cache, train: bench.train, val: bench.val, classes: bench.classes.count)
+            let value = 100 * r.score.mIoU
+            print("  eval: in-context mIoU \(fmt(value, 2)) (memory \(r.memoryPatches) patches)")
+            return value
+        }
+    }
+
+    func makeConfig(images: Int, model: ViTConfig) throws -> NeCoRunConfig {
         guard batch >= 1 else { throw NecoError.invalidArgument("--batch must be ≥ 1") }
         let total: Int
         switch (steps, epochs) {
@@ -159,13 +200,15 @@ struct Train: ParsableCommand {
         case (.some(let s), nil): total = s
         case (nil, .some(let e)):
             guard e >= 1 else { throw NecoError.invalidArgument("--epochs must be ≥ 1") }
-            total = e * (images / batch)
-        case (nil, nil): total = 100
+            total = try NeCoRunConfig.totalSteps(epochs: e, images: images, batchSize: batch)
+        case (nil, nil): total = NeCoRunConfig.defaultTotalSteps
         }
-        guard total >= 1 else { throw NecoError.invalidArgument("the run would have no step (\(images) images, batch \(batch))") }
+        guard total >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
         var c = NeCoRunConfig(totalSteps: total)
         c.batchSize = batch
         c.checkpointEvery = checkpointEvery
+        guard evalEvery >= 0 else { throw NecoError.invalidArgument("--eval-every must be ≥ 0") }
+        c.evalEvery = evalEvery
         guard let lf = TrainingLogFormat(rawValue: log) else { throw NecoError.invalidArgument("--log must be csv, jsonl or none") }
         c.log = lf
         var t = c.trainer
@@ -175,13 +218,18 @@ struct Train: ParsableCommand {
         t.warmupSteps = warmupSteps
         t.dropPathRate = dropPath
         t.gradClip = gradClip
+        t.ropeAugment = RoPEAugment(shift: ropeShift, jitter: ropeJitter, rescale: ropeRescale)
+        if t.ropeAugment.isActive && model.rope == nil {
+            throw NecoError.invalidArgument("--rope-rescale/--rope-jitter/--rope-shift need a RoPE (DINOv3) model; \(model.name) has a position table")
+        }
         guard trainLast == 0 || freezeFirst == 0 else { throw NecoError.invalidArgument("give --train-last or --freeze-first, not both") }
         guard trainLast >= 0, freezeFirst >= 0 else { throw NecoError.invalidArgument("--train-last / --freeze-first must be ≥ 0") }
         t.trainable = trainLast > 0 ? .last(trainLast) : (freezeFirst > 0 ? .freezeFirst(freezeFirst) : .all)
         c.trainer = t
         var o = c.objective
         o.crops.globalSize = globalSize
-        o.crops.localSize = localSize
+        // 98 = 7 patches of 14 (NeCo's setting); 96 = 6 patches of 16 for DINOv3's /16 models.
+        o.crops.localSize = localSize ?? (model.patchSize == 14 ? 98 : 6 * model.patchSize)
         o.crops.globalCrops = globalCrops
         o.crops.localCrops = localCrops
         o.roiSize = roiSize
@@ -201,7 +249,7 @@ struct Train: ParsableCommand {
         o.studentSteepness = steepness
         o.teacherSteepness = teacherSteepness
         if logFloor == "auto" {
-            o.logFloor = [.logistic, .logisticPhi, .gaussian].contains(rel) ? 1e-30 : 0
+            o.logFloor = NeCoObjectiveConfig.autoLogFloor(for: rel)
         } else {
             guard let f = Double(logFloor) else { throw NecoError.invalidArgument("--log-floor must be 'auto' or a number") }
             o.logFloor = f

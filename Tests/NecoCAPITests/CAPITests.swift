@@ -350,14 +350,4 @@ final class CProgramTests: XCTestCase {
         XCTAssertEqual(rc, 0, out)
         XCTAssertTrue(out.contains("CPP EXAMPLE OK"), out)
     }
-
-    func testExportedSymbolsEqualHeader() throws {
-        let dir = try libraryDirectory()
-        let (rc, out) = try runTool("/bin/sh", [repositoryRoot + "/examples-c/tests/check_symbols.sh",
-                                                dir.appendingPathComponent("libneco.so").path,
-                                                repositoryRoot + "/include/neco.h",
-                                                repositoryRoot + "/examples-c/tests/abuse.c"])
-        XCTAssertEqual(rc, 0, out)
-        XCTAssertTrue(out.contains("SYMBOLS OK"), out)
-    }
 }

@@ -72,7 +72,7 @@ final class CAPITrainTests: XCTestCase {
             let s = Unmanaged<Seen>.fromOpaque(user!).takeUnretainedValue()
             s.losses.append(p!.pointee.loss)
             s.steps.append(p!.pointee.step)
-            return false
+            return true  // continue
         }
         XCTAssertEqual(NecoCAPI.neco_trainer_run(tr, 2, callback, Unmanaged.passUnretained(seen).toOpaque()), NECO_OK)
         XCTAssertEqual(seen.steps, [1, 2])
@@ -109,9 +109,9 @@ final class CAPITrainTests: XCTestCase {
         NecoCAPI.neco_model_free(loaded)
 
         // A callback that stops: NECO_ERR_ABORTED after one step.
-        let stop: @convention(c) (UnsafePointer<neco_train_progress>?, UnsafeMutableRawPointer?) -> Bool = { _, _ in true }
+        let stop: @convention(c) (UnsafePointer<neco_train_progress>?, UnsafeMutableRawPointer?) -> Bool = { _, _ in false }
         XCTAssertEqual(NecoCAPI.neco_trainer_run(tr, 0, stop, nil), NECO_ERR_ABORTED)
-        XCTAssertTrue(String(cString: neco_last_error()).contains("stopped by the callback after step 4"))
+        XCTAssertTrue(String(cString: neco_last_error()).contains("stopped by the callback (it returned false) after step 4"))
         XCTAssertEqual(NecoCAPI.neco_trainer_step_count(tr), 4)
     }
 

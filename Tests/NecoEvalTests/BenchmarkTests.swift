@@ -99,6 +99,7 @@ final class BenchmarkTests: XCTestCase {
         }
         mkdirs(root + "/train/images")
         XCTAssertThrowsError(try Benchmark(path: root)) {
+            XCTAssertEqual(($0 as? NecoError)?.kind, .data)
             XCTAssertTrue("\($0)".contains("train/images holds no JPEG or PNG"), "\($0)")
         }
         XCTAssertThrowsError(try Benchmark(path: root + "/missing")) { XCTAssertEqual(($0 as? NecoError)?.kind, .io) }

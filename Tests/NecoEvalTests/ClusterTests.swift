@@ -6,7 +6,7 @@ import XCTest
 final class ClusterTests: XCTestCase {
     /// Points around `centers` (K, d) with uniform noise of ±`spread`; returns points and labels.
     func blobs(_ centers: [[Float]], perBlob: Int, spread: Float, seed: UInt64) -> ([Float], [Int]) {
-        var rng = EvalRNG(seed: seed)
+        var rng = NecoRNG(seed: seed)
         var pts: [Float] = [], labels: [Int] = []
         for _ in 0..<perBlob {
             for (c, center) in centers.enumerated() {
@@ -70,20 +70,20 @@ final class ClusterTests: XCTestCase {
         for i in 0..<9 { XCTAssertEqual(x[i], e[i], accuracy: 1e-5) }
     }
 
-    func testJacobiEigen() {
+    func testSymmetricEigen() throws {
         // [[2, 1], [1, 2]]: eigenvalues 3 and 1, eigenvectors (1, 1)/√2 and (1, −1)/√2.
-        let (v, vec) = FeatureReduction.symmetricEigen([2, 1, 1, 2], n: 2)
+        let (v, vec) = try PrincipalComponents.symmetricEigen([2, 1, 1, 2], n: 2)
         XCTAssertEqual(v[0], 3, accuracy: 1e-12)
         XCTAssertEqual(v[1], 1, accuracy: 1e-12)
         XCTAssertEqual(abs(vec[0]), 1 / 2.0.squareRoot(), accuracy: 1e-12)
         XCTAssertEqual(vec[0] * vec[1], 0.5, accuracy: 1e-12)
         XCTAssertEqual(vec[2] * vec[3], -0.5, accuracy: 1e-12)
         // A random symmetric 12×12: A·v = λ·v for every pair, values sorted, vectors orthonormal.
-        var rng = EvalRNG(seed: 5)
+        var rng = NecoRNG(seed: 5)
         let n = 12
         var a = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in i..<n { let x = rng.normal(); a[i * n + j] = x; a[j * n + i] = x } }
-        let (vals, vecs) = FeatureReduction.symmetricEigen(a, n: n)
+        let (vals, vecs) = try PrincipalComponents.symmetricEigen(a, n: n)
         for i in 0..<n {
             if i > 0 { XCTAssertGreaterThanOrEqual(vals[i - 1], vals[i]) }
             for r in 0..<n {
@@ -102,7 +102,7 @@ final class ClusterTests: XCTestCase {
     /// projections keep every centred row's length, are uncorrelated, and come in decreasing
     /// variance.
     func testPCARecoversPlane() throws {
-        var rng = EvalRNG(seed: 2)
+        var rng = NecoRNG(seed: 2)
         let u: [Float] = [1, 0, 0, 0, 0, 0]
         let w: [Float] = [0, 0, 0.6, 0.8, 0, 0]
         var x: [Float] = []
@@ -110,7 +110,7 @@ final class ClusterTests: XCTestCase {
             let a = Float(rng.normal()) * 3, b = Float(rng.normal())
             for j in 0..<6 { x.append(5 + a * u[j] + b * w[j]) }
         }
-        let (p, explained) = try x.withUnsafeBufferPointer { try FeatureReduction.pca($0.baseAddress!, rows: 400, dim: 6, outDim: 2) }
+        let (p, explained) = try x.withUnsafeBufferPointer { try PrincipalComponents.project($0.baseAddress!, rows: 400, dim: 6, outDim: 2) }
         XCTAssertEqual(explained[0] + explained[1], 1, accuracy: 1e-4)
         XCTAssertGreaterThan(explained[0], 5 * explained[1])
         var mean = [Double](repeating: 0, count: 6)
@@ -124,7 +124,7 @@ final class ClusterTests: XCTestCase {
         }
         XCTAssertEqual(cross / 400, 0, accuracy: 1e-3)
         XCTAssertGreaterThan(v0, v1)
-        XCTAssertThrowsError(try x.withUnsafeBufferPointer { try FeatureReduction.pca($0.baseAddress!, rows: 400, dim: 6, outDim: 7) })
+        XCTAssertThrowsError(try x.withUnsafeBufferPointer { try PrincipalComponents.project($0.baseAddress!, rows: 400, dim: 6, outDim: 7) })
     }
 
     /// The protocol's cluster counts are NECO-SPEC §6.3's (paper Table 1(a)): K = C, 300, 500;
@@ -134,7 +134,7 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(Overcluster.defaultClusterCounts(classes: 21), [21, 300, 500])
         XCTAssertEqual(Overcluster.defaultClusterCounts(classes: 9), [9, 300, 500])
         let gh = 4, gw = 4, dim = 6, classes = 4, images = 32
-        var rng = EvalRNG(seed: 3)
+        var rng = NecoRNG(seed: 3)
         var feats: [Float] = [], maps: [LabelMap] = []
         for i in 0..<images {
             var px = [UInt8](repeating: 0, count: 8 * 8)  // 2-pixel patches
@@ -164,7 +164,7 @@ final class ClusterTests: XCTestCase {
     /// K = C (Hungarian) and K > C (many-to-one) both reach mIoU 1.
     func testOverclusterProtocolOnSeparableFeatures() throws {
         let gh = 4, gw = 4, dim = 8, classes = 3, images = 6
-        var rng = EvalRNG(seed: 8)
+        var rng = NecoRNG(seed: 8)
         var feats: [Float] = [], maps: [LabelMap] = []
         for i in 0..<images {
             var cells = [UInt8]()

@@ -17,7 +17,7 @@ final class InContextTests: XCTestCase {
     }
 
     /// Feature of a patch of class c: a class direction plus noise.
-    func feature(_ c: Int, dim: Int, rng: inout EvalRNG) -> [Float] {
+    func feature(_ c: Int, dim: Int, rng: inout NecoRNG) -> [Float] {
         (0..<dim).map { j in (j == c ? 1 : 0) + rng.uniform(-0.1, 0.1) }
     }
 
@@ -52,7 +52,7 @@ final class InContextTests: XCTestCase {
         out.withUnsafeMutableBufferPointer { o in src.withUnsafeBufferPointer { plan.forward(out: o.baseAddress!, src: $0.baseAddress!, channels: 1) } }
         XCTAssertEqual(out, [0, 1, 3, 4])
         // ⟨up(x), y⟩ = ⟨x, upᵀ(y)⟩ for random x (3×5×2) and y (7×4×2).
-        var rng = EvalRNG(seed: 1)
+        var rng = NecoRNG(seed: 1)
         let p = BilinearPlan(inHeight: 3, inWidth: 5, outHeight: 7, outWidth: 4)
         let x = (0..<30).map { _ in rng.uniform(-1, 1) }, y = (0..<56).map { _ in rng.uniform(-1, 1) }
         var ux = [Float](repeating: 0, count: 56), ty = [Float](repeating: 0, count: 30)
@@ -90,7 +90,7 @@ final class InContextTests: XCTestCase {
     /// images is exact, so the protocol's mIoU is 1.
     func testInContextOnSyntheticFeatures() throws {
         let gh = 4, gw = 4, patch = 4, dim = 6, classes = 3
-        var rng = EvalRNG(seed: 2)
+        var rng = NecoRNG(seed: 2)
         func image(_ shift: Int) throws -> ([Float], LabelMap) {
             var cells = [UInt8](), feats = [Float]()
             for p in 0..<(gh * gw) {
@@ -153,7 +153,7 @@ final class InContextTests: XCTestCase {
         var soft = [Float](repeating: 0, count: 14)
         for p in 0..<4 { soft[p * 2] = 1 }
         for p in 4..<6 { soft[p * 2 + 1] = 1 }
-        var rng = EvalRNG(seed: 0)
+        var rng = NecoRNG(seed: 0)
         var keptCount = [Int](repeating: 0, count: 7)
         for _ in 0..<400 {
             let kept = SegmentationMemory.rareClassFirst(softLabels: soft, rows: 7, classes: 2, keep: 2, rng: &rng)
@@ -171,7 +171,7 @@ final class InContextTests: XCTestCase {
     /// A linear probe learns a linearly separable patch problem to mIoU 1 and its loss falls.
     func testLinearProbeLearnsSeparableProblem() throws {
         let gh = 4, gw = 4, patch = 4, dim = 5, classes = 3, images = 8
-        var rng = EvalRNG(seed: 4)
+        var rng = NecoRNG(seed: 4)
         var feats = [Float](), maps = [LabelMap]()
         for i in 0..<images {
             var cells = [UInt8]()
@@ -206,7 +206,7 @@ final class InContextTests: XCTestCase {
     /// The probe's analytic gradient (one SGD step with lr → tiny, no momentum/decay) matches a
     /// finite difference of the loss: checked through the loss decrease along −grad.
     func testLinearProbeStepDecreasesLoss() throws {
-        var rng = EvalRNG(seed: 6)
+        var rng = NecoRNG(seed: 6)
         let gh = 2, gw = 2, dim = 3, classes = 2
         let feats = (0..<(gh * gw * dim)).map { _ in rng.uniform(-1, 1) }
         let m = try LabelMap(width: 4, height: 4, labels: [0, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 255, 0, 1, 1])

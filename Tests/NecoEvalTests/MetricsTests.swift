@@ -139,10 +139,10 @@ final class MetricsTests: XCTestCase {
 
     /// Random square and rectangular matrices against brute force over all assignments.
     func testHungarianAgainstBruteForce() {
-        var rng = EvalRNG(seed: 3)
+        var rng = NecoRNG(seed: 3)
         for (n, m) in [(1, 1), (2, 2), (3, 5), (4, 4), (5, 5), (4, 7), (6, 6)] {
             for _ in 0..<20 {
-                let cost = (0..<(n * m)).map { _ in Double(rng.below(20)) - 5 }
+                let cost = (0..<(n * m)).map { _ in Double(rng.bounded(20)) - 5 }
                 let a = Hungarian.solve(cost: cost, rows: n, cols: m)
                 XCTAssertEqual(Set(a).count, n, "assignment must be injective")
                 let got = (0..<n).reduce(0.0) { $0 + cost[$1 * m + a[$1]] }

@@ -70,7 +70,7 @@ final class FeaturesTests: XCTestCase {
     }
 
     /// PCA finds planted directions in order of variance.
-    func testPCARecoversPlantedComponents() {
+    func testPCARecoversPlantedComponents() throws {
         var rng = TestRNG(seed: 5)
         let rows = 2000, dim = 16
         var x = [Float](repeating: 0, count: rows * dim)
@@ -79,7 +79,7 @@ final class FeaturesTests: XCTestCase {
             x[r * dim + 3] = a; x[r * dim + 7] = b; x[r * dim + 11] = c
             for k in 0..<dim { x[r * dim + k] += rng.uniform() * 0.01 + 1 }
         }
-        let p = PCA.project(x[...], rows: rows, dim: dim, k: 3)
+        let p = try PCA.project(x[...], rows: rows, dim: dim, k: 3)
         for j in 0..<3 {
             let src = [3, 7, 11][j]
             var mean = 0.0

@@ -108,7 +108,9 @@ final class WeightErrorTests: XCTestCase {
         let scalarFC = try rewrite("scalar.safetensors") { t in
             if let i = t.firstIndex(where: { $0.0 == "blocks.0.mlp.fc1.weight" }) { t[i] = (t[i].0, [], [0]) }
         }
-        expectError(.format, containing: [scalarFC, "feed-forward"]) { _ = try WeightLoader.load(path: scalarFC, options: LoadOptions(heads: 4)) }
+        expectError(.format, containing: [scalarFC, "blocks.0.mlp.fc1.weight", "no scalar or empty tensors"]) {
+            _ = try WeightLoader.load(path: scalarFC, options: LoadOptions(heads: 4))
+        }
         let emptyPos = try rewrite("emptypos.safetensors") { t in
             if let i = t.firstIndex(where: { $0.0 == "pos_embed" }) { t[i] = (t[i].0, [1, 0, 32], []) }
         }

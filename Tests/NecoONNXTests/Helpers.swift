@@ -49,18 +49,18 @@ func forwardSplit(_ model: ViTModel, input: [Float], batch: Int, height: Int, wi
 }
 
 /// A random projection head D → h1 → h2 → f with PyTorch-like init scale.
-func randomHead(inDim: Int, hidden: Int, out: Int, seed: UInt64) throws -> ProjectionHead {
+func randomHead(inDim: Int, hidden: Int, out: Int, seed: UInt64) throws -> ProjectionHeadWeights {
     var rng = TestRNG(seed: seed)
     let dims = [(hidden, inDim), (hidden, hidden), (out, hidden)]
-    return try ProjectionHead(layers: zip(ProjectionHead.layerIndices, dims).map { i, od in
+    return try ProjectionHeadWeights(layers: zip(ProjectionHeadWeights.layerIndices, dims).map { i, od in
         let scale = 1 / Float(od.1).squareRoot()
-        return ProjectionHead.Linear(name: "projection_head.\(i)", outDim: od.0, inDim: od.1,
+        return ProjectionHeadWeights.Linear(name: "projection_head.\(i)", outDim: od.0, inDim: od.1,
                                      weight: rng.floats(od.0 * od.1, scale: scale), bias: rng.floats(od.0, scale: 0.1))
     })
 }
 
 /// Reference head in Double: Linear, exact GELU, Linear, exact GELU, Linear, L2 normalisation.
-func headReference(_ head: ProjectionHead, tokens: [Float], rows: Int) -> [Float] {
+func headReference(_ head: ProjectionHeadWeights, tokens: [Float], rows: Int) -> [Float] {
     var x = tokens.map(Double.init)
     var width = head.inputDim
     for (i, l) in head.layers.enumerated() {

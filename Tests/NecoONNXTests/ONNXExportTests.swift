@@ -22,7 +22,7 @@ final class ONNXExportTests: XCTestCase {
         return (report, try ONNXModelInfo.read(path: tmp.file(name)))
     }
 
-    func expectedInitializers(_ model: ViTModel, head: ProjectionHead? = nil) -> [String] {
+    func expectedInitializers(_ model: ViTModel, head: ProjectionHeadWeights? = nil) -> [String] {
         model.params.layout.specs.map { ONNXExporter.initializerName(forKey: $0.name) }
             + (head?.layers.flatMap { [$0.weightKey, $0.biasKey] } ?? [])
     }
@@ -219,12 +219,12 @@ final class ONNXExportTests: XCTestCase {
         assertThrows(.shape, containing: "takes 48 features but the model gives 32") {
             try ONNXExporter.export(model: model, to: tmp.file("h.onnx"), options: ONNXExportOptions(head: head))
         }
-        XCTAssertThrowsError(try ProjectionHead(layers: Array(head.layers.prefix(2))))
+        XCTAssertThrowsError(try ProjectionHeadWeights(layers: Array(head.layers.prefix(2))))
         var bad = head.layers
         bad[1].inDim = 7
-        XCTAssertThrowsError(try ProjectionHead(layers: bad))
+        XCTAssertThrowsError(try ProjectionHeadWeights(layers: bad))
         assertThrows(.format, containing: "no projection head") {
-            _ = try ProjectionHead.load(path: fixturePath("vit/tiny_reg4.weights.safetensors"))
+            _ = try ProjectionHeadWeights.load(path: fixturePath("vit/tiny_reg4.weights.safetensors"))
         }
         XCTAssertEqual(tmp.contents, [])
     }

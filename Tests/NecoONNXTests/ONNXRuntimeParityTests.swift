@@ -41,7 +41,7 @@ final class ONNXRuntimeParityTests: XCTestCase {
 
         /// Runs the Swift forward on `input` and records the case for `file`.
         func add(_ name: String, model: ViTModel, file: String, input: [Float], batch: Int, height: Int, width: Int,
-                 head: NecoONNX.ProjectionHead? = nil) throws {
+                 head: ProjectionHeadWeights? = nil) throws {
             let c = model.config
             let s = try forwardSplit(model, input: input, batch: batch, height: height, width: width)
             var expected: [(String, [Int], [Float])] = [
@@ -178,7 +178,7 @@ final class ONNXRuntimeParityTests: XCTestCase {
         // 2. Tiny checkpoints: every architecture and every position rule, at the native grid and
         //    off it (down- and upsampling), batch 1 and 3; plus a projection head and external data.
         var seed: UInt64 = 100
-        func tinyCases(_ tiny: Tiny, rule: PosEmbedRule? = nil, sizes: [(Int, Int)], head: NecoONNX.ProjectionHead? = nil,
+        func tinyCases(_ tiny: Tiny, rule: PosEmbedRule? = nil, sizes: [(Int, Int)], head: ProjectionHeadWeights? = nil,
                        external: Bool = false) throws {
             let model = try tiny.load(rule: rule)
             let tag = "\(tiny.rawValue)_\(model.config.posEmbedRule.rawValue)\(head != nil ? "_head" : "")\(external ? "_ext" : "")"
@@ -212,7 +212,7 @@ final class ONNXRuntimeParityTests: XCTestCase {
         //    recorded position rule) and a head, and exported with and without the head.
         let checkpoint = try trainTinyCheckpoint(dir.file("trained.safetensors"))
         let trained = try WeightLoader.load(path: checkpoint)
-        let trainedHead = try NecoONNX.ProjectionHead.load(path: checkpoint)
+        let trainedHead = try ProjectionHeadWeights.load(path: checkpoint)
         XCTAssertEqual(trained.config.posEmbedRule, .antialias, "the recorded rule of tiny_reg4")
         try suite.export(trained, "trained_dynamic.onnx", ONNXExportOptions(inputSize: .dynamic))
         try suite.export(trained, "trained_head_56x70.onnx", ONNXExportOptions(inputSize: .fixed(height: 56, width: 70), head: trainedHead))

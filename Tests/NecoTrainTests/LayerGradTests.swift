@@ -247,7 +247,7 @@ final class LayerGradTests: XCTestCase {
         for layers in [3, 2, 1] {
             let hc = HeadConfig(inDim: 5, hiddenDim: 7, outDim: 4, layers: layers)
             let head = try ProjectionHead(config: hc)
-            var rng = TrainRNG(seed: 31)
+            var rng = NecoRNG(seed: 31)
             head.initialize(rng: &rng)
             var r = TestRNG(seed: 37)
             // Bigger weights than NeCo's init, so every layer matters in the check.

@@ -42,7 +42,7 @@ final class NeCoDataTests: XCTestCase {
     /// The sampler's crops obey the scale, ratio and overlap rules on many images, and the boxes
     /// map the same physical region into every frame.
     func testSamplerProperties() throws {
-        var rng = TrainRNG(seed: 7, stream: 3)
+        var rng = NecoRNG(seed: 7, stream: 3)
         let config = MultiCropConfig()
         try config.validate(patchSize: 14)
         for (W, H) in [(640, 480), (333, 500), (120, 90), (50, 50), (1000, 200), (31, 17)] {
@@ -76,7 +76,7 @@ final class NeCoDataTests: XCTestCase {
             }
         }
         // Reproducible from the seed.
-        var r1 = TrainRNG(seed: 99), r2 = TrainRNG(seed: 99)
+        var r1 = NecoRNG(seed: 99), r2 = NecoRNG(seed: 99)
         XCTAssertEqual(try MultiCrop.sample(width: 300, height: 200, config: config, rng: &r1),
                        try MultiCrop.sample(width: 300, height: 200, config: config, rng: &r2))
     }
@@ -109,18 +109,18 @@ final class NeCoDataTests: XCTestCase {
             let diffs = zip(out.pixels, ref.pixels).filter { $0 != $1 }.count
             XCTAssertEqual(diffs, 0, "\(name): \(diffs) of \(ref.pixels.count) values differ")
         }
-        for f in [0.35, 1.0, 1.62] { try check(Photometric.adjustBrightness(img, factor: f), "brightness_\(f)") }
-        for f in [0.4, 1.7] { try check(Photometric.adjustContrast(img, factor: f), "contrast_\(f)") }
-        for f in [0.3, 1.8] { try check(Photometric.adjustSaturation(img, factor: f), "saturation_\(f)") }
-        for f in [-0.17, 0.05, 0.2] { try check(Photometric.adjustHue(img, factor: f), "hue_\(f)") }
-        try check(Photometric.grayscale(img), "grayscale")
-        for r in [0.1, 0.77, 1.3, 2.0] { try check(Photometric.gaussianBlur(img, radius: r), "blur_\(r)") }
-        var j = Photometric.adjustHue(img, factor: 0.11)
-        j = Photometric.adjustContrast(j, factor: 1.3)
-        j = Photometric.adjustBrightness(j, factor: 0.7)
-        j = Photometric.adjustSaturation(j, factor: 1.45)
+        for f in [0.35, 1.0, 1.62] { try check(PillowColor.adjustBrightness(img, factor: f), "brightness_\(f)") }
+        for f in [0.4, 1.7] { try check(PillowColor.adjustContrast(img, factor: f), "contrast_\(f)") }
+        for f in [0.3, 1.8] { try check(PillowColor.adjustSaturation(img, factor: f), "saturation_\(f)") }
+        for f in [-0.17, 0.05, 0.2] { try check(PillowColor.adjustHue(img, factor: f), "hue_\(f)") }
+        try check(PillowColor.grayscale(img), "grayscale")
+        for r in [0.1, 0.77, 1.3, 2.0] { try check(PillowColor.gaussianBlur(img, radius: r), "blur_\(r)") }
+        var j = PillowColor.adjustHue(img, factor: 0.11)
+        j = PillowColor.adjustContrast(j, factor: 1.3)
+        j = PillowColor.adjustBrightness(j, factor: 0.7)
+        j = PillowColor.adjustSaturation(j, factor: 1.45)
         try check(j, "jitter_3102")
-        try check(Photometric.gaussianBlur(try image(fx, "tiny_input"), radius: 2.0), "tiny_blur_2.0")
+        try check(PillowColor.gaussianBlur(try image(fx, "tiny_input"), radius: 2.0), "tiny_blur_2.0")
         // RandomResizedCrop's crop + PIL bilinear resize (NecoImage).
         let big = try image(fx, "big_input")
         try check(ImageResize.resizeBilinearAntialias(ImageResize.crop(big, x: 17, y: 11, width: 73, height: 61),
@@ -131,7 +131,7 @@ final class NeCoDataTests: XCTestCase {
 
     func testAugmentDrawsAndDeterminism() {
         let img = RGBImage(width: 16, height: 12, pixels: (0..<(16 * 12 * 3)).map { UInt8(($0 * 37) % 256) })
-        var rng = TrainRNG(seed: 5)
+        var rng = NecoRNG(seed: 5)
         var jitter = 0, gray = 0, blur = 0
         let trials = 400
         for _ in 0..<trials {
@@ -151,7 +151,7 @@ final class NeCoDataTests: XCTestCase {
         XCTAssertEqual(Double(jitter) / Double(trials), 0.8, accuracy: 0.09)
         XCTAssertEqual(Double(gray) / Double(trials), 0.2, accuracy: 0.09)
         XCTAssertEqual(Double(blur) / Double(trials), 0.5, accuracy: 0.112)
-        var a = TrainRNG(seed: 8), b = TrainRNG(seed: 8)
+        var a = NecoRNG(seed: 8), b = NecoRNG(seed: 8)
         XCTAssertEqual(Photometric.augment(img, config: PhotometricConfig(), rng: &a).0,
                        Photometric.augment(img, config: PhotometricConfig(), rng: &b).0)
         XCTAssertEqual(Photometric.augment(img, config: .none, rng: &a).0, img)
@@ -161,7 +161,7 @@ final class NeCoDataTests: XCTestCase {
 
     func testBatchReferencesArePermutations() throws {
         let (b, q, e) = (3, 49, 4)
-        let sampler = try NeCoReferenceSampler(mode: .batch, dim: e, rng: TrainRNG(seed: 1))
+        let sampler = try NeCoReferenceSampler(mode: .batch, dim: e, rng: NecoRNG(seed: 1))
         XCTAssertThrowsError(try sampler.validate(batch: 1, references: 49))
         XCTAssertNoThrow(try sampler.validate(batch: 2, references: 49))
         let tq = (0..<(b * q * e)).map { Float($0 / e) }  // row r holds r
@@ -175,7 +175,7 @@ final class NeCoDataTests: XCTestCase {
     /// Queue mode: FIFO order, the shared counter quirk (P11) and modulo sampling (P12).
     func testQueueReferences() throws {
         let (b, g, e, length) = (2, 4, 3, 64)
-        let sampler = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: TrainRNG(seed: 2))
+        let sampler = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: NecoRNG(seed: 2))
         XCTAssertThrowsError(try sampler.validate(batch: 2, references: 49))  // 98 > 64
         XCTAssertNoThrow(try sampler.validate(batch: 1, references: 49))
         // Teacher rows: crop c, row r holds value 1000·(c + 1) + step·100 + r.
@@ -201,7 +201,7 @@ final class NeCoDataTests: XCTestCase {
         XCTAssertEqual(Array((20..<40).map { q0[$0 * e] }), firstRows, "older rows shifted back by n")
         // Sampling reduces indices modulo `filled`: with 40 filled rows (after one push), rows
         // 20..<40 of queue 0 are still zero, and some references are zero vectors (P11).
-        let fresh = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: TrainRNG(seed: 3))
+        let fresh = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: NecoRNG(seed: 3))
         fresh.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
         var out = [Float](repeating: -1, count: 1 * 49 * e)
         fresh.sample(anchor: 0, teacherQueries: [Float](repeating: 0, count: 49 * e), queries: 49, out: &out, batch: 1,
@@ -210,7 +210,7 @@ final class NeCoDataTests: XCTestCase {
         XCTAssertTrue(values.contains(0), "shared counter: still-zero rows are sampled")
         XCTAssertTrue(values.allSatisfy { $0 == 0 || ($0 >= 1000 && $0 < 1100) })
         // Per-queue counters never reach the empty rows.
-        let own = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: TrainRNG(seed: 3), sharedCounter: false)
+        let own = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: NecoRNG(seed: 3), sharedCounter: false)
         own.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
         XCTAssertEqual(own.filled, [20, 20])
         own.sample(anchor: 0, teacherQueries: [Float](repeating: 0, count: 49 * e), queries: 49, out: &out, batch: 1,

@@ -112,7 +112,7 @@ final class NeCoObjectiveTests: XCTestCase {
         oc.patchSize = 4
         oc.roiSize = 3  // Q = K = 9: keeps the debug-build test fast; 7 × 7 is covered by NeCoLossTests
         oc.references = .batch
-        let objective = try NeCoObjective(config: oc, dim: 8, rng: TrainRNG(seed: 3, stream: 2))
+        let objective = try NeCoObjective(config: oc, dim: 8, rng: NecoRNG(seed: 3, stream: 2))
         XCTAssertThrowsError(try objective.validate(batch: 1), "batch references need B ≥ 2")
         let loader = try NeCoDataLoader(folder: folder, batchSize: 2, crops: oc.crops, photometric: oc.photometric, seed: 3,
                                         patchSize: 4)
@@ -131,7 +131,7 @@ final class NeCoObjectiveTests: XCTestCase {
         // The run state round-trips through string metadata.
         let state = NeCoRunState(objective: objective, loader: loader)
         XCTAssertEqual(try NeCoRunState(metadata: state.metadata), state)
-        let other = try NeCoObjective(config: oc, dim: 8, rng: TrainRNG(seed: 99))
+        let other = try NeCoObjective(config: oc, dim: 8, rng: NecoRNG(seed: 99))
         let otherLoader = try NeCoDataLoader(folder: folder, batchSize: 2, crops: oc.crops, photometric: oc.photometric,
                                              seed: 3, patchSize: 4)
         try state.restore(objective: other, loader: otherLoader)
@@ -149,12 +149,12 @@ final class NeCoObjectiveTests: XCTestCase {
         oc.patchSize = 4
         oc.roiSize = 3
         oc.references = .queue(length: 256)
-        let objective = try NeCoObjective(config: oc, dim: 5, rng: TrainRNG(seed: 4))
+        let objective = try NeCoObjective(config: oc, dim: 5, rng: NecoRNG(seed: 4))
         let b = 2
         var r = TestRNG(seed: 8)
         let tg = r.floats(2 * b * 16 * 5), sg = r.floats(2 * b * 16 * 5), sl = r.floats(4 * b * 4 * 5)
         var dg = [Float](repeating: 0, count: sg.count), dl = [Float](repeating: 0, count: sl.count)
-        var rng = TrainRNG(seed: 1)
+        var rng = NecoRNG(seed: 1)
         var anchor: [Float] = [], partner: [Float] = []
         for _ in 0..<b {
             let crops = try MultiCrop.sample(width: 64, height: 48, config: oc.crops, rng: &rng)
@@ -185,11 +185,11 @@ final class NeCoObjectiveTests: XCTestCase {
         // Shape errors are reported, not trapped.
         var bad = oc
         bad.roiSize = 1
-        XCTAssertThrowsError(try NeCoObjective(config: bad, dim: 5, rng: TrainRNG(seed: 1)))
+        XCTAssertThrowsError(try NeCoObjective(config: bad, dim: 5, rng: NecoRNG(seed: 1)))
         bad = oc
         bad.studentSteepness = 0
-        XCTAssertThrowsError(try NeCoObjective(config: bad, dim: 5, rng: TrainRNG(seed: 1)))
-        let small = try NeCoObjective(config: oc, dim: 5, rng: TrainRNG(seed: 1))
+        XCTAssertThrowsError(try NeCoObjective(config: bad, dim: 5, rng: NecoRNG(seed: 1)))
+        let small = try NeCoObjective(config: oc, dim: 5, rng: NecoRNG(seed: 1))
         XCTAssertThrowsError(try small.validate(batch: 29), "29·9 > 256")
         XCTAssertNoThrow(try small.validate(batch: 28))
     }

@@ -268,4 +268,55 @@ final class NeCoRunTests: XCTestCase {
         XCTAssertEqual(try NeCoObjectiveConfig(json: NeCoObjectiveConfig().json), NeCoObjectiveConfig())
         XCTAssertThrowsError(try NeCoRunConfig(json: try JSONValue.parse("{\"trainer\": 1}")))
     }
+
+    /// Evaluation during a run: before the first step, every `evalEvery` steps and at the end; the
+    /// values go to eval.csv, the best student to best.safetensors, the curves to curves.png; a
+    /// resumed run keeps the evaluations up to its checkpoint and goes on from there.
+    func testEvaluationsBestStudentAndCurves() throws {
+        let images = try makeImages("data", count: 7)
+        let folder = try ImageFolder(root: images)
+        var c = config(steps: 6)
+        c.evalEvery = 2
+        c.checkpointEvery = 3
+        // A metric that peaks in the middle of the run: −|(first weight moved since the start) − target|.
+        let start = try model().params.slab.buffer.first!
+        var seen: [Int: Float] = [:]
+        func evaluator(_ run: NeCoRun) -> NeCoEvaluator {
+            NeCoEvaluator(name: "probe") { m in
+                let w = m.params.slab.buffer.first!
+                seen[run.stepsDone] = w
+                return -Double(abs(w - start - 0.015))
+            }
+        }
+        let a = try NeCoRun(model: try model(), images: .folder(folder), config: c, directory: scratch + "/a")
+        a.warn = { _ in }
+        a.evaluator = evaluator(a)
+        XCTAssertEqual(try a.run(steps: 3), .paused)
+        XCTAssertEqual(a.evaluations.map { $0.step }, [0, 2])
+        let resumed = try NeCoRun.resume(directory: scratch + "/a")
+        resumed.warn = { _ in }
+        XCTAssertEqual(resumed.evaluations.map { $0.step }, [0, 2], "evaluations up to the checkpoint (step 3) are kept")
+        resumed.evaluator = evaluator(resumed)
+        XCTAssertEqual(try resumed.run(), .finished)
+        XCTAssertEqual(resumed.evaluations.map { $0.step }, [0, 2, 4, 6])
+        let text = String(decoding: try FileIO.readAll(scratch + "/a/" + NeCoRun.evalFile), as: UTF8.self)
+        let rows = text.split(separator: "\n")
+        XCTAssertEqual(rows.first, "step,metric,value")
+        XCTAssertEqual(rows.dropFirst().map { $0.split(separator: ",")[0] }, ["0", "2", "4", "6"])
+        let best = try XCTUnwrap(resumed.bestEvaluation)
+        XCTAssertEqual(best.value, resumed.evaluations.map { $0.value }.max())
+        // best.safetensors is the student of the best step.
+        let saved = try WeightLoader.load(path: scratch + "/a/" + NeCoRun.bestFile)
+        XCTAssertEqual(saved.params.slab.buffer.first, seen[best.step])
+        let png = try ImageDecoder.load(path: scratch + "/a/" + NeCoRun.curvesFile)
+        XCTAssertEqual(png.width, 720)
+        XCTAssertEqual(png.height, 400)
+        XCTAssertTrue(png.pixels.contains { $0 < 128 }, "the picture has ink")
+        // A non-finite metric is an error, not a best model.
+        let b = try NeCoRun(model: try model(), images: .folder(folder), config: c, directory: scratch + "/b")
+        b.warn = { _ in }
+        b.evaluator = NeCoEvaluator(name: "nan") { _ in .nan }
+        XCTAssertThrowsError(try b.run())
+        XCTAssertFalse(FileIO.exists(scratch + "/b/" + NeCoRun.bestFile))
+    }
 }

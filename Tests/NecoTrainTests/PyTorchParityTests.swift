@@ -105,13 +105,13 @@ final class PyTorchParityTests: XCTestCase {
         print("  tiny ViT + head vs PyTorch: loss \(loss), worst gradient |Δ|/max|g| over \(model.params.layout.specs.count + head.layout.specs.count + 1) tensors = \(worst)")
     }
 
-    /// Ten steps of the full loop (teacher, stochastic depth from TrainRNG, two resolutions,
+    /// Ten steps of the full loop (teacher, stochastic depth from NecoRNG, two resolutions,
     /// head, EMA, clipping, AdamW with four groups, warmup + cosine schedules) against the same
     /// run in PyTorch.
     func testTenStepTrajectory() throws {
         let fx = try Fixture("train/tiny.safetensors"), tr = try Fixture("train/tiny_trajectory.safetensors")
         // The RNG port in the script is exact.
-        var check = TrainRNG(seed: 1234, stream: 1)
+        var check = NecoRNG(seed: 1234, stream: 1)
         let want = try tr.file.ints("rng_check").map { UInt64(bitPattern: Int64($0)) }
         XCTAssertEqual((0..<8).map { _ in check.next() }, want)
 

@@ -4,23 +4,23 @@ import NecoTrain
 
 final class RandomTests: XCTestCase {
     func testSameSeedSameStream() {
-        var a = TrainRNG(seed: 42, stream: 1), b = TrainRNG(seed: 42, stream: 1), c = TrainRNG(seed: 42, stream: 2)
+        var a = NecoRNG(seed: 42, stream: 1), b = NecoRNG(seed: 42, stream: 1), c = NecoRNG(seed: 42, stream: 2)
         let xa = (0..<100).map { _ in a.next() }
         XCTAssertEqual(xa, (0..<100).map { _ in b.next() })
         XCTAssertNotEqual(xa, (0..<100).map { _ in c.next() })
     }
 
     func testStateRoundTrip() throws {
-        var a = TrainRNG(seed: 7)
+        var a = NecoRNG(seed: 7)
         for _ in 0..<13 { _ = a.next() }
-        var b = try TrainRNG(state: a.words)
+        var b = try NecoRNG(state: a.words)
         XCTAssertEqual((0..<50).map { _ in a.next() }, (0..<50).map { _ in b.next() })
-        XCTAssertThrowsError(try TrainRNG(state: [0, 0, 0, 0]))
-        XCTAssertThrowsError(try TrainRNG(state: [1, 2, 3]))
+        XCTAssertThrowsError(try NecoRNG(state: [0, 0, 0, 0]))
+        XCTAssertThrowsError(try NecoRNG(state: [1, 2, 3]))
     }
 
     func testRangesAndPermutation() {
-        var r = TrainRNG(seed: 3)
+        var r = NecoRNG(seed: 3)
         var sum = 0.0
         for _ in 0..<20000 {
             let u = r.uniformFloat()

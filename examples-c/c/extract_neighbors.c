@@ -100,8 +100,9 @@ int main(int argc, char ** argv) {
     mp.image_height = size;
     mp.image_width = size;
     CHECK(neco_model_load(model_path, &mp, &model));
-    printf("model %s: D %d, %d layers, %d heads, %d registers, patch %d, %lld parameters\n",
-           neco_model_name(model), neco_model_embed_dim(model), neco_model_n_layers(model),
+    printf("model %s (%s): D %d, %d layers, %d heads, %d registers, patch %d, %lld parameters\n",
+           neco_model_name(model), neco_model_family(model) == NECO_FAMILY_DINOV3 ? "DINOv3, RoPE" : "DINOv2",
+           neco_model_embed_dim(model), neco_model_n_layers(model),
            neco_model_n_heads(model), neco_model_n_registers(model), neco_model_patch_size(model),
            (long long)neco_model_n_params(model));
 

@@ -1,7 +1,7 @@
 // batch_neighbors.cpp: the C++17 example of libneco.
 //
-// RAII wrappers over the C handles, batch extraction of every photo in a folder, and a patch
-// index over all photos but the last, labelled by photo. The last photo's patches then vote,
+// Through neco.hpp (RAII handles, exceptions, buffer views): batch extraction of every photo in a
+// folder, and a patch index over all photos but the last, labelled by photo. The last photo's patches then vote,
 // through their nearest neighbours, for the photo they resemble most; the CLS tokens give a
 // second opinion.
 //
@@ -11,7 +11,7 @@
 //   N_HEADS    attention heads, 0 = embed dim / 64 (the tiny test model needs 4)
 //   SIZE       model input side (default 224)
 // Exit status 0 and "CPP EXAMPLE OK" on success; 77 when the model or photos are missing.
-#include <neco.h>
+#include <neco.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -24,122 +24,30 @@
 #include <string>
 #include <vector>
 
-namespace neco {
-
-// Every failed call becomes an exception carrying the status and the thread's message (which
-// already names the function: "neco_index_init: dim = 0 out of range 1...65536").
-struct Error : std::runtime_error {
-    neco_status status;
-    explicit Error(neco_status s) : std::runtime_error(std::string(neco_status_str(s)) + ": " + neco_last_error()), status(s) {}
-};
-
-inline void check(neco_status s) {
-    if (s != NECO_OK) throw Error(s);
-}
-
-struct ModelDeleter { void operator()(neco_model * m) const noexcept { neco_model_free(m); } };
-struct ImageDeleter { void operator()(neco_image * i) const noexcept { neco_image_free(i); } };
-struct IndexDeleter { void operator()(neco_index * i) const noexcept { neco_index_free(i); } };
-
-class Model {
-public:
-    explicit Model(const std::string & path, const neco_model_params & params = neco_model_default_params()) {
-        neco_model * m = nullptr;
-        check(neco_model_load(path.c_str(), &params, &m));
-        handle_.reset(m);
-    }
-    const neco_model * get() const { return handle_.get(); }
-    int32_t dim() const { return neco_model_embed_dim(get()); }
-    std::string name() const { return neco_model_name(get()); }
-
-private:
-    std::unique_ptr<neco_model, ModelDeleter> handle_;
-};
-
-class Image {
-public:
-    explicit Image(const std::string & path) {
-        neco_image * i = nullptr;
-        check(neco_image_load(path.c_str(), &i));
-        handle_.reset(i);
-    }
-    const neco_image * get() const { return handle_.get(); }
-    int32_t width() const { return neco_image_width(get()); }
-    int32_t height() const { return neco_image_height(get()); }
-    const uint8_t * data() const { return neco_image_data(get()); }
-
-private:
-    std::unique_ptr<neco_image, ImageDeleter> handle_;
-};
-
-// Features of a batch: patches (N, n_patches, D) and CLS (N, D).
+// Features of a batch: patches (N, n_patches, D) and CLS (N, D), in vectors that this program owns.
 struct Features {
     neco_feature_shape shape{};
     int32_t n = 0;
     std::vector<float> patches;
     std::vector<float> cls;
-    const float * patches_of(int32_t i) const { return patches.data() + size_t(i) * shape.patches_per_image; }
+    neco::view<const float> patches_of(int32_t i) const {
+        return neco::view<const float>(patches.data() + size_t(i) * shape.patches_per_image, shape.patches_per_image);
+    }
     const float * cls_of(int32_t i) const { return cls.data() + size_t(i) * shape.cls_per_image; }
 };
 
-inline Features extract_batch(const Model & model, const std::vector<Image> & images, const neco_extract_params & params) {
+static Features extract_batch(const neco::model & model, const std::vector<neco::image> & images,
+                              const neco_extract_params & params) {
     Features f;
     f.n = int32_t(images.size());
-    check(neco_extract_shape_rgb(model.get(), images[0].height(), images[0].width(), &params, &f.shape));
+    f.shape = model.shape_rgb(images[0].height(), images[0].width(), params);
     f.patches.resize(size_t(f.n) * f.shape.patches_per_image);
     f.cls.resize(size_t(f.n) * f.shape.cls_per_image);
-    std::vector<const uint8_t *> pixels;
-    std::vector<int32_t> heights, widths;
-    for (const auto & im : images) {
-        pixels.push_back(im.data());
-        heights.push_back(im.height());
-        widths.push_back(im.width());
-    }
-    neco_feature_buffers out{};
-    out.patches = f.patches.data();
-    out.patches_capacity = f.patches.size();
-    out.cls = f.cls.data();
-    out.cls_capacity = f.cls.size();
-    check(neco_extract_rgb_batch(model.get(), pixels.data(), heights.data(), widths.data(), f.n, &params, &out));
+    std::vector<const neco::image *> batch;
+    for (const auto & im : images) batch.push_back(&im);
+    model.extract_batch(batch, params, neco::feature_views{f.patches, f.cls, {}});
     return f;
 }
-
-struct Neighbours {
-    int32_t k = 0;
-    std::vector<int64_t> indices;
-    std::vector<float> similarities;
-    std::vector<int32_t> labels;
-};
-
-class Index {
-public:
-    explicit Index(int32_t dim) {
-        neco_index * i = nullptr;
-        check(neco_index_init(dim, &i));
-        handle_.reset(i);
-    }
-    void add(const float * rows, int64_t n, const std::vector<int32_t> & labels) {
-        if (!labels.empty() && int64_t(labels.size()) != n) throw std::invalid_argument("one label per row");
-        check(neco_index_add(handle_.get(), rows, n, labels.empty() ? nullptr : labels.data()));
-    }
-    int64_t size() const { return neco_index_size(handle_.get()); }
-    Neighbours search(const float * queries, int64_t n, int32_t k) const {
-        Neighbours r;
-        r.k = k;
-        const size_t cap = size_t(n) * size_t(k);
-        r.indices.resize(cap);
-        r.similarities.resize(cap);
-        r.labels.resize(cap);
-        check(neco_index_search(handle_.get(), queries, n, k, r.indices.data(), r.similarities.data(),
-                                r.labels.data(), cap));
-        return r;
-    }
-
-private:
-    std::unique_ptr<neco_index, IndexDeleter> handle_;
-};
-
-}  // namespace neco
 
 static std::string cache_path(const char * rel) {
     const char * cache = std::getenv("NECO_CACHE");
@@ -150,15 +58,12 @@ static std::string cache_path(const char * rel) {
 
 int main(int argc, char ** argv) {
     namespace fs = std::filesystem;
-    const char * env_model = std::getenv("NECO_MODEL");
-    const std::string model_path = argc > 1 ? argv[1]
-                                   : (env_model && *env_model) ? env_model
-                                   : cache_path("models/dinov2_vits14_imgfocus.safetensors");
+    const std::string model_path = argc > 1 ? argv[1] : neco::default_model_path();
     const std::string dir = argc > 2 ? argv[2] : cache_path("photos");
     const int32_t heads = argc > 3 ? int32_t(std::atoi(argv[3])) : 0;
     const int32_t size = argc > 4 ? int32_t(std::atoi(argv[4])) : 224;
 
-    if (neco_api_version() != NECO_API_VERSION) {
+    if (!neco::api_compatible()) {
         std::fprintf(stderr, "libneco API %d, header %d\n", neco_api_version(), NECO_API_VERSION);
         return 1;
     }
@@ -180,29 +85,29 @@ int main(int argc, char ** argv) {
     try {
         neco_model_params mp = neco_model_default_params();
         mp.n_heads = heads;
-        neco::Model model(model_path, mp);
-        std::printf("libneco %s, model %s (D %d)\n", neco_version(), model.name().c_str(), model.dim());
+        const neco::model model = neco::model::load(model_path, mp);
+        std::printf("libneco %s, model %s (D %d)\n", neco::version().c_str(), model.name().c_str(), model.embed_dim());
 
-        std::vector<neco::Image> images;
-        for (const auto & f : files) images.emplace_back(f);
+        std::vector<neco::image> images;
+        for (const auto & f : files) images.push_back(neco::image::load(f));
 
         neco_extract_params ep = neco_extract_default_params();
         ep.resize = NECO_RESIZE_STRETCH;  // a fixed size, so that pictures of any shape batch together
         ep.height = size;
         ep.width = size;
         ep.l2_normalize = true;
-        const neco::Features f = neco::extract_batch(model, images, ep);
+        const Features f = extract_batch(model, images, ep);
         const int64_t np = f.shape.n_patches;
         std::printf("batch of %d photos -> %d x %lld patches x %d\n", f.n, f.n, static_cast<long long>(np), f.shape.dim);
 
         // Index: every photo but the last, one label per photo.
         const int32_t query = f.n - 1;
-        neco::Index index(f.shape.dim);
-        for (int32_t i = 0; i < query; i++) index.add(f.patches_of(i), np, std::vector<int32_t>(size_t(np), i));
+        neco::index index(f.shape.dim);
+        for (int32_t i = 0; i < query; i++) index.add(f.patches_of(i), std::vector<int32_t>(size_t(np), i));
         std::printf("index: %lld patches from %d photos\n", static_cast<long long>(index.size()), query);
 
         const int32_t k = 5;
-        const neco::Neighbours nn = index.search(f.patches_of(query), np, k);
+        const neco::neighbours nn = index.search(f.patches_of(query), k);
         std::map<int32_t, int> votes;
         double mean_top1 = 0;
         for (int64_t q = 0; q < np; q++) {
@@ -240,11 +145,11 @@ int main(int argc, char ** argv) {
 
         // Errors arrive as exceptions with the library's message.
         try {
-            neco::Index bad(0);
+            neco::index bad(0);
             ok = false;
-        } catch (const neco::Error & e) {
+        } catch (const neco::error & e) {
             std::printf("expected error: %s\n", e.what());
-            ok = ok && e.status == NECO_ERR_INVALID_ARG;
+            ok = ok && e.status() == NECO_ERR_INVALID_ARG;
         }
         if (!ok) {
             std::fprintf(stderr, "CPP EXAMPLE FAILED\n");

@@ -17,6 +17,7 @@
 #include <neco.h>
 
 #include <dirent.h>
+#include <stddef.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -146,7 +147,7 @@ static float max_abs_diff(const float * a, const float * b, size_t n) {
 static bool stop_now(const neco_train_progress * progress, void * user_data) {
     (void)progress;
     (void)user_data;
-    return true;
+    return false;  /* false = stop */
 }
 
 /* ---- export helpers (Export section) ---------------------------------------------------- */
@@ -208,8 +209,34 @@ int main(int argc, char ** argv) {
 
     /* ---- version, status, last error --------------------------------------------------- */
     TRUE_(neco_api_version() == NECO_API_VERSION);
-    TRUE_(neco_version() != NULL && strncmp(neco_version(), "0.1.0", 5) == 0);
-    for (int s = -8; s <= 1; s++) TRUE_(neco_status_str((neco_status)s) != NULL);
+    {
+        /* The library's version is the header's: NECO_VERSION_* and neco_version() agree. */
+        char want[64];
+        snprintf(want, sizeof want, "%d.%d.%d+", NECO_VERSION_MAJOR, NECO_VERSION_MINOR, NECO_VERSION_PATCH);
+        TRUE_(neco_version() != NULL && strncmp(neco_version(), want, strlen(want)) == 0);
+    }
+    for (int s = -10; s <= 1; s++) TRUE_(neco_status_str((neco_status)s) != NULL);
+    TRUE_(strcmp(neco_status_str(NECO_ERR_DIVERGED), "diverged") == 0);
+    TRUE_(strcmp(neco_status_str(NECO_ERR_DATA), "unusable data") == 0);
+    TRUE_(strcmp(neco_status_str(NECO_ERR_VERSION), "params version") == 0);
+
+    /* ---- default model path -------------------------------------------------------------- */
+    {
+        const char * old_model = getenv("NECO_MODEL");
+        const char * old_cache = getenv("NECO_CACHE");
+        char * keep_model = old_model ? strdup(old_model) : NULL;
+        char * keep_cache = old_cache ? strdup(old_cache) : NULL;
+        setenv("NECO_MODEL", "/models/x.safetensors", 1);
+        TRUE_(strcmp(neco_default_model_path(), "/models/x.safetensors") == 0);
+        unsetenv("NECO_MODEL");
+        setenv("NECO_CACHE", "/cache", 1);
+        const char * path = neco_default_model_path();
+        TRUE_(strcmp(path, "/cache/models/dinov2_vits14_imgfocus.safetensors") == 0);
+        if (keep_model) setenv("NECO_MODEL", keep_model, 1);
+        if (keep_cache) setenv("NECO_CACHE", keep_cache, 1); else unsetenv("NECO_CACHE");
+        free(keep_model);
+        free(keep_cache);
+    }
     TRUE_(strcmp(neco_status_str(NECO_OK), "ok") == 0);
     TRUE_(strcmp(neco_status_str((neco_status)42), "unknown status") == 0);
     TRUE_(neco_last_error() != NULL);
@@ -314,6 +341,50 @@ int main(int argc, char ** argv) {
     TRUE_(model != NULL);
     if (!model) return 1;
 
+    /* ---- params struct_size (ABI evolution) ------------------------------------------------ */
+    {
+        neco_model * m2 = AS(neco_model, &mp);
+        neco_model_params sp = neco_model_default_params();
+        TRUE_(sp.struct_size == sizeof(neco_model_params));
+        sp.n_heads = 4;
+        sp.struct_size = 0;
+        EXPECT(neco_model_load(tiny, &sp, &m2), NECO_ERR_VERSION);
+        TRUE_(m2 == NULL);
+        sp.struct_size = sizeof(neco_model_params) + 8; /* a newer header than the library */
+        EXPECT(neco_model_load(tiny, &sp, &m2), NECO_ERR_VERSION);
+        sp.struct_size = 3;
+        EXPECT(neco_model_load(tiny, &sp, &m2), NECO_ERR_VERSION);
+        sp.struct_size = offsetof(neco_model_params, n_registers) + 1; /* inside a field */
+        EXPECT(neco_model_load(tiny, &sp, &m2), NECO_ERR_VERSION);
+        sp.struct_size = (size_t)-1;
+        EXPECT(neco_model_load(tiny, &sp, &m2), NECO_ERR_VERSION);
+        /* An older, smaller struct that ends after n_registers: the fields beyond are defaults,
+         * so the invalid image_height below is never read. */
+        sp.struct_size = offsetof(neco_model_params, pos_rule);
+        sp.image_height = 13;
+        EXPECT(neco_model_load(tiny, &sp, &m2), NECO_OK);
+        TRUE_(neco_model_image_height(m2) == 224);
+        neco_model_free(m2);
+        neco_extract_params se = neco_extract_default_params();
+        neco_predict_params sq = neco_predict_default_params();
+        neco_train_params st = neco_train_default_params();
+        neco_export_params sx = neco_export_default_params();
+        TRUE_(se.struct_size == sizeof se && sq.struct_size == sizeof sq && st.struct_size == sizeof st &&
+              sx.struct_size == sizeof sx);
+        neco_feature_shape shp;
+        se.out_height = se.out_width = 7;
+        se.struct_size = 0;
+        EXPECT(neco_extract_shape_rgb(model, 224, 224, &se, &shp), NECO_ERR_VERSION);
+        se.struct_size = sizeof se + 4;
+        EXPECT(neco_extract_shape_rgb(model, 224, 224, &se, &shp), NECO_ERR_VERSION);
+        se.struct_size = offsetof(neco_extract_params, out_height); /* older: no upsampling fields */
+        EXPECT(neco_extract_shape_rgb(model, 224, 224, &se, &shp), NECO_OK);
+        TRUE_(shp.out_height == 16 && shp.out_width == 16);
+        se.struct_size = sizeof se;
+        EXPECT(neco_extract_shape_rgb(model, 224, 224, &se, &shp), NECO_OK);
+        TRUE_(shp.out_height == 7 && shp.out_width == 7);
+    }
+
     /* ---- model getters ------------------------------------------------------------------- */
     TRUE_(neco_model_embed_dim(model) == 32);
     TRUE_(neco_model_patch_size(model) == 14);
@@ -324,6 +395,8 @@ int main(int argc, char ** argv) {
     TRUE_(neco_model_image_height(model) == 224);
     TRUE_(neco_model_image_width(model) == 224);
     TRUE_(neco_model_name(model) != NULL && strlen(neco_model_name(model)) > 0);
+    TRUE_(neco_model_family(model) == NECO_FAMILY_DINOV2);
+    EXPECT_GETTER_FAILS(neco_model_family(NULL), 0);
     EXPECT_GETTER_FAILS(neco_model_embed_dim(NULL), 0);
     EXPECT_GETTER_FAILS(neco_model_patch_size(NULL), 0);
     EXPECT_GETTER_FAILS(neco_model_n_layers(NULL), 0);
@@ -735,6 +808,55 @@ int main(int argc, char ** argv) {
         EXPECT(neco_index_search(ix, queries, Q, K, NULL, NULL, lab2, Q * K), NECO_OK);
         TRUE_(memcmp(lab, lab2, sizeof lab) == 0);
 
+        /* ---- index files ------------------------------------------------------------------- */
+        {
+            char p_ix[512], p_ix_bad[512];
+            tmp_path(p_ix, sizeof p_ix, "bank.necoindex");
+            tmp_path(p_ix_bad, sizeof p_ix_bad, "bank-bad.necoindex");
+            neco_index * loaded = AS(neco_index, model);
+            EXPECT(neco_index_save(NULL, p_ix), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_save(AS(neco_index, model), p_ix), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_save(ix, NULL), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_save(ix, ""), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_save(ix, tmpdir), NECO_ERR_INVALID_ARG); /* a folder */
+            EXPECT(neco_index_save(ix, "/nonexistent/neco/bank.necoindex"), NECO_ERR_IO);
+            EXPECT(neco_index_save(ix, p_ix), NECO_OK);
+            EXPECT(neco_index_load(NULL, &loaded), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_load(p_ix, NULL), NECO_ERR_INVALID_ARG);
+            EXPECT(neco_index_load("/nonexistent/neco/bank.necoindex", &loaded), NECO_ERR_IO);
+            TRUE_(loaded == NULL);
+            EXPECT(neco_index_load(p_random, &loaded), NECO_ERR_FORMAT); /* a foreign file */
+            EXPECT(neco_index_load(tiny, &loaded), NECO_ERR_FORMAT);
+            size_t n_ix = 0;
+            unsigned char * bytes = read_file(p_ix, &n_ix);
+            TRUE_(bytes != NULL && n_ix == 32 + (size_t)M * D * 4 + (size_t)M * 4 + 8);
+            if (bytes) {
+                write_file(p_ix_bad, bytes, n_ix - 9); /* truncated */
+                EXPECT(neco_index_load(p_ix_bad, &loaded), NECO_ERR_FORMAT);
+                bytes[32 + 4 * 17] ^= 0x10; /* one flipped bit in a row: checksum mismatch */
+                write_file(p_ix_bad, bytes, n_ix);
+                EXPECT(neco_index_load(p_ix_bad, &loaded), NECO_ERR_FORMAT);
+                TRUE_(strstr(neco_last_error(), "checksum") != NULL);
+                bytes[32 + 4 * 17] ^= 0x10;
+                bytes[8] = 2; /* a format version from the future */
+                write_file(p_ix_bad, bytes, n_ix);
+                EXPECT(neco_index_load(p_ix_bad, &loaded), NECO_ERR_FORMAT);
+                TRUE_(strstr(neco_last_error(), "version 2") != NULL);
+                free(bytes);
+            }
+            TRUE_(loaded == NULL);
+            /* A round trip searches bit-identically. */
+            EXPECT(neco_index_load(p_ix, &loaded), NECO_OK);
+            TRUE_(neco_index_size(loaded) == M && neco_index_dim(loaded) == D);
+            int64_t idx3[Q * K];
+            float sim3[Q * K];
+            int32_t lab3[Q * K];
+            EXPECT(neco_index_search(loaded, queries, Q, K, idx3, sim3, lab3, Q * K), NECO_OK);
+            TRUE_(memcmp(idx, idx3, sizeof idx) == 0 && memcmp(sim, sim3, sizeof sim) == 0 &&
+                  memcmp(lab, lab3, sizeof lab) == 0);
+            neco_index_free(loaded);
+        }
+
         /* ---- match_patches ----------------------------------------------------------------- */
         EXPECT(neco_match_patches(NULL, Q, bank, M, D, K, idx, sim, Q * K), NECO_ERR_INVALID_ARG);
         EXPECT(neco_match_patches(queries, Q, NULL, M, D, K, idx, sim, Q * K), NECO_ERR_INVALID_ARG);
@@ -760,6 +882,11 @@ int main(int argc, char ** argv) {
             pp.k = K;
             float scores[Q * 7];
             int32_t plab[Q];
+            pp.struct_size = 0;
+            EXPECT(neco_index_predict(ix, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_VERSION);
+            pp.struct_size = sizeof pp + 4;
+            EXPECT(neco_index_predict(ix, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_VERSION);
+            pp.struct_size = sizeof pp;
             /* ix: rows 100...299 carry no label (-1), so their votes are refused. */
             EXPECT(neco_index_predict(ix, queries, Q, &pp, scores, Q * 7, plab, Q), NECO_ERR_INVALID_ARG);
             neco_index * lx = NULL;
@@ -865,6 +992,40 @@ int main(int argc, char ** argv) {
         int32_t hs[4] = {TH, TH, TH, TH}, ws[4] = {TW, TW, TW, TW};
         neco_trainer * tr = AS(neco_trainer, img); /* must be cleared on failure */
 
+        /* struct_size. */
+        {
+            neco_train_params old = tp;
+            old.struct_size = 0;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &old, &tr), NECO_ERR_VERSION);
+            TRUE_(tr == NULL);
+            old.struct_size = sizeof old + 64;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &old, &tr), NECO_ERR_VERSION);
+            tr = AS(neco_trainer, img);
+            /* The run configuration rules: epochs -> steps (3 x floor(4 / 2)), log_floor -1 = auto. */
+            neco_train_params rules = tp;
+            rules.epochs = 3;
+            rules.total_steps = 1;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_OK);
+            neco_train_progress rp;
+            EXPECT(neco_trainer_step(tr, &rp), NECO_OK);
+            TRUE_(rp.total_steps == 6);
+            neco_trainer_free(tr);
+            tr = AS(neco_trainer, img);
+            rules.epochs = -1;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_ERR_INVALID_ARG);
+            rules.epochs = 0;
+            rules.log_floor = -1;
+            rules.relaxation = NECO_RELAX_GAUSSIAN; /* underflows at steepness 100 without the floor */
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_OK);
+            EXPECT(neco_trainer_step(tr, &rp), NECO_OK);
+            TRUE_(isfinite(rp.loss));
+            neco_trainer_free(tr);
+            tr = AS(neco_trainer, img);
+            rules.log_floor = -2;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_ERR_INVALID_ARG);
+            tr = AS(neco_trainer, img);
+        }
+
         /* init_images: arguments. */
         EXPECT(neco_trainer_init_images(NULL, pics, hs, ws, 4, &tp, &tr), NECO_ERR_INVALID_ARG);
         TRUE_(tr == NULL);
@@ -900,7 +1061,7 @@ int main(int argc, char ** argv) {
         BAD_TRAIN_PARAM(b.total_steps = INT64_MAX, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.batch_size = 0, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.batch_size = 1, NECO_ERR_INVALID_ARG);  /* batch references need 2 */
-        BAD_TRAIN_PARAM(b.batch_size = 5, NECO_ERR_INVALID_ARG);  /* more than the images */
+        BAD_TRAIN_PARAM(b.batch_size = 5, NECO_ERR_DATA);  /* more than the images */
         BAD_TRAIN_PARAM(b.batch_size = INT32_MIN, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.global_size = 29, NECO_ERR_INVALID_ARG); /* not a multiple of 14 */
         BAD_TRAIN_PARAM(b.global_size = 0, NECO_ERR_INVALID_ARG);
@@ -971,10 +1132,10 @@ int main(int argc, char ** argv) {
         EXPECT(neco_trainer_init_folder(model, p_junk_dir, &tp, NULL), NECO_ERR_INVALID_ARG);
         EXPECT(neco_trainer_init_folder(model, "/nonexistent/neco/photos", &tp, &tr), NECO_ERR_IO);
         EXPECT(neco_trainer_init_folder(model, p_random, &tp, &tr), NECO_ERR_IO);
-        EXPECT(neco_trainer_init_folder(model, p_empty_dir, &tp, &tr), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_trainer_init_folder(model, p_empty_dir, &tp, &tr), NECO_ERR_DATA);
         TRUE_(tr == NULL);
         EXPECT(neco_trainer_init_folder(model, p_junk_dir, &tp, &tr), NECO_OK);
-        EXPECT(neco_trainer_step(tr, NULL), NECO_ERR_INVALID_ARG); /* fewer than 2 readable images */
+        EXPECT(neco_trainer_step(tr, NULL), NECO_ERR_DATA); /* fewer than 2 readable images */
         TRUE_(strstr(neco_last_error(), "readable") != NULL);
         TRUE_(neco_trainer_step_count(tr) == 0);
         neco_trainer_free(tr);
@@ -1075,7 +1236,6 @@ int main(int argc, char ** argv) {
         TRUE_(neco_image_width(img) == SAMPLE_WIDTH);
         neco_trainer_free(NULL);
         neco_trainer_free(tr);
-        unlink(p_ck);
         unlink(p_ck_bad);
         unlink(p_ck_cut);
     }
@@ -1107,8 +1267,40 @@ int main(int argc, char ** argv) {
         EXPECT(neco_export_onnx(model, "/nonexistent/neco/model.onnx", &xp), NECO_ERR_IO);
         EXPECT(neco_export_onnx(model, p_under_file, &xp), NECO_ERR_IO);
 
-        /* Params: enums, sizes. The tiny model has patch 14 and loaded with 224x224. */
+        /* struct_size: unknown sizes are refused; an older struct without head_path is read
+         * without it (the pointer below is never followed). */
         neco_export_params bad = xp;
+        bad.struct_size = 0;
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_VERSION);
+        bad.struct_size = sizeof bad + sizeof(void *);
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_VERSION);
+        TRUE_(file_bytes(p_bad) < 0);
+        bad = xp;
+        bad.struct_size = offsetof(neco_export_params, head_path);
+        bad.head_path = "/nonexistent/head.safetensors";
+        EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_OK);
+        long long no_head_bytes = file_bytes(p_bad);
+        TRUE_(no_head_bytes > 0);
+        /* A checkpoint's projection head (the trainer's, saved above: D 32 -> 16 -> 16 -> 8). */
+        {
+            char p_ck2[512];
+            tmp_path(p_ck2, sizeof p_ck2, "trainer.safetensors");
+            bad = xp;
+            bad.head_path = p_ck2;
+            EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_OK);
+            TRUE_(file_bytes(p_bad) > no_head_bytes);
+            bad.head_path = tiny; /* weights without a head */
+            EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_FORMAT);
+            bad.head_path = "/nonexistent/head.safetensors";
+            EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_IO);
+            bad.head_path = "";
+            EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
+            unlink(p_ck2);
+        }
+        unlink(p_bad);
+
+        /* Params: enums, sizes. The tiny model has patch 14 and loaded with 224x224. */
+        bad = xp;
         bad.input_size = 2;
         EXPECT(neco_export_onnx(model, p_bad, &bad), NECO_ERR_INVALID_ARG);
         bad.input_size = -1;
@@ -1188,6 +1380,67 @@ int main(int argc, char ** argv) {
         }
         TRUE_(export_leftovers(tmpdir) == 0);
         unlink(p_onnx);
+    }
+
+    /* ---- in-context evaluation protocol (neco_eval_incontext) ------------------------------ */
+    {
+        neco_eval_params ev = neco_eval_default_params();
+        TRUE_(ev.struct_size == sizeof ev && ev.size == 224 && ev.batch == 8 && ev.max_train == 0 && ev.max_val == 0 &&
+              ev.k == 30 && ev.temperature == 0.02f && ev.memory_size == 0);
+        neco_eval_result er;
+        double iou[4];
+        char p_bench[512], p_sub[600];
+        tmp_path(p_bench, sizeof p_bench, "bench");
+        EXPECT(neco_eval_incontext(NULL, p_bench, &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(AS(neco_model, img), p_bench, &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, NULL, &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, "", &ev, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, NULL, NULL, 0), NECO_ERR_INVALID_ARG);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, &er, NULL, 0), NECO_ERR_IO); /* no such folder */
+        mkdir(p_bench, 0755);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, &er, NULL, 0), NECO_ERR_FORMAT); /* no classes.txt */
+        snprintf(p_sub, sizeof p_sub, "%s/classes.txt", p_bench);
+        write_file(p_sub, "background\nthing\n", 17);
+        snprintf(p_sub, sizeof p_sub, "%s/train", p_bench);
+        mkdir(p_sub, 0755);
+        snprintf(p_sub, sizeof p_sub, "%s/train/images", p_bench);
+        mkdir(p_sub, 0755);
+        EXPECT(neco_eval_incontext(model, p_bench, &ev, &er, iou, 4), NECO_ERR_DATA); /* no training images */
+        neco_eval_params bad = ev;
+        bad.struct_size = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_VERSION);
+        bad.struct_size = sizeof bad + 8;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_VERSION);
+        bad = ev;
+        bad.size = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad.size = 100; /* not a multiple of the patch size 14 */
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_SHAPE);
+        bad = ev;
+        bad.batch = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad.batch = 257;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.k = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.temperature = NAN;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad.temperature = 0;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.memory_size = -1;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        bad = ev;
+        bad.max_train = -1;
+        EXPECT(neco_eval_incontext(model, p_bench, &bad, &er, NULL, 0), NECO_ERR_INVALID_ARG);
+        rmdir(p_sub);
+        snprintf(p_sub, sizeof p_sub, "%s/train", p_bench);
+        rmdir(p_sub);
+        snprintf(p_sub, sizeof p_sub, "%s/classes.txt", p_bench);
+        unlink(p_sub);
+        rmdir(p_bench);
     }
 
     /* ---- thread-local last error --------------------------------------------------------- */

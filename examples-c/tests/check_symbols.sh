@@ -4,7 +4,7 @@
 # Header conformance of libneco.so:
 #   1. the exported (global, defined) dynamic symbols equal the functions declared in neco.h;
 #   2. every declared function is called by the abuse test (ABUSE_C);
-#   3. the soname is libneco.so;
+#   3. the soname is libneco.so.<major> ($NECO_EXPECT_SONAME, default libneco.so.0);
 #   4. with NECO_EXPECT_STATIC=1: no Swift runtime library is NEEDED (-static-stdlib build).
 # Prints "SYMBOLS OK ..." and exits 0 on success.
 set -eu
@@ -31,8 +31,9 @@ while read -r f; do
     fi
 done < "$tmp/declared"
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
-if [ "$soname" != "libneco.so" ]; then
-    echo "soname is '$soname', expected libneco.so"
+want_soname=${NECO_EXPECT_SONAME:-libneco.so.0}
+if [ "$soname" != "$want_soname" ]; then
+    echo "soname is '$soname', expected $want_soname"
     status=1
 fi
 needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')

@@ -9,7 +9,7 @@ Writes three files (see README.md, section train/):
   weights, inputs, the loss, the gradient of every parameter and of the input images.
 * tiny_trajectory.safetensors: 10 AdamW steps from the same weights with the NeCo schedules
   (cosine lr with warmup, weight decay 0.04 -> 0.5, EMA momentum), EMA teacher with its own head,
-  gradient clipping, and stochastic depth drawn with a Python port of libneco's TrainRNG
+  gradient clipping, and stochastic depth drawn with a Python port of libneco's NecoRNG
   (xoshiro256**), so the masks equal the Swift ones bit for bit. Stores the losses, the schedules,
   the masks and the final weights.
 * vits14_reg4_formula_grads.safetensors: full-size timm ViT-S/14 with 4 registers (formula
@@ -32,10 +32,10 @@ MASK64 = (1 << 64) - 1
 
 
 # ---------------------------------------------------------------------------------------------
-# libneco's TrainRNG (Sources/NecoTrain/Random.swift), bit for bit
+# libneco's NecoRNG (Sources/NecoCore/Random.swift), bit for bit
 # ---------------------------------------------------------------------------------------------
 
-class TrainRNG:
+class NecoRNG:
     def __init__(self, seed, stream=0):
         sm = (seed ^ ((stream * 0x9E3779B97F4A7C15) & MASK64)) & MASK64
         state = []
@@ -337,7 +337,7 @@ def make_trajectory(torch, cfg, P0, H0, TH0):
         {"params": [H[k] for k in H if not decays(k, H[k])], "lr": 0.0, "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, foreach=False)
-    rng = TrainRNG(TRAJ["seed"], stream=1)
+    rng = NecoRNG(TRAJ["seed"], stream=1)
     losses, sched, masks = [], [], []
     for t in range(T):
         lr_b = cosine(TRAJ["lr_backbone"], TRAJ["final_lr"], T, t, TRAJ["warmup"])
@@ -371,7 +371,7 @@ def make_trajectory(torch, cfg, P0, H0, TH0):
         opt.zero_grad(set_to_none=False)
         print(f"  step {t}: loss {losses[-1]:.8f}  lr {lr_b:.2e}/{lr_h:.2e}  wd {wd:.4f}  m {m:.6f}  "
               f"scales {sa.reshape(-1).tolist()} {sb.reshape(-1).tolist()}")
-    check = TrainRNG(1234, stream=1)
+    check = NecoRNG(1234, stream=1)
     rng_check = np.array([check.next() for _ in range(8)], dtype=np.uint64).view(np.int64)
     tensors = {"losses_f64": np.array(losses, dtype=np.float64), "schedule_f64": np.array(sched, dtype=np.float64),
                "branch_scales": np.stack(masks).astype(np.float32), "target_b": target_b, "rng_check": rng_check}

@@ -33,9 +33,28 @@ void neco_support_log_set(neco_log_callback callback, void * user_data);
 /* Sends one message (no trailing newline needed) to the current sink. */
 void neco_support_log(int32_t level, const char * message);
 
+/* Params structs whose struct_size neco_support_params_size checks. */
+enum {
+    NECO_SUPPORT_MODEL_PARAMS = 0,
+    NECO_SUPPORT_EXTRACT_PARAMS = 1,
+    NECO_SUPPORT_PREDICT_PARAMS = 2,
+    NECO_SUPPORT_TRAIN_PARAMS = 3,
+    NECO_SUPPORT_EXPORT_PARAMS = 4,
+    NECO_SUPPORT_EVAL_PARAMS = 5
+};
+/* How a caller's struct_size fits the struct `kind` of this header: 0 = it is sizeof the struct
+ * or ends at one of its fields (an older header); 1 = it is 0 or smaller than struct_size itself;
+ * 2 = larger than sizeof the struct (a newer header); 3 = not at a field boundary. */
+int32_t neco_support_params_size(int32_t kind, size_t struct_size);
+
+/* The per-thread buffer behind neco_default_model_path: copies `path` (NULL = "") and returns
+ * the buffer; paths longer than NECO_SUPPORT_PATH_LEN - 1 bytes are cut. */
+#define NECO_SUPPORT_PATH_LEN 4096
+const char * neco_support_set_path(const char * path);
+
 /* Static, never NULL. */
 const char * neco_support_status_str(int32_t status);
-/* "0.1.0+<git sha>" (the sha comes from -DNECO_GIT_SHA at build time, else "unknown"). */
+/* "<major>.<minor>.<patch>+<git sha>" from neco.h's NECO_VERSION_* (the sha comes from -DNECO_GIT_SHA at build time, else "unknown"). */
 const char * neco_support_version(void);
 
 #ifdef __cplusplus

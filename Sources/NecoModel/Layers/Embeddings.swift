@@ -47,6 +47,7 @@ public enum Embeddings {
             Linear.forward(out: x + (b * t + 1 + r) * d, input: cols, weight: p[L.patchW], bias: p[L.patchB],
                            rows: n, inDim: k, outDim: d)
         }
+        if L.posEmbed < 0 { prefixTokens(x: x, params: p, layout: L, batch: batch, tokens: t); return }
         PosEmbed.resample(out: pos, table: p[L.posEmbed] + d, scratch: resampleScratch, grid: c.posGrid,
                           height: gh, width: gw, dim: d, rule: c.posEmbedRule)
         let cls = p[L.clsToken], pos0 = p[L.posEmbed]
@@ -76,6 +77,10 @@ public enum Embeddings {
         let dCols = resampleScratch + gh * c.posGrid * d  // (N, K), only with dImages
 
         // x[b, 0] = cls + pos[0];  x[b, 1…R] = registers
+        if L.posEmbed < 0 {
+            prefixTokensBackward(grads: g, dX: dX, layout: L, batch: batch, tokens: t)
+            for b in 0..<batch { (dTok + b * n * d).update(from: dX + (b * t + 1 + r) * d, count: n * d) }
+        } else {
         let dCls = g + L.clsToken, dPos0 = g + L.posEmbed
         for b in 0..<batch {
             let row = dX + b * t * d
@@ -93,6 +98,7 @@ public enum Embeddings {
         }
         PosEmbed.resampleBackward(dTable: g + L.posEmbed + d, dOut: dPos, scratch: resampleScratch, grid: c.posGrid,
                                   height: gh, width: gw, dim: d, rule: c.posEmbedRule)
+        }
         // tokens = im2col · Wᵀ + bias
         for b in 0..<batch {
             PatchEmbed.im2col(cols: cols + b * n * k, image: images + b * c.inChannels * height * width,

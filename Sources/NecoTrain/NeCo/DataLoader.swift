@@ -23,7 +23,7 @@ public struct ImageFolder: Sendable {
         var found: [String] = []
         try Self.scan(root, into: &found, depth: 0)
         guard !found.isEmpty else {
-            throw NecoError.invalidArgument("image folder \(root) holds no .jpg/.jpeg/.png file")
+            throw NecoError(.data, "image folder \(root) holds no .jpg/.jpeg/.png file")
         }
         files = found.sorted()
     }
@@ -116,15 +116,25 @@ public struct NeCoBatch: Sendable {
     public var paths: [String]
     /// The crops of each image in original pixels, (B) × nC.
     public var crops: [[CropBox]]
+
+    /// A batch from crops made elsewhere (e.g. a caller's own pipeline, or recorded crops).
+    public init(batch: Int, globals: [Float], locals: [Float], boxes: NeCoBoxes, paths: [String], crops: [[CropBox]]) {
+        self.batch = batch
+        self.globals = globals
+        self.locals = locals
+        self.boxes = boxes
+        self.paths = paths
+        self.crops = crops
+    }
 }
 
 /// Image folder → shuffled batches of NeCo crops, reproducible from a seed and resumable.
 ///
-/// * Each epoch visits the files in a fresh random order: `TrainRNG(seed, stream: 1000 + epoch)
+/// * Each epoch visits the files in a fresh random order: `NecoRNG(seed, stream: 1000 + epoch)
 ///   .permutation(N)`, so the order depends only on (seed, epoch).
 /// * Batches take the next B readable images of that order; the last partial batch of an epoch is
 ///   dropped (`drop_last`). `stepsPerEpoch = ⌊N / B⌋` when every file decodes.
-/// * Every image's crops and augmentation use `TrainRNG(seed, stream: 2⁴⁰ + epoch·2²⁰ + position)`
+/// * Every image's crops and augmentation use `NecoRNG(seed, stream: 2⁴⁰ + epoch·2²⁰ + position)`
 ///   (its position in the epoch's order), so the pixels do not depend on thread timing.
 /// * Unreadable or undecodable files are skipped with a warning (`warn`) and counted
 ///   (`skipped`); an epoch with fewer than B readable images left ends early.
@@ -158,16 +168,16 @@ public final class NeCoDataLoader: @unchecked Sendable {
                       patchSize: patchSize)
     }
 
-    /// - Throws: `.invalidArgument` for no images, a batch < 1 or larger than the image count, or a
-    ///   bad config.
+    /// - Throws: `.data` for no images or fewer than a batch; `.invalidArgument` for a batch < 1 or
+    ///   a bad config.
     public init(images: TrainingImages, batchSize: Int, crops: MultiCropConfig, photometric: PhotometricConfig, seed: UInt64,
                 patchSize: Int) throws {
         try crops.validate(patchSize: patchSize)
         try photometric.validate()
-        guard images.count >= 1 else { throw NecoError.invalidArgument("no training images") }
+        guard images.count >= 1 else { throw NecoError(.data, "no training images") }
         guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size must be ≥ 1") }
         guard batchSize <= images.count else {
-            throw NecoError.invalidArgument("batch size \(batchSize) exceeds the \(images.count) images in \(images.description)")
+            throw NecoError(.data, "batch size \(batchSize) exceeds the \(images.count) images in \(images.description)")
         }
         self.images = images
         self.batchSize = batchSize
@@ -189,7 +199,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
 
     func currentOrder() -> [Int] {
         if orderEpoch != epoch {
-            var rng = TrainRNG(seed: seed, stream: 1000 + UInt64(epoch))
+            var rng = NecoRNG(seed: seed, stream: 1000 + UInt64(epoch))
             order = rng.permutation(images.count)
             orderEpoch = epoch
         }
@@ -205,7 +215,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
 
     func makeSample(index: Int, epoch: Int, position: Int) throws -> Sample {
         let img = try images.load(index)
-        var rng = TrainRNG(seed: seed, stream: (1 << 40) + (UInt64(epoch) << 20) + UInt64(position))
+        var rng = NecoRNG(seed: seed, stream: (1 << 40) + (UInt64(epoch) << 20) + UInt64(position))
         let boxes = try MultiCrop.sample(width: img.width, height: img.height, config: crops, rng: &rng)
         var pixels: [[Float]] = []
         for (c, box) in boxes.enumerated() {

@@ -88,7 +88,7 @@ public enum MultiCrop {
     /// fallback: the central crop clamped to the ratio range
     /// ```
     public static func randomResizedCrop(width W: Int, height H: Int, scale: (Double, Double), ratio: (Double, Double),
-                                         rng: inout TrainRNG) -> CropBox {
+                                         rng: inout NecoRNG) -> CropBox {
         let area = Double(W * H)
         let lr0 = log(ratio.0), lr1 = log(ratio.1)
         for _ in 0..<10 {
@@ -118,7 +118,7 @@ public enum MultiCrop {
     /// crops other than 0 also use the doubled threshold). Rejected crops are redrawn.
     /// - Throws: `.invalidArgument` for an empty image; `.internal` when `maxAttempts` draws of one
     ///   crop all fail (NeCo would loop forever).
-    public static func sample(width W: Int, height H: Int, config: MultiCropConfig, rng: inout TrainRNG) throws -> [CropBox] {
+    public static func sample(width W: Int, height H: Int, config: MultiCropConfig, rng: inout NecoRNG) throws -> [CropBox] {
         guard W >= 1, H >= 1 else { throw NecoError.invalidArgument("multi-crop: image size \(W)×\(H) is empty") }
         var boxes: [CropBox] = []
         let threshold = Int(Double(W * H) * config.minIntersection)

@@ -27,6 +27,14 @@ public struct NeCoObjectiveConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The "auto" floor inside ln P: 1e-30 for the relaxations whose comparator probabilities
+    /// underflow to 0 at NeCo's steepness 100 (logistic, logistic_phi, gaussian: ln 0 = −inf,
+    /// NECO-SPEC P3), 0 (the reference, no floor) for the others. `neco train --log-floor auto`
+    /// and neco_train_params.log_floor = -1 use it.
+    public static func autoLogFloor(for relaxation: Relaxation) -> Double {
+        [.logistic, .logisticPhi, .gaussian].contains(relaxation) ? 1e-30 : 0
+    }
+
     /// - Throws: `.invalidArgument` naming the first bad value.
     public func validate() throws {
         try crops.validate(patchSize: patchSize)
@@ -79,9 +87,9 @@ public final class NeCoObjective: @unchecked Sendable {
 
     /// - Parameters:
     ///   - dim: E, the width of the embeddings the loss sees (the head's output, 256).
-    ///   - rng: the reference sampler's random stream (e.g. `TrainRNG(seed: seed, stream: 2)`;
+    ///   - rng: the reference sampler's random stream (e.g. `NecoRNG(seed: seed, stream: 2)`;
     ///     the trainer uses streams 0 and 1).
-    public init(config: NeCoObjectiveConfig, dim: Int, rng: TrainRNG) throws {
+    public init(config: NeCoObjectiveConfig, dim: Int, rng: NecoRNG) throws {
         try config.validate()
         self.config = config
         let n = config.roiSize * config.roiSize
@@ -171,7 +179,7 @@ public final class NeCoObjective: @unchecked Sendable {
                 hint = " (the \(config.relaxation.rawValue) relaxation underflows to P = 0 at steepness \(config.studentSteepness), "
                     + "so ln P = −∞; set a tiny log floor such as 1e-30, lower the steepness, or use the Cauchy relaxation)"
             }
-            throw NecoError(.internal, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)\(hint)")
+            throw NecoError(.diverged, "NeCo: the loss is not finite (\(report.loss)); pair losses \(pairs)\(hint)")
         }
         lastReport = report
         return report
@@ -235,7 +243,7 @@ public struct NeCoRunState: Sendable, Equatable {
 
     /// Puts the state back into a freshly built objective and loader.
     public func restore(objective: NeCoObjective, loader: NeCoDataLoader) throws {
-        objective.references.rng = try TrainRNG(state: referenceRNG)
+        objective.references.rng = try NecoRNG(state: referenceRNG)
         loader.seek(epoch: epoch, position: position, skipped: skipped)
     }
 }

@@ -35,8 +35,26 @@ public struct NeCoRunConfig: Sendable, Equatable {
     /// Save a checkpoint every this many steps; 0 = only when the run stops or ends.
     public var checkpointEvery = 50
     public var log: TrainingLogFormat = .csv
+    /// Evaluate the student every this many steps (and before the first and after the last step)
+    /// with the run's `evaluator`; 0 = never. The run keeps the best student as `best.safetensors`.
+    public var evalEvery = 0
 
     public init(totalSteps: Int) { trainer = TrainerConfig(totalSteps: totalSteps) }
+
+    /// Steps of a run when none are given (`neco train`, neco_train_default_params).
+    public static let defaultTotalSteps = 100
+
+    /// Steps of `epochs` passes over `images` images at `batchSize` a step: epochs × ⌊images / B⌋
+    /// (the loader drops the last partial batch of every epoch).
+    /// - Throws: `.invalidArgument` for epochs or a batch < 1; `.data` when not even one step fits.
+    public static func totalSteps(epochs: Int, images: Int, batchSize: Int) throws -> Int {
+        guard epochs >= 1 else { throw NecoError.invalidArgument("epochs = \(epochs) must be ≥ 1") }
+        guard batchSize >= 1 else { throw NecoError.invalidArgument("batch size \(batchSize) must be ≥ 1") }
+        let (t, o) = epochs.multipliedReportingOverflow(by: images / batchSize)
+        guard !o else { throw NecoError.invalidArgument("\(epochs) epochs × \(images / batchSize) steps overflow") }
+        guard t >= 1 else { throw NecoError(.data, "the run would have no step (\(images) images, batch \(batchSize))") }
+        return t
+    }
 
     /// - Throws: `.invalidArgument` naming the first bad value.
     public func validate() throws {
@@ -44,12 +62,14 @@ public struct NeCoRunConfig: Sendable, Equatable {
         try objective.validate()
         guard batchSize >= 1, batchSize <= 4096 else { throw NecoError.invalidArgument("batch size must be in 1...4096") }
         guard checkpointEvery >= 0 else { throw NecoError.invalidArgument("checkpoint interval must be ≥ 0") }
+        guard evalEvery >= 0 else { throw NecoError.invalidArgument("evaluation interval must be ≥ 0") }
         guard trainer.useTeacher else { throw NecoError.invalidArgument("NeCo needs the EMA teacher (useTeacher)") }
     }
 
     public var json: JSONValue {
         .object([("trainer", trainer.json), ("objective", objective.json), ("batch_size", .number(Double(batchSize))),
-                 ("checkpoint_every", .number(Double(checkpointEvery))), ("log", .string(log.rawValue))])
+                 ("checkpoint_every", .number(Double(checkpointEvery))), ("log", .string(log.rawValue)),
+                 ("eval_every", .number(Double(evalEvery)))])
     }
 
     public init(json j: JSONValue) throws {
@@ -62,6 +82,7 @@ public struct NeCoRunConfig: Sendable, Equatable {
         batchSize = b
         checkpointEvery = e
         log = l
+        evalEvery = j["eval_every"]?.intValue ?? 0   // absent in runs saved before evaluations existed
         try validate()
     }
 }
@@ -186,6 +207,19 @@ public struct NeCoStepInfo: Sendable {
     public var skippedImages: Int
 }
 
+/// Measures a student during a run (e.g. in-context mIoU on a benchmark's validation split);
+/// higher is better. Called between steps, on the thread that runs the run.
+public struct NeCoEvaluator: @unchecked Sendable {
+    /// The metric's name in `eval.csv` and `curves.png` (e.g. "incontext_miou").
+    public var name: String
+    public var evaluate: (ViTModel) throws -> Double
+
+    public init(name: String, evaluate: @escaping (ViTModel) throws -> Double) {
+        self.name = name
+        self.evaluate = evaluate
+    }
+}
+
 /// How `NeCoRun.run` ended.
 public enum NeCoRunOutcome: Sendable, Equatable {
     /// All `totalSteps` steps are done (models exported when there is a run folder).
@@ -215,6 +249,24 @@ public final class NeCoRun: @unchecked Sendable {
     public static let checkpointFile = "checkpoint.safetensors"
     public static let studentFile = "student.safetensors"
     public static let teacherFile = "teacher.safetensors"
+    /// The student with the best evaluation so far (runs with an evaluator).
+    public static let bestFile = "best.safetensors"
+    /// (step, metric, value) of every evaluation.
+    public static let evalFile = "eval.csv"
+    /// Loss and evaluations against step, redrawn at every checkpoint.
+    public static let curvesFile = "curves.png"
+
+    /// A model path as the CLI's `--model` and neco_model_load take it: a run folder stands for
+    /// its checkpoint (whose student loads as the model); any other path is returned as is.
+    /// - Throws: `.io` for a folder without a checkpoint.
+    public static func modelFile(_ path: String) throws -> String {
+        guard FileIO.isDirectory(path) else { return path }
+        let file = (path.hasSuffix("/") ? path : path + "/") + checkpointFile
+        guard FileIO.exists(file) else {
+            throw NecoError.io("\(path) is a directory without a \(checkpointFile) (give a .safetensors file or a run directory)")
+        }
+        return file
+    }
     /// The reference queues in a checkpoint, (nG, L, E).
     public static let queueTensor = "neco.reference_queue"
 
@@ -226,6 +278,16 @@ public final class NeCoRun: @unchecked Sendable {
     public let directory: String?
     /// (step, loss) of every step this process ran, for a loss-curve summary.
     public private(set) var losses: [(step: Int, loss: Float)] = []
+    /// Evaluates the student every `config.evalEvery` steps (nil: no evaluations).
+    public var evaluator: NeCoEvaluator?
+    /// (step, value) of every evaluation of this run (read back from `eval.csv` on resume).
+    public private(set) var evaluations: [(step: Int, value: Double)] = []
+    /// The best evaluation so far, whose student is `best.safetensors`.
+    public var bestEvaluation: (step: Int, value: Double)? {
+        evaluations.max { $0.value < $1.value || ($0.value == $1.value && $0.step > $1.step) }
+    }
+    /// (step, loss) of every step in the run folder's log and of this process (for `curves.png`).
+    public private(set) var lossCurve: [(step: Int, loss: Double)] = []
     /// The step of the checkpoint most recently saved or restored (nil: none yet).
     public private(set) var checkpointStep: Int?
     /// Where warnings go (skipped images, a log that cannot be written); default: standard error.
@@ -400,7 +462,7 @@ public final class NeCoRun: @unchecked Sendable {
     static func makeObjectiveAndLoader(config c: NeCoRunConfig, model: ViTConfig,
                                        images: TrainingImages) throws -> (NeCoObjective, NeCoDataLoader) {
         let dim = c.trainer.headConfig(inDim: model.embedDim)?.outDim ?? model.embedDim
-        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: TrainRNG(seed: c.trainer.seed, stream: 2))
+        let objective = try NeCoObjective(config: c.objective, dim: dim, rng: NecoRNG(seed: c.trainer.seed, stream: 2))
         try objective.validate(batch: c.batchSize)
         let loader = try NeCoDataLoader(images: images, batchSize: c.batchSize, crops: c.objective.crops,
                                         photometric: c.objective.photometric, seed: c.trainer.seed,
@@ -411,15 +473,15 @@ public final class NeCoRun: @unchecked Sendable {
     // MARK: Steps
 
     /// One training step on the next batch.
-    /// - Throws: `.invalidArgument` when fewer than B images of the source can be read; the
-    ///   trainer's errors (a non-finite loss or gradient, with the weights unchanged).
+    /// - Throws: `.data` when fewer than B images of the source can be read; `.diverged` for a
+    ///   non-finite loss or gradient (the weights unchanged).
     @discardableResult
     public func step() throws -> NeCoStepInfo {
         guard !isFinished else { throw NecoError.invalidArgument("the run is finished (\(totalSteps) steps)") }
         if stepsThisSession == 0 { startClock = monotonicSeconds() }
         let t0 = monotonicSeconds()
         guard let batch = try loader.next() ?? loader.next() else {
-            throw NecoError.invalidArgument("fewer than \(config.batchSize) readable images in \(loader.images.description) "
+            throw NecoError(.data, "fewer than \(config.batchSize) readable images in \(loader.images.description) "
                                             + "(\(loader.skipped) skipped so far)")
         }
         let dataSeconds = monotonicSeconds() - t0
@@ -432,6 +494,7 @@ public final class NeCoRun: @unchecked Sendable {
         }
         stepsThisSession += 1
         losses.append((trainer.step, report.loss))
+        lossCurve.append((trainer.step, Double(report.loss)))
         let elapsed = monotonicSeconds() - startClock
         let left = totalSteps - trainer.step
         let perStep = elapsed / Double(stepsThisSession)
@@ -454,9 +517,11 @@ public final class NeCoRun: @unchecked Sendable {
     public func run(steps: Int? = nil, progress: (NeCoStepInfo) -> Bool = { _ in true }) throws -> NeCoRunOutcome {
         if let s = steps, s < 0 { throw NecoError.invalidArgument("steps must be ≥ 0") }
         let end = steps.map { min(totalSteps, trainer.step + $0) } ?? totalSteps
+        if config.evalEvery > 0, trainer.step == 0, evaluations.isEmpty { try evaluate() }
         while trainer.step < end {
             let info = try step()
             let keepGoing = progress(info)
+            if config.evalEvery > 0, trainer.step % config.evalEvery == 0 || isFinished { try evaluate() }
             if isFinished { break }
             if directory != nil, config.checkpointEvery > 0, trainer.step % config.checkpointEvery == 0 {
                 try saveCheckpoint()
@@ -474,8 +539,53 @@ public final class NeCoRun: @unchecked Sendable {
             try saveCheckpoint()
             try Checkpoint.exportModel(trainer, to: dir + "/" + Self.studentFile)
             try Checkpoint.exportModel(trainer, to: dir + "/" + Self.teacherFile, teacher: true)
+            drawCurves()
         }
         return .finished
+    }
+
+    /// Evaluates the current student with `evaluator` (nothing without one), records the value in
+    /// `evaluations` and `eval.csv`, and exports the student to `best.safetensors` when it is the
+    /// best so far (ties keep the earlier step).
+    /// - Returns: the value, or nil without an evaluator.
+    @discardableResult
+    public func evaluate() throws -> Double? {
+        guard let evaluator else { return nil }
+        let value = try evaluator.evaluate(trainer.student)
+        guard value.isFinite else {
+            throw NecoError.invalidArgument("evaluation '\(evaluator.name)' at step \(trainer.step) is not finite (\(value))")
+        }
+        let improved = bestEvaluation.map { value > $0.value } ?? true
+        evaluations.removeAll { $0.step == trainer.step }
+        evaluations.append((trainer.step, value))
+        if let dir = directory {
+            let path = dir + "/" + Self.evalFile
+            var text = FileIO.exists(path) ? String(decoding: try FileIO.readAll(path), as: UTF8.self) : "step,metric,value\n"
+            text += "\(trainer.step),\(evaluator.name),\(value)\n"
+            try FileIO.writeAtomically(path, bytes: Array(text.utf8))
+            if improved { try Checkpoint.exportModel(trainer, to: dir + "/" + Self.bestFile) }
+        }
+        return value
+    }
+
+    /// Redraws `curves.png` in the run folder: the loss of every logged step and, when the run
+    /// evaluates, the metric on a second axis. A picture that cannot be written is a warning.
+    public func drawCurves() {
+        guard let dir = directory, !lossCurve.isEmpty else { return }
+        var series = [LinePlot.Series(name: "loss", color: (31, 119, 180), points: lossCurve.map { (Double($0.step), $0.loss) })]
+        if !evaluations.isEmpty {
+            let name = evaluator?.name ?? "eval"
+            series.append(LinePlot.Series(name: name, color: (214, 39, 40),
+                                          points: evaluations.sorted { $0.step < $1.step }.map { (Double($0.step), $0.value) },
+                                          axis: .right, markers: true))
+        }
+        let plot = LinePlot(title: "NeCo run: loss" + (evaluations.isEmpty ? "" : " and " + (evaluator?.name ?? "eval")),
+                            xLabel: "step", series: series)
+        do {
+            try PNGWriter.write(plot.render(), to: dir + "/" + Self.curvesFile)
+        } catch {
+            warn("cannot write \(Self.curvesFile): \(error)")
+        }
     }
 
     // MARK: Checkpoints
@@ -517,7 +627,10 @@ public final class NeCoRun: @unchecked Sendable {
             try Checkpoint.save(trainer, to: target, extraMetadata: checkpointMetadata, extraTensors: extras)
         }
         checkpointStep = trainer.step
-        if own { folderCheckpointStep = trainer.step }
+        if own {
+            folderCheckpointStep = trainer.step
+            drawCurves()
+        }
     }
 
     /// A short text summary of the loss curve of the steps this process ran: the mean loss over
@@ -554,17 +667,46 @@ public final class NeCoRun: @unchecked Sendable {
         guard let dir = directory, config.log != .none else { return }
         let path = dir + "/log." + config.log.rawValue
         var kept: [String] = config.log == .csv ? [Self.csvHeader] : []
+        lossCurve = []
         if n > 0, FileIO.exists(path) {
             let text = String(decoding: try FileIO.readAll(path), as: UTF8.self)
             for line in text.split(separator: "\n") {
                 guard let step = Self.logStep(String(line)) else { continue }
-                if step <= n { kept.append(String(line)) }
+                if step <= n {
+                    kept.append(String(line))
+                    if let loss = Self.logLoss(String(line)) { lossCurve.append((step, loss)) }
+                }
             }
+        }
+        // Evaluations up to the checkpoint (the file is rewritten without the later rows).
+        evaluations = []
+        let evalPath = dir + "/" + Self.evalFile
+        if FileIO.exists(evalPath) {
+            var rows = ["step,metric,value"]
+            let text = String(decoding: try FileIO.readAll(evalPath), as: UTF8.self)
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: ",")
+                guard f.count == 3, let step = Int(f[0]), let v = Double(f[2]), step <= n else { continue }
+                evaluations.append((step, v))
+                rows.append(String(line))
+            }
+            try FileIO.writeAtomically(evalPath, bytes: Array((rows.joined(separator: "\n") + "\n").utf8))
         }
         let body = kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
         try FileIO.writeAtomically(path, bytes: Array(body.utf8))
         logFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         if logFD < 0 { throw NecoError.io("\(path): cannot open the log: \(FileIO.errnoString())") }
+    }
+
+    /// The loss of a log row (csv: the third field; jsonl: "loss"), nil when malformed.
+    static func logLoss(_ line: String) -> Double? {
+        if line.hasPrefix("{") {
+            let parts = line.split(separator: ",").map { $0.drop { $0 == "{" } }
+            guard let field = parts.first(where: { $0.hasPrefix("\"loss\":") }) else { return nil }
+            return Double(field.dropFirst(7).prefix { $0 != "}" })
+        }
+        let f = line.split(separator: ",", omittingEmptySubsequences: false)
+        return f.count > 2 ? Double(f[2]) : nil
     }
 
     /// The step number of a log row, nil for the header or a malformed line.

@@ -34,7 +34,7 @@ public enum NeCoReferenceMode: Sendable, Equatable {
 /// (the official code tiles the pool to B·K rows before permuting; with Q = K it is a plain
 /// permutation).
 ///
-/// All draws come from `rng` (`TrainRNG`), so a run is reproducible; save `rng` with a
+/// All draws come from `rng` (`NecoRNG`), so a run is reproducible; save `rng` with a
 /// checkpoint to resume the same sequence. NeCo never saves the queues; `NeCoRun` does
 /// (`queue`, `filled`, `restoreQueues`), so that a resumed run continues exactly.
 public final class NeCoReferenceSampler: @unchecked Sendable {
@@ -43,14 +43,19 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
     public let anchors: Int
     public let sharedCounter: Bool
     /// Random state of every draw (push and sample).
-    public var rng: TrainRNG
+    public var rng: NecoRNG
     /// (nG, L, E) queue rows, newest first; empty in batch mode.
     public private(set) var queue: [Float]
     /// Filled rows per queue (all equal with the shared counter).
     public private(set) var filled: [Int]
+    /// Replaces the random draws: called as `draws(n, count)` wherever the sampler would take the
+    /// first `count` entries of a random permutation of 0..<n, it must return `count` distinct
+    /// indices in 0..<n. Used to replay permutations recorded from another implementation (the
+    /// whole-step comparison with the official code). nil (the default): draw from `rng`.
+    public var draws: ((_ n: Int, _ count: Int) -> [Int])? = nil
 
     /// - Throws: `.invalidArgument` for a queue length < 1 or a dimension < 1.
-    public init(mode: NeCoReferenceMode, dim: Int, anchors: Int = 2, rng: TrainRNG, sharedCounter: Bool = true) throws {
+    public init(mode: NeCoReferenceMode, dim: Int, anchors: Int = 2, rng: NecoRNG, sharedCounter: Bool = true) throws {
         guard dim >= 1, anchors >= 1 else { throw NecoError.invalidArgument("reference sampler: dim and anchors must be ≥ 1") }
         self.mode = mode
         self.dim = dim
@@ -105,6 +110,12 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
 
     /// The first `count` entries of a uniformly random permutation of 0..<n (partial Fisher–Yates).
     func partialPermutation(_ n: Int, _ count: Int) -> [Int] {
+        if let draws {
+            let d = draws(n, min(count, n))
+            precondition(d.count == min(count, n) && d.allSatisfy { $0 >= 0 && $0 < n },
+                         "reference draws: expected \(min(count, n)) indices in 0..<\(n)")
+            return d
+        }
         var a = Array(0..<n)
         let k = min(count, n)
         for i in 0..<k {

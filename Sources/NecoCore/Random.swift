@@ -1,8 +1,8 @@
-import NecoCore
-
-/// The seeded pseudo-random generator of training: xoshiro256** (Blackman & Vigna), seeded
-/// through SplitMix64. Its whole state is four `UInt64`s, saved in checkpoints, so a resumed run
-/// draws exactly the numbers an uninterrupted one would.
+/// The one seeded pseudo-random generator of libneco: xoshiro256** (Blackman & Vigna), seeded
+/// through SplitMix64. Training draws crops, image order, heads, stochastic depth and references
+/// from it; the evaluations draw k-means and probe initialisations, batch orders, memory
+/// subsampling and the random-init model. Its whole state is four `UInt64`s, saved in
+/// checkpoints, so a resumed run draws exactly the numbers an uninterrupted one would.
 ///
 /// Every draw is defined bit for bit (no platform `random`, no floating-point libm calls except
 /// in `normal`), so scripts/reference/make_train_fixtures.py mirrors `next`, `uniformFloat`,
@@ -10,7 +10,7 @@ import NecoCore
 ///
 /// ### References
 /// https://prng.di.unimi.it/xoshiro256starstar.c, https://prng.di.unimi.it/splitmix64.c
-public struct TrainRNG: Sendable, Equatable {
+public struct NecoRNG: Sendable, Equatable {
     /// The generator state (never all zero).
     public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
 
@@ -41,7 +41,7 @@ public struct TrainRNG: Sendable, Equatable {
     /// The state as four words, for checkpoints.
     public var words: [UInt64] { [state.0, state.1, state.2, state.3] }
 
-    public static func == (a: TrainRNG, b: TrainRNG) -> Bool { a.words == b.words }
+    public static func == (a: NecoRNG, b: NecoRNG) -> Bool { a.words == b.words }
 
     /// Next 64 random bits.
     public mutating func next() -> UInt64 {
@@ -63,6 +63,9 @@ public struct TrainRNG: Sendable, Equatable {
 
     /// Uniform in [0, 1) with 53 random bits.
     public mutating func uniformDouble() -> Double { Double(next() >> 11) * 0x1p-53 }
+
+    /// Uniform in [lo, hi): lo + (hi − lo) · `uniformDouble()`, as a Float.
+    public mutating func uniform(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * Float(uniformDouble()) }
 
     /// Uniform integer in 0 ..< n by rejection (no modulo bias): draws until
     /// `x < 2⁶⁴ − (2⁶⁴ mod n)`, returns `x mod n`.

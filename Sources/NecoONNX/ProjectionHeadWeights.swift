@@ -9,7 +9,9 @@ import NecoModel
 /// widths are not fixed: any chain D → H1 → H2 → F is accepted. Keys follow the training code's
 /// `projection_head = nn.Sequential(Linear, GELU, Linear, GELU, Linear)`:
 /// `projection_head.{0,2,4}.{weight,bias}`, weights stored (out, in) as in PyTorch.
-public struct ProjectionHead: Sendable {
+/// (NecoTrain.ProjectionHead is the trainable head with its backward pass; these are the frozen
+/// weights that the ONNX graph embeds.)
+public struct ProjectionHeadWeights: Sendable {
     public struct Linear: Sendable {
         /// Key of the weight; the bias key replaces the trailing `weight` with `bias`.
         public var name: String
@@ -59,7 +61,7 @@ public struct ProjectionHead: Sendable {
     public var parameterCount: Int { layers.reduce(0) { $0 + $1.weight.count + $1.bias.count } }
 
     /// Reads `prefix.{0,2,4}.{weight,bias}` from any tensor source (a safetensors file, a dictionary).
-    public static func load(source: TensorSource, prefix: String = defaultPrefix, sourceName: String = "weights") throws -> ProjectionHead {
+    public static func load(source: TensorSource, prefix: String = defaultPrefix, sourceName: String = "weights") throws -> ProjectionHeadWeights {
         var layers: [Linear] = []
         var missing: [String] = []
         for i in layerIndices {
@@ -80,11 +82,11 @@ public struct ProjectionHead: Sendable {
         guard missing.isEmpty else {
             throw NecoError.format("\(sourceName): no projection head: missing \(missing.map { $0 + ".weight/.bias" }.joined(separator: ", "))")
         }
-        return try ProjectionHead(layers: layers)
+        return try ProjectionHeadWeights(layers: layers)
     }
 
     /// Reads the head from a safetensors file (e.g. a training checkpoint).
-    public static func load(path: String, prefix: String = defaultPrefix) throws -> ProjectionHead {
+    public static func load(path: String, prefix: String = defaultPrefix) throws -> ProjectionHeadWeights {
         try load(source: SafetensorsFile(path: path), prefix: prefix, sourceName: path)
     }
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The NeCo CPU recipe end to end, from the embedded default model (DINOv2 ViT-S/14):
+#   1. post-pretrain it with NeCo on the benchmark's *training* images (never validation), with
+#      the in-context evaluation every EVAL_EVERY steps (run folder: curves.png, eval.csv,
+#      best.safetensors);
+#   2. evaluate the default model (A) and the best student (B) with all three protocols on the
+#      validation split (`neco eval --bench all --compare`), and a picture of before/after
+#      segmentations (RUN/compare.png).
+# The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M
+# (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
+# recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, EVAL_EVERY,
+# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check). Rerunning continues a stopped run and re-evaluates a finished one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build -c release --product neco
+NECO=.build/release/neco
+CACHE=${NECO_CACHE:-$HOME/.cache/neco}
+BENCH=${BENCH:-$CACHE/bench/synth}
+RUN=${RUN:-out/recipe}
+STEPS=${STEPS:-120}
+BATCH=${BATCH:-4}
+LR_BACKBONE=${LR_BACKBONE:-5e-5}
+LR_HEAD=${LR_HEAD:-5e-4}
+TRAIN_LAST=${TRAIN_LAST:-4}
+EVAL_EVERY=${EVAL_EVERY:-30}
+SEED=${SEED:-0}
+THREADS=${THREADS:-$(nproc)}
+EVAL_BENCH=${EVAL_BENCH:-all}
+start=$(date +%s)
+
+if [ -f "$RUN/student.safetensors" ]; then
+  echo "== recipe: $RUN is trained already (rm -rf $RUN to train again)"
+elif [ -f "$RUN/checkpoint.safetensors" ]; then
+  echo "== recipe: resuming $RUN"
+  $NECO train --resume "$RUN" --threads "$THREADS" --eval-data "$BENCH" --quiet
+else
+  echo "== recipe: NeCo on $BENCH/train/images, $STEPS steps of $BATCH images"
+  $NECO train --data "$BENCH/train/images" --out "$RUN" --steps "$STEPS" --batch "$BATCH" \
+    --global-size 224 --local-size 98 --references queue --lr-backbone "$LR_BACKBONE" --lr-head "$LR_HEAD" \
+    --train-last "$TRAIN_LAST" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --eval-every "$EVAL_EVERY" \
+    --eval-data "$BENCH" --threads "$THREADS" --quiet
+fi
+train_end=$(date +%s)
+
+echo
+echo "== recipe: default model (A) against the best student (B) on the validation split"
+B="$RUN/best.safetensors"
+[ -f "$B" ] || B="$RUN/student.safetensors"
+$NECO eval --bench "$EVAL_BENCH" --data "$BENCH" --compare "$B" --threads "$THREADS" --compare-picture "$RUN/compare.png" | tee "$RUN/eval.txt"
+
+miou() {  # miou MODEL BENCH_KEY
+  awk -v m="model=$1" -v b="bench=$2" '$1 == "EVAL" && $2 == m && index($0, b " ") { for (i = 1; i <= NF; i++) if ($i ~ /^miou=/) { sub("miou=", "", $i); print $i } }' "$RUN/eval.txt" | head -1
+}
+gain() {  # B − A in points, or n/a when the protocol did not run
+  awk -v a="$(miou A "$1")" -v b="$(miou B "$1")" 'BEGIN { if (a == "" || b == "") { printf "n/a"; exit } d = b - a; printf "%s%.1f", (d >= 0 ? "+" : ""), d }'
+}
+steps=$(awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv")
+minutes=$(( (train_end - start) / 60 ))
+echo "GAIN incontext=$(gain in-context) linear=$(gain linear) cluster=$(gain cluster_K=300) steps=$steps minutes=$minutes"
