@@ -6,14 +6,13 @@
 /// proportion to those. Process-global and not thread-safe: profile one forward at a time.
 public enum Profile {
     public enum Kind: Int, CaseIterable, Sendable {
-        case patchEmbed, gemmQKV, rope, gemmProj, gemmFC1, gemmFC2, attnScores, attnSoftmax, attnValues,
+        case patchEmbed, gemmQKV, gemmProj, gemmFC1, gemmFC2, attnScores, attnSoftmax, attnValues,
              layerNorm, activation, residual, copies
 
         public var label: String {
             switch self {
             case .patchEmbed: "patch embed (im2col + GEMM)"
             case .gemmQKV: "GEMM qkv"
-            case .rope: "RoPE on q, k (DINOv3)"
             case .gemmProj: "GEMM attn.proj"
             case .gemmFC1: "GEMM mlp.fc1"
             case .gemmFC2: "GEMM mlp.fc2"

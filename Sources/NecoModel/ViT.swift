@@ -140,7 +140,7 @@ public final class ViTModel: @unchecked Sendable {
                 Linear.forward(out: qkv, input: y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d,
                                outDim: 3 * d)
             }
-            if let rope { Profile.measure(.rope) { rope.apply(qkv: qkv, batch: batch, tokens: t, prefix: 1 + r, heads: c.heads) } }
+            if let rope { Profile.measure(.attnScores) { rope.apply(qkv: qkv, batch: batch, tokens: t, prefix: 1 + r, heads: c.heads) } }
             Attention.forward(out: heads, probs: nil, scratch: scratch, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
             Profile.measure(.gemmProj) {
