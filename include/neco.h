@@ -30,8 +30,20 @@
  *   libneco never calls exit() or abort() and never lets a Swift trap reach the caller: every
  *   pointer, size and enum is checked first, and sizes are overflow-checked and capped, so bad
  *   arguments give NECO_ERR_INVALID_ARG / NECO_ERR_SHAPE / NECO_ERR_OOM rather than a crash.
- *   (A pointer that is not NULL but points at too little memory cannot be detected: the
- *   capacities you pass are trusted.)
+ *   Large buffers are sized before they are allocated and probed, so an allocation the process
+ *   cannot get (an RLIMIT_AS limit, an overcommit refusal) is NECO_ERR_OOM, not an abort; a
+ *   computation also needs room for OpenBLAS's own buffers (160 MiB of address space per
+ *   thread) before it starts. (A pointer that is not NULL but points at too little memory cannot
+ *   be detected: the capacities you pass are trusted.)
+ *   Messages are one line: control characters and bytes that are not UTF-8 appear escaped (a
+ *   newline as the two characters \n, a byte 0xff as \xff).
+ *
+ * Files
+ *   Paths are passed to the system byte for byte: they need not be UTF-8. Only regular files are
+ *   read (a FIFO, a device or a folder is refused with NECO_ERR_IO at once instead of blocking).
+ *   Files are written atomically (a temporary "<path>.tmp-<pid>" in the same folder, fsync,
+ *   rename); temporaries that killed processes left behind are removed by the next checkpoint
+ *   save to the same path and when a run starts in its folder.
  *
  * Ownership
  *   - Handles (neco_model, neco_image, neco_index) are created through an out-parameter and each
@@ -280,9 +292,13 @@ NECO_API int32_t neco_model_family(const neco_model * model);
 typedef struct neco_image neco_image;
 
 /* Decodes a JPEG or PNG file (like Pillow's Image.open(path).convert("RGB"); no EXIF rotation).
+ * `path` is passed to the system byte for byte (it need not be UTF-8); it must name a regular
+ * file: a FIFO, device or folder is refused at once (IO) rather than waited on.
  * On success *out_image must be freed with neco_image_free.
- * Errors: INVALID_ARG, IO (cannot read), FORMAT (not a JPEG/PNG, corrupt, truncated), OOM (more
- * than 65535 pixels a side or 2^28 pixels). */
+ * Errors: INVALID_ARG (NULL pointers; a picture beyond the pixel cap of
+ * neco_image_set_max_pixels or 65535 pixels a side, told from the header before any decoding),
+ * IO (cannot read, not a regular file), FORMAT (not a JPEG/PNG, corrupt, truncated unless
+ * neco_image_set_load_truncated), OOM (the pixels cannot be allocated). */
 NECO_API NECO_NODISCARD neco_status neco_image_load(const char * path, neco_image ** out_image);
 
 /* As neco_image_load, from `n_bytes` bytes of an encoded file in memory (copied; at most 2 GiB).
@@ -291,6 +307,27 @@ NECO_API NECO_NODISCARD neco_status neco_image_decode(const void * data, size_t 
 
 /* Releases an image. NULL is a no-op. */
 NECO_API void neco_image_free(neco_image * image);
+
+/* Decoding limits, process-global like Pillow's Image.MAX_IMAGE_PIXELS and
+ * ImageFile.LOAD_TRUNCATED_IMAGES; they apply to neco_image_load, neco_image_decode and the
+ * images a trainer reads from a folder (an image beyond the cap is skipped and counted there).
+ * Not thread-safe: set them before starting threads that decode. */
+
+/* The largest picture decoded, in pixels (width x height): 1...2^28, or 0 for the default,
+ * 89478485 (Pillow's MAX_IMAGE_PIXELS, about 9459 x 9459). A larger picture is refused from its
+ * header with NECO_ERR_INVALID_ARG, before any allocation: a small file that claims a huge
+ * picture (a "decompression bomb") costs nothing. Errors: INVALID_ARG (out of range). */
+NECO_API NECO_NODISCARD neco_status neco_image_set_max_pixels(int64_t max_pixels);
+
+/* The current pixel cap. */
+NECO_API int64_t neco_image_get_max_pixels(void);
+
+/* false (the default): a file that ends early is NECO_ERR_FORMAT, as in Pillow. true: it decodes,
+ * the missing rows grey (JPEG, libjpeg's fill) or black (PNG). */
+NECO_API void neco_image_set_load_truncated(bool allow);
+
+/* The current truncation rule. */
+NECO_API bool neco_image_get_load_truncated(void);
 
 /* Size in pixels; 0 for a NULL image. */
 NECO_API int32_t neco_image_width(const neco_image * image);
@@ -394,7 +431,11 @@ NECO_API NECO_NODISCARD neco_status neco_extract_image(const neco_model * model,
                                               const neco_feature_buffers * out);
 
 /* Features of n_images (1...4096) ImageNet-normalised images, float (N, 3, height, width);
- * height and width must be multiples of the patch size. n_images = 1 for a single image. */
+ * height and width must be multiples of the patch size. n_images = 1 for a single image.
+ * Input range: every value must be finite and within +-1e6 (normalised pixels lie within about
+ * +-3), else NECO_ERR_INVALID_ARG naming the first bad value, checked before the forward (beyond
+ * about 1e19 the model's LayerNorm overflows and the features would be garbage). Features that
+ * are not all finite are refused too: no extraction returns NaN or infinity with NECO_OK. */
 NECO_API NECO_NODISCARD neco_status neco_extract_nchw(const neco_model * model, const float * images,
                                              int32_t n_images, int32_t height, int32_t width,
                                              const neco_extract_params * params,
@@ -467,7 +508,8 @@ typedef struct neco_predict_params {
                                  neco_predict_default_params() */
     int32_t k;            /* voting neighbours, 1...neco_index_size (and at most 2^20). Default 30 */
     int32_t n_classes;    /* C, 1...65536: every label that votes must be in 0...C-1. 0 = 1 + the
-                             largest label in the index. Default 0 */
+                             largest label in the index (then every label must be below 65536,
+                             else NECO_ERR_INVALID_ARG). Default 0 */
     float temperature;    /* softmax temperature of the vote, > 0. Default 0.02 */
 } neco_predict_params;
 
@@ -584,7 +626,9 @@ typedef struct neco_train_params {
     int32_t roi_size;         /* ROI Align grid side, 2...32: roi_size^2 queries and references,
                                  sorted by a network of roi_size^2 wires. Default 7 */
     int32_t references;       /* a neco_train_references. Default NECO_REFERENCES_QUEUE */
-    int32_t queue_length;     /* rows per queue (queue mode). Default 8192 */
+    int32_t queue_length;     /* rows per queue (queue mode), 1...2^24; all queues together,
+                                 n_global_crops * queue_length * head_out_dim, at most 2^28
+                                 values (else NECO_ERR_INVALID_ARG). Default 8192 */
     int32_t sort_net;         /* a neco_sort_net. Default NECO_SORT_BITONIC */
     int32_t relaxation;       /* a neco_relaxation. Default NECO_RELAX_CAUCHY */
     double steepness;         /* sorting steepness of the student, > 0. Default 100 */
@@ -609,7 +653,8 @@ typedef struct neco_train_params {
                                  "student.safetensors" and "teacher.safetensors". Default NULL */
     int32_t checkpoint_every; /* with run_dir: steps between checkpoints, 0 = only on stop and at
                                  the end. Default 50 */
-    int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536. Default 2048 */
+    int32_t head_hidden_dim;  /* projection head D -> hidden -> hidden -> out, 1...65536, the head at
+                                 most 2^28 parameters (else NECO_ERR_INVALID_ARG). Default 2048 */
     int32_t head_out_dim;     /* the embedding the loss sees, 1...65536. Default 256 */
     int32_t epochs;           /* > 0: total_steps = epochs x floor(images / batch_size), as `neco
                                  train --epochs` (total_steps is then ignored). Default 0 */
@@ -690,9 +735,13 @@ NECO_API int64_t neco_trainer_step_count(const neco_trainer * trainer);
 NECO_API NECO_NODISCARD neco_status neco_trainer_save_checkpoint(neco_trainer * trainer, const char * path);
 
 /* Loads a checkpoint saved by a trainer built with the same params and the same number of images,
- * so that training continues exactly where it was saved. Errors: INVALID_ARG (NULL pointers, a
- * checkpoint of other params, naming them, or of another image count), IO, FORMAT (not a
- * checkpoint, corrupt, truncated; the trainer is unchanged). */
+ * so that training continues exactly where it was saved. Everything is checked before anything
+ * changes: the tensors, the checksum (which covers the metadata too) and every metadata value
+ * against its meaning (the step within total_steps, the optimiser step at most the step, the data
+ * position within the images, valid random states); on any error the trainer is unchanged.
+ * Errors: INVALID_ARG (NULL pointers, a checkpoint of other params, naming them, or of another
+ * image count), IO (cannot read, not a regular file), FORMAT (not a checkpoint, corrupt,
+ * truncated, edited, values out of range). */
 NECO_API NECO_NODISCARD neco_status neco_trainer_load_checkpoint(neco_trainer * trainer, const char * path);
 
 /* The current student (or, with `teacher`, the EMA teacher) backbone as a new model, an

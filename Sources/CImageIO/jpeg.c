@@ -16,6 +16,7 @@ struct jpeg_guard {
     struct jpeg_progress_mgr progress;
     jmp_buf jump;
     int32_t status;              /* returned after the longjmp */
+    int allow_truncated;         /* cimageio_options.allow_truncated */
     char message[JMSG_LENGTH_MAX];
 };
 
@@ -38,7 +39,7 @@ static void guard_error_exit(j_common_ptr cinfo) {
 static void guard_emit_message(j_common_ptr cinfo, int msg_level) {
     struct jpeg_guard * g = (struct jpeg_guard *)cinfo->err;
     if (msg_level < 0) {
-        if (cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        if (cinfo->err->msg_code == JWRN_JPEG_EOF && !g->allow_truncated) {
             (*cinfo->err->format_message)(cinfo, g->message);
             guard_fail(cinfo, CIMAGEIO_ERR_FORMAT);
         }
@@ -77,8 +78,8 @@ static void cmyk_row_to_rgb(uint8_t * dst, const uint8_t * src, size_t width) {
     }
 }
 
-int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, cimageio_image * out,
-                             char * err, size_t err_len) {
+int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, const cimageio_options * options,
+                             cimageio_image * out, char * err, size_t err_len) {
     if (out == NULL) {
         cimageio_set_err(err, err_len, "output image pointer is NULL");
         return CIMAGEIO_ERR_INVALID_ARG;
@@ -96,6 +97,8 @@ int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, cimageio_image
     struct jpeg_decompress_struct cinfo;
     struct jpeg_guard guard;
     memset(&guard, 0, sizeof guard);
+    guard.allow_truncated = options != NULL && options->allow_truncated != 0;
+    const uint64_t max_pixels = cimageio_max_pixels(options);
     uint8_t * volatile pixels = NULL; /* (H, W, 3) result */
     uint8_t * volatile cmyk = NULL;   /* (W, 4) one CMYK scanline */
 
@@ -118,10 +121,9 @@ int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, cimageio_image
     jpeg_mem_src(&cinfo, data, (unsigned long)n_data);
     jpeg_read_header(&cinfo, TRUE);
 
-    if (!cimageio_size_ok(cinfo.image_width, cinfo.image_height)) {
-        snprintf(guard.message, sizeof guard.message,
-                 "image of %u x %u pixels exceeds the decoder's limits", cinfo.image_width,
-                 cinfo.image_height);
+    if (!cimageio_size_ok(cinfo.image_width, cinfo.image_height, max_pixels)) {
+        cimageio_size_message(guard.message, sizeof guard.message, cinfo.image_width,
+                              cinfo.image_height, max_pixels);
         guard_fail((j_common_ptr)&cinfo, CIMAGEIO_ERR_TOO_LARGE);
     }
 

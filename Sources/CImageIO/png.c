@@ -15,6 +15,9 @@ struct png_guard {
     const uint8_t * data;
     size_t n_data;
     size_t pos;
+    int allow_truncated; /* cimageio_options.allow_truncated */
+    int reading_rows;    /* set while png_read_image runs */
+    int truncated;       /* the data ended inside the image rows (allow_truncated only) */
     char message[CIMAGEIO_ERR_LEN];
 };
 
@@ -40,6 +43,7 @@ static void guard_warning(png_structp png, png_const_charp msg) {
 static void guard_read(png_structp png, png_bytep dst, size_t n) {
     struct png_guard * g = (struct png_guard *)png_get_io_ptr(png);
     if (n > g->n_data - g->pos) {
+        if (g->allow_truncated && g->reading_rows) g->truncated = 1;
         png_error(png, "unexpected end of file (truncated PNG)");
     }
     memcpy(dst, g->data + g->pos, n);
@@ -50,8 +54,27 @@ static uint32_t be32(const uint8_t * p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image * out,
-                            char * err, size_t err_len) {
+/* Drops the alpha channel in place when there is one, and hands the pixels to `out`. */
+static void finish_png(uint8_t * pixels, size_t width, size_t height, size_t channels,
+                       cimageio_image * out) {
+    if (channels == 4) {
+        /* Pillow's RGBA -> RGB; dst index 3i never passes src index 4i. */
+        const size_t n = width * height;
+        for (size_t i = 0; i < n; i++) {
+            pixels[3 * i + 0] = pixels[4 * i + 0];
+            pixels[3 * i + 1] = pixels[4 * i + 1];
+            pixels[3 * i + 2] = pixels[4 * i + 2];
+        }
+        uint8_t * shrunk = realloc(pixels, n * 3);
+        if (shrunk != NULL) pixels = shrunk;
+    }
+    out->width = (int32_t)width;
+    out->height = (int32_t)height;
+    out->pixels = pixels;
+}
+
+int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, const cimageio_options * options,
+                            cimageio_image * out, char * err, size_t err_len) {
     if (out == NULL) {
         cimageio_set_err(err, err_len, "output image pointer is NULL");
         return CIMAGEIO_ERR_INVALID_ARG;
@@ -66,10 +89,9 @@ int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image 
      * the first IDAT, and a huge claimed size should not depend on what follows. */
     if (n_data >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
         const uint32_t w = be32(data + 16), h = be32(data + 20);
-        if (w > 0 && h > 0 && !cimageio_size_ok(w, h)) {
+        if (w > 0 && h > 0 && !cimageio_size_ok(w, h, cimageio_max_pixels(options))) {
             char msg[CIMAGEIO_ERR_LEN];
-            snprintf(msg, sizeof msg, "image of %u x %u pixels exceeds the decoder's limits",
-                     (unsigned)w, (unsigned)h);
+            cimageio_size_message(msg, sizeof msg, w, h, cimageio_max_pixels(options));
             cimageio_set_err(err, err_len, msg);
             return CIMAGEIO_ERR_TOO_LARGE;
         }
@@ -79,6 +101,10 @@ int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image 
     memset(&guard, 0, sizeof guard);
     guard.data = data;
     guard.n_data = n_data;
+    guard.allow_truncated = options != NULL && options->allow_truncated != 0;
+    const uint64_t max_pixels = cimageio_max_pixels(options);
+    /* Kept in memory for the longjmp of a truncated file (locals set after setjmp are not). */
+    volatile size_t kept_width = 0, kept_height = 0, kept_channels = 0;
     png_structp volatile png = NULL;
     png_infop volatile info = NULL;
     uint8_t * volatile pixels = NULL; /* (H, W, C) decoded, C = 3 or 4, compacted to (H, W, 3) */
@@ -89,8 +115,13 @@ int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image 
         png_structp p = png;
         png_infop i = info;
         if (p != NULL) png_destroy_read_struct(&p, i != NULL ? &i : NULL, NULL);
-        free(pixels);
         free(rows);
+        if (guard.truncated && pixels != NULL) {
+            /* allow_truncated: the rows read so far; the rest stays black (calloc). */
+            finish_png(pixels, kept_width, kept_height, kept_channels, out);
+            return CIMAGEIO_OK;
+        }
+        free(pixels);
         cimageio_set_err(err, err_len, guard.message);
         return guard.status;
     }
@@ -115,10 +146,8 @@ int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image 
     png_read_info(png, info);
     const png_uint_32 width = png_get_image_width(png, info);
     const png_uint_32 height = png_get_image_height(png, info);
-    if (!cimageio_size_ok(width, height)) {
-        snprintf(guard.message, sizeof guard.message,
-                 "image of %u x %u pixels exceeds the decoder's limits", (unsigned)width,
-                 (unsigned)height);
+    if (!cimageio_size_ok(width, height, max_pixels)) {
+        cimageio_size_message(guard.message, sizeof guard.message, width, height, max_pixels);
         guard_fail(&guard, CIMAGEIO_ERR_TOO_LARGE);
     }
     const int color_type = png_get_color_type(png, info);
@@ -140,7 +169,7 @@ int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image 
                  "unsupported PNG layout (color type %d, bit depth %d)", color_type, bit_depth);
         guard_fail(&guard, CIMAGEIO_ERR_FORMAT);
     }
-    pixels = malloc(rowbytes * height);
+    pixels = guard.allow_truncated ? calloc(height, rowbytes) : malloc(rowbytes * height);
     rows = malloc(sizeof(png_bytep) * height);
     if (pixels == NULL || rows == NULL) {
         snprintf(guard.message, sizeof guard.message, "out of memory for %u x %u pixels",
@@ -148,29 +177,19 @@ int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image 
         guard_fail(&guard, CIMAGEIO_ERR_TOO_LARGE);
     }
     for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + rowbytes * y;
+    kept_width = width;
+    kept_height = height;
+    kept_channels = channels;
+    guard.reading_rows = 1;
     png_read_image(png, rows);
+    guard.reading_rows = 0;
     /* Chunks after the image data are not read: Pillow ignores a missing IEND too. */
-
-    if (channels == 4) {
-        /* Drop alpha in place (Pillow's RGBA -> RGB); dst index 3i never passes src index 4i. */
-        uint8_t * p = pixels;
-        const size_t n = (size_t)width * height;
-        for (size_t i = 0; i < n; i++) {
-            p[3 * i + 0] = p[4 * i + 0];
-            p[3 * i + 1] = p[4 * i + 1];
-            p[3 * i + 2] = p[4 * i + 2];
-        }
-        uint8_t * shrunk = realloc(pixels, n * 3);
-        if (shrunk != NULL) pixels = shrunk;
-    }
 
     png_structp p = png;
     png_infop i = info;
     png_destroy_read_struct(&p, &i, NULL);
     free(rows);
-    out->width = (int32_t)width;
-    out->height = (int32_t)height;
-    out->pixels = pixels;
+    finish_png(pixels, width, height, channels, out);
     return CIMAGEIO_OK;
 }
 
@@ -186,7 +205,7 @@ int32_t cimageio_encode_png(const uint8_t * rgb, int32_t width, int32_t height,
         cimageio_set_err(err, err_len, "image width and height must be at least 1");
         return CIMAGEIO_ERR_INVALID_ARG;
     }
-    if (!cimageio_size_ok((uint64_t)width, (uint64_t)height)) {
+    if (!cimageio_size_ok((uint64_t)width, (uint64_t)height, (uint64_t)CIMAGEIO_MAX_PIXELS)) {
         cimageio_set_err(err, err_len, "image exceeds the encoder's size limits");
         return CIMAGEIO_ERR_TOO_LARGE;
     }

@@ -60,12 +60,22 @@ public final class FeatureExtractor: Sendable {
 
     public init(model: ViTModel) { self.model = model }
 
+    /// The largest magnitude of a normalised input value, 1e6: far beyond any pixel (0…255
+    /// unnormalised, about ±3 normalised), far below where the forward overflows (about 1e19).
+    public static let maxInputMagnitude: Float = 1e6
+
     /// Loads a safetensors checkpoint (any of the three naming schemes).
     public convenience init(path: String, options: LoadOptions = LoadOptions()) throws {
         self.init(model: try WeightLoader.load(path: path, options: options))
     }
 
     /// Features from normalised images (B, 3, H, W).
+    ///
+    /// Input range: every value must be finite and within ±`maxInputMagnitude` (normalised pixels
+    /// lie within about ±3); anything else is refused before the forward with `.invalidArgument`
+    /// naming the first bad value. Beyond about 1e19 the LayerNorm variance overflows and the
+    /// features would silently be garbage; as a backstop, features that are not all finite are
+    /// refused after the forward too. A call never returns NaN or infinite features.
     public func extract(tensor: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
                         l2Normalize: Bool = false, upsampleToPixels: Bool = false) throws -> DenseFeatures {
         try model.validateInput(height: height, width: width)
@@ -73,9 +83,23 @@ public final class FeatureExtractor: Sendable {
         let t = model.tokenCount(height: height, width: width)
         let d = c.embedDim, r = c.registers
         let gh = height / c.patchSize, gw = width / c.patchSize, n = gh * gw
+        // The outputs, checked before the forward's own buffers are.
+        try Memory.reserve(bytes: [batch * t * d * 4, batch * n * d * 4, upsampleToPixels ? batch * height * width * d * 4 : 0],
+                           "features of \(batch) image(s) at \(height)×\(width)")
+        let inputCount = batch * c.inChannels * height * width
+        if let i = Self.firstOutOfRange(tensor, inputCount) {
+            let plane = height * width
+            throw NecoError.invalidArgument("input value \(tensor[i]) at image \(i / (c.inChannels * plane)), channel "
+                                            + "\(i / plane % c.inChannels), pixel \(i % plane / width), \(i % width) is not finite "
+                                            + "or beyond ±1000000 (normalised pixels lie within about ±3)")
+        }
         let tokens = try FloatSlab(count: batch * t * d)
         try model.forward(out: tokens.base, images: tensor, batch: batch, height: height, width: width)
-        var patches = [Float](repeating: 0, count: batch * n * d)
+        if let i = Self.firstNonFinite(tokens.base, batch * t * d) {
+            throw NecoError.invalidArgument("the features of image \(i / (t * d)) are not finite (\(tokens.base[i])): its input "
+                                            + "values are too large for the model (normalised pixels are usually within ±3)")
+        }
+        var patches = try Memory.zeros(batch * n * d, of: Float.self, "patch features")
         var cls = [Float](repeating: 0, count: batch * d)
         var regs = [Float](repeating: 0, count: batch * r * d)
         for b in 0..<batch {
@@ -92,6 +116,7 @@ public final class FeatureExtractor: Sendable {
             guard batch * height * width * d <= 1 << 31 else {
                 throw NecoError(.outOfMemory, "upsampled features would need \(batch * height * width * d * 4) bytes")
             }
+            try Memory.reserve(batch * height * width * d, of: Float.self, "upsampled features")
             f.pixels.reserveCapacity(batch * height * width * d)
             for b in 0..<batch {
                 f.pixels += Normalize.upsampleBilinear(f.patches(of: b), height: gh, width: gw, dim: d,
@@ -99,6 +124,40 @@ public final class FeatureExtractor: Sendable {
             }
         }
         return f
+    }
+
+    /// The index of the first value that is NaN, infinite or beyond ±`maxInputMagnitude`, or nil.
+    static func firstOutOfRange(_ x: UnsafePointer<Float>, _ count: Int) -> Int? {
+        let limit = maxInputMagnitude
+        var start = 0
+        while start < count {
+            let end = min(count, start + 4096)
+            var worst: Float = 0
+            for i in start..<end { worst = max(worst, abs(x[i])) }   // NaN never wins max: checked below
+            var bad = !(worst <= limit)
+            if !bad { var acc: Float = 0; for i in start..<end { acc += x[i] * 0 }; bad = !acc.isFinite }
+            if bad {
+                for i in start..<end where !(abs(x[i]) <= limit) { return i }
+            }
+            start = end
+        }
+        return nil
+    }
+
+    /// The index of the first NaN or infinity among `count` values, or nil.
+    static func firstNonFinite(_ x: UnsafePointer<Float>, _ count: Int) -> Int? {
+        // Block-wise and vectorisable: x·0 is 0 for a finite x and NaN for NaN or ±∞.
+        var start = 0
+        while start < count {
+            let end = min(count, start + 4096)
+            var acc: Float = 0
+            for i in start..<end { acc += x[i] * 0 }
+            if !acc.isFinite {
+                for i in start..<end where !x[i].isFinite { return i }
+            }
+            start = end
+        }
+        return nil
     }
 
     /// Features of decoded pictures, preprocessed with `options.resize`. All pictures must come
@@ -265,6 +324,7 @@ extension FeatureExtractor {
             f.patches.withUnsafeBufferPointer { patches.update(from: $0.baseAddress!, count: $0.count) }
             return
         }
+        try Memory.reserve(patchesPerImage, of: Float.self, "upsampled features (\(oh)×\(ow)×\(d))")
         for b in 0..<batch {
             var up = Normalize.upsampleBilinear(f.patches(of: b), height: gh, width: gw, dim: d, outHeight: oh, outWidth: ow)
             if l2Normalize { Normalize.l2Rows(&up, dim: d) }

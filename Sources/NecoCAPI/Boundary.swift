@@ -27,7 +27,7 @@ func guarded(_ function: StaticString, _ body: () throws -> Void) -> neco_status
 
 /// Records a failure of `function` and returns its status.
 func fail(_ function: StaticString, _ code: Int32, _ message: String) -> neco_status {
-    let text = "\(function): \(message)"
+    let text = "\(function): \(Path.display(message))"
     neco_support_set_error(text)
     neco_support_log(Int32(NECO_LOG_DEBUG.rawValue), text)
     return neco_status(rawValue: code)
@@ -39,7 +39,7 @@ func note(_ function: StaticString, _ message: String) {
 }
 
 func log(_ level: neco_log_level, _ message: String) {
-    neco_support_log(Int32(level.rawValue), message)
+    neco_support_log(Int32(level.rawValue), Path.display(message))
 }
 
 // MARK: - Handles
@@ -85,14 +85,15 @@ func clearOut(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ argument: String) 
 
 // MARK: - Arguments
 
-/// A NUL-terminated argument string of at most `maxBytes` bytes (strnlen-bounded).
+/// A NUL-terminated argument string of at most `maxBytes` bytes (strnlen-bounded). Its bytes are
+/// kept exactly (`Path`), so a file name that is not UTF-8 reaches `open` unchanged.
 func cString(_ p: UnsafePointer<CChar>?, _ argument: String, maxBytes: Int = 4096) throws -> String {
     guard let p else { throw NecoError.invalidArgument("\(argument) is NULL") }
     let n = strnlen(p, maxBytes + 1)
     guard n <= maxBytes else { throw NecoError.invalidArgument("\(argument) is longer than \(maxBytes) bytes") }
     guard n > 0 else { throw NecoError.invalidArgument("\(argument) is empty") }
     return UnsafeRawPointer(p).withMemoryRebound(to: UInt8.self, capacity: n) {
-        String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self)
+        Path.string(UnsafeBufferPointer(start: $0, count: n))
     }
 }
 

@@ -180,6 +180,7 @@ func runExtraction(_ m: ModelHandle, _ tensor: UnsafePointer<Float>, batch: Int,
 
 /// Model input for a checked RGB picture.
 func rgbTensor(_ rgb: UnsafePointer<UInt8>, height: Int, width: Int, mode: ResizeMode) throws -> (data: [Float], height: Int, width: Int) {
+    try Memory.reserve(height * width * 3, of: UInt8.self, "copying a \(height)×\(width) picture")
     let img = RGBImage(width: width, height: height, pixels: Array(UnsafeBufferPointer(start: rgb, count: height * width * 3)))
     return try Preprocess.tensor(img, mode: mode)
 }

@@ -54,8 +54,7 @@ public func neco_image_decode(_ data: UnsafeRawPointer?, _ nBytes: Int, _ outIma
         guard n <= maxEncodedBytes else {
             throw NecoError(.outOfMemory, "n_bytes = \(n) exceeds the limit of \(maxEncodedBytes) bytes")
         }
-        let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: n))
-        let img = try ImageDecoder.decode(bytes: bytes, name: "image data")
+        let img = try ImageDecoder.decode(buffer: UnsafeRawBufferPointer(start: data, count: n), name: "image data")
         out.pointee = box(try ImageHandle(img))
     }
 }
@@ -90,3 +89,24 @@ public func neco_image_height(_ image: OpaquePointer?) -> Int32 {
 public func neco_image_data(_ image: OpaquePointer?) -> UnsafePointer<UInt8>? {
     imageValue("neco_image_data", image, nil) { UnsafePointer($0.pixels) }
 }
+
+@_cdecl("neco_image_set_max_pixels")
+public func neco_image_set_max_pixels(_ maxPixels: Int64) -> neco_status {
+    guarded("neco_image_set_max_pixels") {
+        var o = ImageDecoder.defaultOptions
+        o.maxPixels = maxPixels == 0 ? ImageDecoder.Options.defaultMaxPixels : Int(clamping: maxPixels)
+        try o.validate()
+        ImageDecoder.defaultOptions = o
+    }
+}
+
+@_cdecl("neco_image_get_max_pixels")
+public func neco_image_get_max_pixels() -> Int64 { Int64(ImageDecoder.defaultOptions.maxPixels) }
+
+@_cdecl("neco_image_set_load_truncated")
+public func neco_image_set_load_truncated(_ allow: Bool) {
+    ImageDecoder.defaultOptions.allowTruncated = allow
+}
+
+@_cdecl("neco_image_get_load_truncated")
+public func neco_image_get_load_truncated() -> Bool { ImageDecoder.defaultOptions.allowTruncated }

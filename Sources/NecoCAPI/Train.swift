@@ -172,6 +172,7 @@ public func neco_trainer_init_images(_ model: OpaquePointer?, _ images: UnsafePo
                 let n = try checkedProduct([Int(h), Int(w), 3], limit: 3 << 28, "image \(i)")
                 total += n
                 guard total <= 1 << 34 else { throw NecoError(.outOfMemory, "the images hold more than 16 GiB of pixels") }
+                try Memory.reserve(n, of: UInt8.self, "copying image \(i) (\(h)×\(w))")
                 list.append(RGBImage(width: Int(w), height: Int(h), pixels: Array(UnsafeBufferPointer(start: px, count: n))))
             }
             return .memory(list)

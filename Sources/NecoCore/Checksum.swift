@@ -26,6 +26,18 @@ public struct Checksum: Sendable {
         total &+= UInt64(n)
     }
 
+    /// Adds a string map (e.g. a safetensors `__metadata__`): every entry but `checksum`, sorted
+    /// by key, each key and value as UTF-8 with a 0 byte after each, zero-padded to whole words.
+    public mutating func add(metadata: [String: String]) {
+        var bytes: [UInt8] = []
+        for k in metadata.keys.sorted() where k != "checksum" {
+            bytes += Array(k.utf8) + [0] + Array(metadata[k]!.utf8) + [0]
+        }
+        while bytes.count % 4 != 0 { bytes.append(0) }
+        guard !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { add($0.baseAddress!, words: $0.count / 4) }
+    }
+
     public var value: UInt64 {
         let p = Self.prime
         var h = (h0 ^ total) &* p

@@ -23,7 +23,8 @@ public struct NecoError: Error, CustomStringConvertible, Sendable, Equatable {
         self.message = message
     }
 
-    public var description: String { message }
+    /// The message on one line: control characters and bytes that are not UTF-8 escaped (`Path.display`).
+    public var description: String { Path.display(message) }
 
     public static func invalidArgument(_ m: String) -> NecoError { NecoError(.invalidArgument, m) }
     public static func io(_ m: String) -> NecoError { NecoError(.io, m) }

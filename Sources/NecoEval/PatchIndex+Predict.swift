@@ -15,6 +15,9 @@ import Glibc
 extension PatchIndex {
     /// Queries per search-and-vote chunk (bounds the (chunk, k) and (chunk, C) scratch).
     static let predictChunkRows = 4096
+    /// The most classes a prediction may have (65536): with `classes` nil every label must be
+    /// below it, so one huge label cannot ask for gigabytes of scores.
+    public static let maxPredictClasses = 1 << 16
 
     /// 1 + the largest label in the index, or nil when no row has a label.
     public var labelClassCount: Int? {
@@ -44,6 +47,10 @@ extension PatchIndex {
         }
         guard let fromIndex = labelClassCount else {
             throw NecoError.invalidArgument("the index has no labels: add rows with labels to predict from it")
+        }
+        guard classes != nil || fromIndex <= Self.maxPredictClasses else {
+            throw NecoError.invalidArgument("the index holds label \(fromIndex - 1): without a class count the classes are 1 + the "
+                                            + "largest label, at most \(Self.maxPredictClasses); give n_classes or smaller labels")
         }
         let c = classes ?? fromIndex
         guard c >= 1 else { throw NecoError.invalidArgument("classes = \(c) must be ≥ 1") }

@@ -136,6 +136,8 @@ public final class PatchIndex: @unchecked Sendable {
                 queryTile: Int, bankTile: Int) throws {
         precondition(queryTile >= 1 && bankTile >= 1, "search: tiles must be positive")
         guard k >= 1 else { throw NecoError.invalidArgument("k = \(k) must be at least 1") }
+        // Room for OpenBLAS's own buffers before the first GEMM (it would retry a failed mmap forever).
+        try Memory.reserve(Memory.blasHeadroom, of: UInt8.self, "a search (work buffers of the similarity GEMMs)")
         guard rows >= 0 else { throw NecoError.invalidArgument("query row count \(rows) is negative") }
         guard k <= count else {
             throw NecoError.shape("k = \(k) exceeds the \(count) rows in the index")

@@ -119,7 +119,8 @@ public enum Preprocess {
             throw NecoError(.invalidArgument, "preprocess: std \(std) has a zero component")
         }
         let prepared = try apply(img, mode: mode)
-        var data = [Float](repeating: 0, count: 3 * prepared.height * prepared.width)
+        var data = try Memory.zeros(3 * prepared.height * prepared.width, of: Float.self,
+                                    "a \(prepared.height)×\(prepared.width) model input")
         data.withUnsafeMutableBufferPointer { normalize(prepared, into: $0.baseAddress!, mean: mean, std: std) }
         return (data, prepared.height, prepared.width)
     }

@@ -88,13 +88,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     ///   `"<path>: <what is wrong>"` for anything malformed.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NecoError.io("\(path): \(FileIO.errnoString())") }
+        let (fd, fileSize) = try FileIO.openRegular(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw NecoError.io("\(path): \(FileIO.errnoString())") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw NecoError.io("\(path): not a regular file") }
-        let fileSize = Int(st.st_size)
         guard fileSize >= 8 else {
             throw NecoError.format("\(path): file is \(fileSize) bytes, too short for a safetensors header (empty or truncated file?)")
         }

@@ -80,6 +80,9 @@ public final class ViTModel: @unchecked Sendable {
                      n * k,                          // im2col (N, C·P·P)
                      n * d,                          // resampled position table (N, D)
                      max(gh * c.posGrid * d, Attention.scratchCount(tokens: t))]
+        let total = try Memory.bytes(sizes.reduce(0, +), of: Float.self, "forward workspace")
+        // The workspace and OpenBLAS's own buffers must both fit before any GEMM starts.
+        try Memory.reserve(bytes: [total, Memory.blasHeadroom], "a \(batch)×\(height)×\(width) forward (\(Memory.describe(total)) of work buffers)")
         let ws = try FloatSlab(count: sizes.reduce(0, +))
         var cursor = 0
         func take(_ i: Int) -> UnsafeMutablePointer<Float> {

@@ -51,7 +51,7 @@ final class GraphBuilder {
         let msg = "\(context()): \(lastError)"
         switch rc {
         case Int32(ONNXB_ERR_IO): throw NecoError.io(msg)
-        case Int32(ONNXB_ERR_SIZE): throw NecoError(.outOfMemory, msg)
+        case Int32(ONNXB_ERR_SIZE), Int32(ONNXB_ERR_OOM): throw NecoError(.outOfMemory, msg)
         default: throw NecoError(.internal, msg)
         }
     }
@@ -108,7 +108,8 @@ final class GraphBuilder {
         let bytes = data.count * MemoryLayout<Float>.stride
         if let loc = externalLocation {
             try check(onnxb_add_external_initializer(model, name, Int32(ONNXB_FLOAT), Int32(dims.count), dims,
-                                                     data.baseAddress, bytes, loc), "initializer \(name)")
+                                                     data.baseAddress, bytes, Path.bytes(loc).map { CChar(bitPattern: $0) } + [0]),
+                      "initializer \(name)")
         } else {
             try check(onnxb_add_initializer(model, name, Int32(ONNXB_FLOAT), Int32(dims.count), dims,
                                             data.baseAddress, bytes), "initializer \(name)")
@@ -202,6 +203,7 @@ final class GraphBuilder {
 
     func checkModel() throws {
         let rc = onnxb_check(model)
+        if rc == Int32(ONNXB_ERR_OOM) { throw NecoError(.outOfMemory, "checking the exported graph: \(lastError)") }
         guard rc == 0 else {
             throw NecoError(.internal, "the exported graph failed the ONNX checker (a libneco bug): \(lastError)")
         }
@@ -210,7 +212,7 @@ final class GraphBuilder {
     var byteSize: Int { Int(onnxb_byte_size(model)) }
 
     func save(to path: String) throws {
-        try check(onnxb_save(model, path), "cannot write the ONNX model")
+        try check(Path.withCString(path) { onnxb_save(model, $0) }, "cannot write the ONNX model")
     }
 }
 

@@ -196,7 +196,7 @@ public enum ONNXExporter {
 
     static func fileSize(_ path: String) -> Int? {
         var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+        return Path.withCString(path) { stat($0, &st) } == 0 ? Int(st.st_size) : nil
     }
 }
 
@@ -207,11 +207,11 @@ enum FileIOProbe {
     /// Creates and removes a temporary file next to `path`; throws `.io` with the reason.
     static func probeWritable(_ path: String) throws {
         let probe = path + ".probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = FileIO.open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw NecoError.io("\(path): cannot create the output file: \(FileIO.errnoString())")
         }
         close(fd)
-        unlink(probe)
+        FileIO.remove(probe)
     }
 }

@@ -48,7 +48,7 @@ public struct ONNXModelInfo: Sendable {
     public static func read(path: String) throws -> ONNXModelInfo {
         var err = [CChar](repeating: 0, count: 4096)
         var json: UnsafeMutablePointer<CChar>? = nil
-        let rc = onnxb_describe_file(path, &json, &err, err.count)
+        let rc = Path.withCString(path) { onnxb_describe_file($0, &json, &err, err.count) }
         guard rc == 0, let json else {
             let msg = err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             throw rc == Int32(ONNXB_ERR_IO) ? NecoError.io(msg) : NecoError.format(msg)
@@ -79,7 +79,7 @@ public struct ONNXModelInfo: Sendable {
     /// `.format` with the checker's message.
     public static func check(path: String) throws {
         var err = [CChar](repeating: 0, count: 4096)
-        let rc = onnxb_check_file(path, &err, err.count)
+        let rc = Path.withCString(path) { onnxb_check_file($0, &err, err.count) }
         guard rc == 0 else {
             let msg = err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             throw rc == Int32(ONNXB_ERR_IO) ? NecoError.io(msg) : NecoError.format("\(path): \(msg)")

@@ -16,13 +16,20 @@ import Glibc
 /// - the AdamW moments as two flat tensors, `optimizer.exp_avg` and `optimizer.exp_avg_sq`
 ///   (n) in the layout of `Trainer.gradients` (backbone, then head).
 ///
-/// `__metadata__` (strings): `format` = "neco-checkpoint", `version` = "1", `step`, `adamw_step`,
+/// `__metadata__` (strings): `format` = "neco-checkpoint", `version` = "2", `step`, `adamw_step`,
 /// `rng_state` (4 hex words), `config` (TrainerConfig JSON), `model` (ViTConfig JSON), `schedule`
-/// (the values at `step`, for the record), `checksum` (64-bit hash of all tensor bytes, hex).
+/// (the values at `step`, for the record), `checksum` (64-bit hash, hex, of all tensor bytes and
+/// then of every other metadata entry, sorted by key).
+///
+/// Version 1 files (written before the checksum covered the metadata) still load: their checksum
+/// covers the tensors only. Either way every metadata value is checked against its meaning before
+/// anything changes (`step` within the run's total, `adamw_step` at most `step`, the RNG state
+/// valid), so an edited value is refused with `.format` rather than trusted.
 ///
 /// Writes are atomic: a temporary file in the same folder, fsync, rename, then fsync of the
 /// folder. A crash at any point leaves either the old checkpoint or the new one, never a
-/// partial file under `path` (a stray `path.tmp-<pid>` may remain and is ignored).
+/// partial file under `path` (a stray `path.tmp-<pid>` may remain: the next successful save to
+/// `path`, and a run when it starts, delete those of dead processes).
 /// Loads check the format, version, every tensor's presence and shape, the configuration and
 /// the checksum, and fail with a message naming what is wrong.
 ///
@@ -31,7 +38,9 @@ import Glibc
 /// those tensors, which `WeightLoader.load(path:)` accepts as it is.
 public enum Checkpoint {
     public static let format = "neco-checkpoint"
-    public static let version = "1"
+    public static let version = "2"
+    /// Older checkpoints whose checksum covers the tensors only.
+    public static let legacyVersion = "1"
     public static let teacherPrefix = "teacher."
     public static let firstMomentKey = "optimizer.exp_avg"
     public static let secondMomentKey = "optimizer.exp_avg_sq"
@@ -104,6 +113,8 @@ public enum Checkpoint {
         }
         if !extraTensors.isEmpty { meta["extra_tensors"] = extraTensors.map { $0.name }.joined(separator: ",") }
         try write(all, metadata: meta, to: path)
+        // Temporaries of earlier writers of this path that were killed mid-write.
+        FileIO.removeStaleTemporaries(of: path)
     }
 
     /// A tensor stored next to the trainer's state (e.g. NeCo's reference queues).
@@ -136,6 +147,21 @@ public enum Checkpoint {
         try openFile(path).metadata
     }
 
+    /// The `checksum` value that a checkpoint with the tensors of the file at `path` (in its header
+    /// order, which is the order `save` writes) and the metadata `metadata` carries; with
+    /// `coveringMetadata` false, the tensors-only checksum of version 1 files. For tools that
+    /// rewrite a checkpoint's metadata, and for tests.
+    public static func checksum(tensorsOf path: String, metadata: [String: String], coveringMetadata: Bool = true) throws -> String {
+        let file = try SafetensorsFile(path: path)
+        var hasher = Checksum()
+        for name in file.names {
+            guard file.info(name)?.dtype == .f32 else { throw NecoError.format("\(path): \(name) is not F32") }
+            try file.withRawBytes(name) { raw in if let b = raw.baseAddress { hasher.add(b, words: raw.count / 4) } }
+        }
+        if coveringMetadata { hasher.add(metadata: metadata) }
+        return hex(hasher.value)
+    }
+
     /// Writes only the student (or teacher) backbone under the canonical names: a plain model
     /// file for `WeightLoader.load(path:)`. Metadata records the architecture and the step.
     public static func exportModel(_ trainer: Trainer, to path: String, teacher: Bool = false) throws {
@@ -143,7 +169,7 @@ public enum Checkpoint {
             throw NecoError.invalidArgument("this trainer has no teacher")
         }
         let e = m.params.layout.specs.map { Entry(name: $0.name, shape: $0.shape, base: m.params[$0.offset]) }
-        try write(e, metadata: ["format": "neco-model", "version": version, "model": m.config.trainingJSON.serialized(),
+        try write(e, metadata: ["format": "neco-model", "version": legacyVersion, "model": m.config.trainingJSON.serialized(),
                                 "step": String(trainer.step), "which": teacher ? "teacher" : "student"], to: path)
     }
 
@@ -151,6 +177,7 @@ public enum Checkpoint {
         var meta = metadata
         var hasher = Checksum()
         for e in entries { hasher.add(UnsafeRawPointer(e.base), words: e.count) }
+        if meta["format"] == format { hasher.add(metadata: meta) }
         meta["checksum"] = hex(hasher.value)
         var members: [(String, JSONValue)] = [("__metadata__", .object(meta.keys.sorted().map { ($0, .string(meta[$0]!)) }))]
         var at = 0
@@ -172,7 +199,7 @@ public enum Checkpoint {
         }
         // Make the rename itself durable.
         let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_CLOEXEC)
+        let dfd = FileIO.open(dir.isEmpty ? "/" : dir, O_RDONLY | O_CLOEXEC)
         if dfd >= 0 {
             _ = fsync(dfd)
             close(dfd)
@@ -201,6 +228,28 @@ public enum Checkpoint {
     }
 
     static func restore(_ trainer: Trainer, from file: SafetensorsFile) throws {
+        let state = try validate(trainer, file)
+        // Everything is checked: copy.
+        for e in entries(trainer) {
+            try file.readFloat32(e.name, into: UnsafeMutableBufferPointer(start: e.base, count: e.count))
+        }
+        trainer.step = state.step
+        trainer.optimizer.stepCount = state.adamStep
+        trainer.rng = state.rng
+    }
+
+    /// The trainer's scalar state in a checkpoint, checked.
+    struct TrainerState {
+        let step: Int
+        let adamStep: Int
+        let rng: NecoRNG
+    }
+
+    /// Checks everything `restore` would apply (architecture, configuration, tensors, checksum,
+    /// metadata values) without changing `trainer`.
+    /// - Throws: `.invalidArgument` for a checkpoint of other settings; `.format` for a corrupt or
+    ///   edited one.
+    static func validate(_ trainer: Trainer, _ file: SafetensorsFile) throws -> TrainerState {
         let path = file.path
         let modelConfig = try parse(file, "model") { try ViTConfig(trainingJSON: $0) }
         let config = try parse(file, "config") { try TrainerConfig(json: $0) }
@@ -238,37 +287,41 @@ public enum Checkpoint {
         }
         var hasher = Checksum()
         for e in entries {
-            try file.withRawBytes(e.name) { raw in hasher.add(raw.baseAddress!, words: raw.count / 4) }
+            try file.withRawBytes(e.name) { raw in if let b = raw.baseAddress { hasher.add(b, words: raw.count / 4) } }
         }
         for name in (file.metadata["extra_tensors"] ?? "").split(separator: ",") {
             guard let info = file.info(String(name)), info.dtype == .f32 else {
                 throw NecoError.format("\(path): checkpoint lists extra tensor \(name) but does not hold it as F32")
             }
-            try file.withRawBytes(String(name)) { raw in hasher.add(raw.baseAddress!, words: raw.count / 4) }
+            try file.withRawBytes(String(name)) { raw in if let b = raw.baseAddress { hasher.add(b, words: raw.count / 4) } }
         }
+        if file.metadata["version"] != legacyVersion { hasher.add(metadata: file.metadata) }
         let got = hasher.value
         guard got == want else {
             throw NecoError.format("\(path): checkpoint checksum mismatch (stored \(stored), data \(hex(got))): the file is corrupt")
         }
-        // Scalars.
-        guard let stepText = file.metadata["step"], let step = Int(stepText), step >= 0,
-              let adamText = file.metadata["adamw_step"], let adamStep = Int(adamText), adamStep >= 0,
+        // Scalars, each against its meaning.
+        guard let stepText = file.metadata["step"], let adamText = file.metadata["adamw_step"],
               let rngText = file.metadata["rng_state"] else {
             throw NecoError.format("\(path): checkpoint metadata lacks step / adamw_step / rng_state")
         }
-        let words = rngText.split(separator: ",").compactMap { UInt64($0, radix: 16) }
-        let rng: NecoRNG
-        do { rng = try NecoRNG(state: words) } catch {
-            throw NecoError.format("\(path): bad rng_state '\(rngText)'")
+        let total = trainer.config.totalSteps
+        guard let step = Int(stepText), step >= 0, step <= total else {
+            throw NecoError.format("\(path): checkpoint step '\(clip(stepText))' is not a step count in 0...\(total) (the run's total)")
         }
-        // Copy.
-        for e in entries {
-            try file.readFloat32(e.name, into: UnsafeMutableBufferPointer(start: e.base, count: e.count))
+        guard let adamStep = Int(adamText), adamStep >= 0, adamStep <= step else {
+            throw NecoError.format("\(path): checkpoint adamw_step '\(clip(adamText))' is not in 0...\(step) (the step count)")
         }
-        trainer.step = step
-        trainer.optimizer.stepCount = adamStep
-        trainer.rng = rng
+        let parts = rngText.split(separator: ",", omittingEmptySubsequences: false)
+        let words = parts.compactMap { UInt64($0, radix: 16) }
+        guard words.count == parts.count, let rng = try? NecoRNG(state: words) else {
+            throw NecoError.format("\(path): bad rng_state '\(clip(rngText))'")
+        }
+        return TrainerState(step: step, adamStep: adamStep, rng: rng)
     }
+
+    /// At most 40 characters of a metadata value, for messages.
+    static func clip(_ s: String) -> String { s.count <= 40 ? s : String(s.prefix(40)) + "…" }
 
     /// The student (or teacher) backbone of a checkpoint as a `ViTModel`, through
     /// `WeightLoader` (the checkpoint keys are the loader's canonical keys).
@@ -320,8 +373,8 @@ public enum Checkpoint {
         guard file.metadata["format"] == format else {
             throw NecoError.format("\(path): not a libneco training checkpoint (metadata format '\(file.metadata["format"] ?? "none")', expected '\(format)')")
         }
-        guard file.metadata["version"] == version else {
-            throw NecoError.format("\(path): checkpoint version \(file.metadata["version"] ?? "none") is not supported (expected \(version))")
+        guard file.metadata["version"] == version || file.metadata["version"] == legacyVersion else {
+            throw NecoError.format("\(path): checkpoint version \(file.metadata["version"] ?? "none") is not supported (expected \(version) or \(legacyVersion))")
         }
         return file
     }

@@ -20,10 +20,22 @@ public struct HeadConfig: Sendable, Equatable {
         self.normalize = normalize
     }
 
+    /// The most parameters a head may have: 2^28 (1 GiB of floats; a trainer holds six such
+    /// copies: student, teacher, gradient, two moments, and the activations). NeCo's head on
+    /// ViT-g/14 has 7.8 M.
+    public static let maxParameters = 1 << 28
+
     public func validate() throws {
         guard inDim >= 1, hiddenDim >= 1, outDim >= 1, layers >= 1, layers <= 16,
               inDim <= 65536, hiddenDim <= 65536, outDim <= 65536 else {
             throw NecoError.invalidArgument("projection head \(inDim) → \(hiddenDim) × \(layers) → \(outDim) is out of range")
+        }
+        // At most 16 layers of at most 65537 × 65536 values each: no overflow.
+        let widths = [inDim] + Array(repeating: hiddenDim, count: layers - 1) + [outDim]
+        let parameters = zip(widths, widths.dropFirst()).reduce(0) { $0 + ($1.0 + 1) * $1.1 }
+        guard parameters <= Self.maxParameters else {
+            throw NecoError.invalidArgument("projection head \(inDim) → \(hiddenDim) × \(layers) → \(outDim) has \(parameters) "
+                                            + "parameters, beyond the limit of 2^28")
         }
     }
 }

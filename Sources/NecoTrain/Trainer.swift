@@ -225,6 +225,8 @@ public final class Trainer: @unchecked Sendable {
         let sv = schedules.values(at: t)
         var times = PhaseTimes()
         let bufs = try buffers(for: inputs)
+        // Room for OpenBLAS's own buffers before the first GEMM (it would retry a failed mmap forever).
+        try Memory.reserve(Memory.blasHeadroom, of: UInt8.self, "a training step (BLAS work buffers)")
         let c = student.config
         let d = c.embedDim
 

@@ -85,10 +85,16 @@ public struct TrainerConfig: Sendable, Equatable {
 
     public init(totalSteps: Int) { self.totalSteps = totalSteps }
 
+    /// The most steps a run may have (2^40): step counts, schedules and the data loader's
+    /// random streams stay far from overflow below it.
+    public static let maxTotalSteps = 1 << 40
+    /// The widest projection-head layer (hidden or output), 65536.
+    public static let maxHeadDim = 1 << 16
+
     /// Throws `.invalidArgument` naming the first bad value.
     public func validate() throws {
         func check(_ ok: Bool, _ m: String) throws { if !ok { throw NecoError.invalidArgument("trainer config: \(m)") } }
-        try check(totalSteps >= 1, "totalSteps \(totalSteps) must be ≥ 1")
+        try check(totalSteps >= 1 && totalSteps <= Self.maxTotalSteps, "totalSteps \(totalSteps) must be in 1...2^40")
         try check(warmupSteps >= 0 && warmupSteps < totalSteps, "warmupSteps \(warmupSteps) must be in 0..<totalSteps")
         try check(lrBackbone >= 0 && lrHead >= 0 && finalLR >= 0 && lrBackbone.isFinite && lrHead.isFinite,
                   "learning rates must be finite and ≥ 0")
@@ -99,7 +105,8 @@ public struct TrainerConfig: Sendable, Equatable {
         try check(gradClip.map { $0 > 0 && $0.isFinite } ?? true, "gradClip must be > 0")
         try check(dropPathRate >= 0 && dropPathRate < 1, "dropPathRate \(dropPathRate) must be in [0, 1)")
         do { try ropeAugment.validate() } catch let e as NecoError { try check(false, e.message) }
-        try check(!projectionHead || (headHiddenDim >= 1 && headOutDim >= 1 && headLayers >= 1 && headLayers <= 16),
+        try check(!projectionHead || (headHiddenDim >= 1 && headOutDim >= 1 && headHiddenDim <= Self.maxHeadDim
+                                      && headOutDim <= Self.maxHeadDim && headLayers >= 1 && headLayers <= 16),
                   "projection head sizes out of range")
     }
 

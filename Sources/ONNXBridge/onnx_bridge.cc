@@ -12,6 +12,8 @@
 #include <google/protobuf/stubs/common.h>
 
 #include <atomic>
+#include <new>
+#include <stdexcept>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -83,7 +85,10 @@ int guard(onnxb_model *m, F &&body, char *err = nullptr, size_t err_len = 0) {
     code = ONNXB_ERR_CHECK;
   } catch (const std::bad_alloc &) {
     msg = "out of memory";
-    code = ONNXB_ERR_INTERNAL;
+    code = ONNXB_ERR_OOM;
+  } catch (const std::length_error &e) {
+    msg = std::string("out of memory: ") + e.what();
+    code = ONNXB_ERR_OOM;
   } catch (const std::exception &e) {
     msg = e.what();
     code = ONNXB_ERR_INTERNAL;

@@ -111,15 +111,13 @@ public final class TempFolder {
         defer { closedir(d) }
         var names: [String] = []
         while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = FileIO.entryName(e)
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
     }
     public func cleanup() {
-        for n in contents { unlink(file(n)) }
+        for n in contents { FileIO.remove(file(n)) }
         rmdir(path)
     }
 }

@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
         if modelOptions.model != nil {
             model = try modelOptions.load()
         } else {
-            try modelOptions.applyThreads()
+            try modelOptions.applyProcessSettings()
             var config = ViTConfig.dinov2Small(registers: 4)
             if let name = modelOptions.config {
                 guard let c = ViTConfig.preset(name, registers: modelOptions.registers ?? 0) else {

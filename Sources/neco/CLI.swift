@@ -9,7 +9,16 @@ import NecoTrain
 import Glibc
 #endif
 
+/// The entry point: arguments keep their bytes (`Path`), so file names that are not UTF-8 work;
+/// `CommandLine.arguments` would replace those bytes with U+FFFD.
 @main
+enum NecoMain {
+    static func main() {
+        let argv = CommandLine.unsafeArgv
+        NecoCLI.main((1..<Int(CommandLine.argc)).compactMap { argv[$0].map { Path.string(cString: $0) } })
+    }
+}
+
 struct NecoCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "neco",
@@ -31,16 +40,31 @@ struct ModelOptions: ParsableArguments {
     var heads: Int?
     @Option(name: .long, help: "Threads for GEMMs and kernels (default: all cores).")
     var threads: Int?
+    @Option(name: .long, help: ArgumentHelp("Largest picture decoded, in pixels (default 89478485, Pillow's MAX_IMAGE_PIXELS; at most 268435456).",
+                                            discussion: "A larger JPEG or PNG is refused from its header (a decompression bomb costs nothing); training skips it."))
+    var maxImagePixels: Int?
+    @Flag(name: .long, help: "Decode JPEG/PNG files that end early (missing rows grey or black, as Pillow's LOAD_TRUNCATED_IMAGES) instead of refusing them.")
+    var loadTruncatedImages = false
 
-    func applyThreads() throws {
+    /// Process-wide settings: worker threads and the image decoder's limits.
+    func applyProcessSettings() throws {
         if let t = threads {
             guard t >= 1 && t <= 256 else { throw NecoError.invalidArgument("--threads must be in 1...256") }
             Threads.setCount(t)
         }
+        var o = ImageDecoder.defaultOptions
+        if let m = maxImagePixels {
+            guard m >= 1 && m <= ImageDecoder.Options.maxPixelsLimit else {
+                throw NecoError.invalidArgument("--max-image-pixels must be in 1...\(ImageDecoder.Options.maxPixelsLimit)")
+            }
+            o.maxPixels = m
+        }
+        o.allowTruncated = loadTruncatedImages
+        ImageDecoder.defaultOptions = o
     }
 
     func load() throws -> ViTModel {
-        try applyThreads()
+        try applyProcessSettings()
         var o = LoadOptions(heads: heads, registers: registers)
         if let r = posRule {
             guard let rule = PosEmbedRule(rawValue: r) else {
@@ -168,7 +192,7 @@ struct Extract: ParsableCommand {
         guard !files.isEmpty else { throw NecoError.invalidArgument("no images given") }
         let single = stack || (files.count == 1 && out.hasSuffix(".npy"))
         if !single {
-            if !FileIO.isDirectory(out) && mkdir(out, 0o755) != 0 {
+            if !FileIO.isDirectory(out) && Path.withCString(out, { mkdir($0, 0o755) }) != 0 {
                 throw NecoError.io("\(out): cannot create folder: \(FileIO.errnoString())")
             }
         }

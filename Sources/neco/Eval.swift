@@ -37,7 +37,7 @@ struct EvalModelOptions: ParsableArguments {
     func primary() throws -> ViTModel {
         if randomInit {
             guard modelOptions.model == nil else { throw NecoError.invalidArgument("give either --model or --random-init") }
-            try modelOptions.applyThreads()
+            try modelOptions.applyProcessSettings()
             let name = modelOptions.config ?? "vits14"
             guard let c = ViTConfig.preset(name, registers: modelOptions.registers ?? 0) else {
                 throw NecoError.invalidArgument("unknown --config '\(name)' (use \(ViTConfig.presetNames.joined(separator: ", ")))")

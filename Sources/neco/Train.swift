@@ -75,7 +75,7 @@ struct Train: ParsableCommand {
         }
         let run: NeCoRun
         if let dir = resume {
-            try modelOptions.applyThreads()
+            try modelOptions.applyProcessSettings()
             guard out == nil || out == dir else { throw NecoError.invalidArgument("--resume continues in its own folder; drop --out") }
             let fresh = try Train.parse([])
             var changed: [String] = []
@@ -95,7 +95,7 @@ struct Train: ParsableCommand {
             }
             guard changed.isEmpty else {
                 throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
-                                                + "(only --data, --threads, --quiet and the --eval-bench/--eval-data/--eval-size/"
+                                                + "(only --data, --threads, --max-image-pixels, --load-truncated-images, --quiet and the --eval-bench/--eval-data/--eval-size/"
                                                 + "--eval-augment-epochs options may be given)")
             }
             run = try NeCoRun.resume(directory: dir, images: try data.map { .folder(try ImageFolder(root: $0)) })

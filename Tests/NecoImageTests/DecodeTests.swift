@@ -149,7 +149,7 @@ final class DecodeTests: XCTestCase {
         let crc = crc32(ihdr)
         let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + ihdr
             + [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
-        assertThrowsNeco(.outOfMemory, ["huge.png", "60000 x 60000"]) {
+        assertThrowsNeco(.invalidArgument, ["huge.png", "60000 x 60000"]) {
             try ImageDecoder.decode(bytes: png, name: "huge.png")
         }
     }
@@ -160,7 +160,7 @@ final class DecodeTests: XCTestCase {
         let sof = try XCTUnwrap((0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
         jpeg[sof + 5] = 0xFF; jpeg[sof + 6] = 0x00   // height 65280
         jpeg[sof + 7] = 0xFF; jpeg[sof + 8] = 0x00   // width 65280
-        assertThrowsNeco(.outOfMemory, ["huge.jpg", "65280 x 65280"]) {
+        assertThrowsNeco(.invalidArgument, ["huge.jpg", "65280 x 65280"]) {
             try ImageDecoder.decode(bytes: jpeg, name: "huge.jpg")
         }
     }
@@ -193,7 +193,7 @@ final class DecodeTests: XCTestCase {
             var b = full
             for _ in 0..<20 { b[rng.index(2..<b.count)] = rng.byte() }
             do { _ = try ImageDecoder.decode(bytes: b, name: "fuzz.jpg") } catch let e as NecoError {
-                XCTAssertTrue(e.kind == .format || e.kind == .outOfMemory, e.message)
+                XCTAssertTrue(e.kind == .format || e.kind == .outOfMemory || e.kind == .invalidArgument, e.message)
                 XCTAssertTrue(e.message.hasPrefix("fuzz.jpg: "), e.message)
             }
         }
@@ -206,9 +206,97 @@ final class DecodeTests: XCTestCase {
             var b = full
             for _ in 0..<5 { b[rng.index(8..<b.count)] = rng.byte() }
             do { _ = try ImageDecoder.decode(bytes: b, name: "fuzz.png") } catch let e as NecoError {
-                XCTAssertTrue(e.kind == .format || e.kind == .outOfMemory, e.message)
+                XCTAssertTrue(e.kind == .format || e.kind == .outOfMemory || e.kind == .invalidArgument, e.message)
                 XCTAssertTrue(e.message.hasPrefix("fuzz.png: "), e.message)
             }
+        }
+    }
+
+    // MARK: limits and leniency
+
+    /// A PNG that is only a signature and an IHDR claiming `width` × `height` RGB8.
+    private func pngHeader(width: UInt32, height: UInt32) -> [UInt8] {
+        var ihdr: [UInt8] = Array("IHDR".utf8)
+        for v in [width, height] { ihdr += [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+        ihdr += [8, 2, 0, 0, 0]
+        let crc = crc32(ihdr)
+        return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + ihdr
+            + [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
+    }
+
+    func testPixelCapRefusesDecompressionBombsFromTheHeader() throws {
+        // 16384 × 16384 = 2^28 pixels: within the hard limit, beyond the default cap (Pillow's
+        // MAX_IMAGE_PIXELS), so refused before any allocation.
+        XCTAssertEqual(ImageDecoder.Options().maxPixels, 89_478_485)
+        assertThrowsNeco(.invalidArgument, ["bomb.png", "16384 x 16384", "pixel limit of 89478485"]) {
+            try ImageDecoder.decode(bytes: pngHeader(width: 16384, height: 16384), name: "bomb.png")
+        }
+        // A small JPEG whose SOF claims 16384 × 16384.
+        var jpeg = try ImageFixtures.bytes("rgb_q90.jpg")
+        let sof = try XCTUnwrap((0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
+        jpeg[sof + 5] = 0x40; jpeg[sof + 6] = 0x00
+        jpeg[sof + 7] = 0x40; jpeg[sof + 8] = 0x00
+        assertThrowsNeco(.invalidArgument, ["bomb.jpg", "16384 x 16384", "pixel limit"]) {
+            try ImageDecoder.decode(bytes: jpeg, name: "bomb.jpg")
+        }
+        // The cap is configurable per call and process-wide.
+        let small = try ImageFixtures.bytes("rgb_q90.jpg")   // 61 × 47 = 2867 pixels
+        assertThrowsNeco(.invalidArgument, ["small.jpg", "pixel limit of 2866"]) {
+            try ImageDecoder.decode(bytes: small, name: "small.jpg", options: .init(maxPixels: 2866))
+        }
+        XCTAssertEqual(try ImageDecoder.decode(bytes: small, name: "small.jpg", options: .init(maxPixels: 2867)).width, 61)
+        let saved = ImageDecoder.defaultOptions
+        defer { ImageDecoder.defaultOptions = saved }
+        ImageDecoder.defaultOptions.maxPixels = 1000
+        assertThrowsNeco(.invalidArgument, ["small.jpg", "pixel limit of 1000"]) {
+            try ImageDecoder.decode(bytes: small, name: "small.jpg")
+        }
+        assertThrowsNeco(.invalidArgument, ["max image pixels 0"]) {
+            try ImageDecoder.decode(bytes: small, name: "small.jpg", options: .init(maxPixels: 0))
+        }
+        assertThrowsNeco(.invalidArgument, ["out of range"]) {
+            try ImageDecoder.decode(bytes: small, name: "small.jpg", options: .init(maxPixels: (1 << 28) + 1))
+        }
+    }
+
+    func testTruncatedFilesAreAcceptedOnlyWhenAsked() throws {
+        let lenient = ImageDecoder.Options(allowTruncated: true)
+        let full = try ImageFixtures.bytes("rgb_q90.jpg")
+        let reference = try ImageDecoder.decode(bytes: full, name: "full.jpg")
+        let cut = Array(full.prefix(full.count * 7 / 10))
+        assertThrowsNeco(.format, ["cut.jpg", "Premature end of JPEG file"]) {
+            try ImageDecoder.decode(bytes: cut, name: "cut.jpg")
+        }
+        let partial = try ImageDecoder.decode(bytes: cut, name: "cut.jpg", options: lenient)
+        XCTAssertEqual(partial.width, reference.width)
+        XCTAssertEqual(partial.height, reference.height)
+        // The first rows are decoded as in the complete file; the last row is libjpeg's grey fill.
+        let row = 3 * reference.width
+        XCTAssertEqual(partial.pixels[0..<(4 * row)], reference.pixels[0..<(4 * row)])
+        XCTAssertTrue(partial.pixels[(partial.pixels.count - row)...].allSatisfy { $0 == 128 })
+        let noEOI = try ImageDecoder.decode(bytes: Array(full.dropLast(2)), name: "no-eoi.jpg", options: lenient)
+        XCTAssertEqual(noEOI.pixels, reference.pixels)
+        // PNG: the rows read so far, the rest black (libpng inflates the image data in blocks, so
+        // of a small file cut inside its only IDAT chunk no row may be complete).
+        let png = try ImageFixtures.bytes("rgb.png")
+        let pngRef = try ImageDecoder.decode(bytes: png, name: "rgb.png")
+        let pngCut = Array(png.prefix(png.count * 6 / 10))
+        assertThrowsNeco(.format, ["cut.png", "truncated"]) {
+            try ImageDecoder.decode(bytes: pngCut, name: "cut.png")
+        }
+        let pngPartial = try ImageDecoder.decode(bytes: pngCut, name: "cut.png", options: lenient)
+        XCTAssertEqual(pngPartial.width, pngRef.width)
+        XCTAssertEqual(pngPartial.height, pngRef.height)
+        let pngRow = 3 * pngRef.width
+        for y in 0..<pngRef.height {
+            let got = pngPartial.pixels[(y * pngRow)..<((y + 1) * pngRow)]
+            XCTAssertTrue(got.elementsEqual(pngRef.pixels[(y * pngRow)..<((y + 1) * pngRow)]) || got.allSatisfy { $0 == 0 },
+                          "row \(y) is neither decoded nor black")
+        }
+        XCTAssertTrue(pngPartial.pixels.suffix(3 * pngRef.width).allSatisfy { $0 == 0 })
+        // A file cut inside its header is still an error.
+        assertThrowsNeco(.format, ["head.png"]) {
+            try ImageDecoder.decode(bytes: Array(png.prefix(30)), name: "head.png", options: lenient)
         }
     }
 

@@ -130,13 +130,27 @@ final class NeCoObjectiveTests: XCTestCase {
         XCTAssertTrue(losses.allSatisfy { $0.isFinite && $0 > 0 && $0 < 3 * log(9) })
         // The run state round-trips through string metadata.
         let state = NeCoRunState(objective: objective, loader: loader)
-        XCTAssertEqual(try NeCoRunState(metadata: state.metadata), state)
+        XCTAssertEqual(try NeCoRunState(metadata: state.metadata, imageCount: loader.images.count), state)
         let other = try NeCoObjective(config: oc, dim: 8, rng: NecoRNG(seed: 99))
         let otherLoader = try NeCoDataLoader(folder: folder, batchSize: 2, crops: oc.crops, photometric: oc.photometric,
                                              seed: 3, patchSize: 4)
         try state.restore(objective: other, loader: otherLoader)
         XCTAssertEqual(NeCoRunState(objective: other, loader: otherLoader), state)
-        XCTAssertThrowsError(try NeCoRunState(metadata: ["neco.reference_rng": "1,2"]))
+        XCTAssertThrowsError(try NeCoRunState(metadata: ["neco.reference_rng": "1,2"], imageCount: 4))
+        // Values are checked against their meaning: a position beyond the images, an epoch or a
+        // skipped count near Int64.max, an all-zero random state.
+        var bad = state.metadata
+        bad["neco.loader_position"] = String(loader.images.count + 1)
+        XCTAssertThrowsError(try NeCoRunState(metadata: bad, imageCount: loader.images.count))
+        bad = state.metadata
+        bad["neco.loader_epoch"] = String(Int.max - 1)
+        XCTAssertThrowsError(try NeCoRunState(metadata: bad, imageCount: loader.images.count))
+        bad = state.metadata
+        bad["neco.loader_skipped"] = String(Int.max)
+        XCTAssertThrowsError(try NeCoRunState(metadata: bad, imageCount: loader.images.count))
+        bad = state.metadata
+        bad["neco.reference_rng"] = "0,0,0,0"
+        XCTAssertThrowsError(try NeCoRunState(metadata: bad, imageCount: loader.images.count))
         XCTAssertNotEqual(losses[0], losses[3])
         print("  tiny NeCo run losses: \(losses)")
     }

@@ -431,6 +431,21 @@ int main(int argc, char ** argv) {
     EXPECT(neco_image_decode(sample_png, 20, &img), NECO_ERR_FORMAT);
     EXPECT(neco_image_decode("GIF89a", 6, &img), NECO_ERR_FORMAT);
     TRUE_(img == NULL);
+    /* Decoding limits (hostile.c covers them in depth). */
+    TRUE_(neco_image_get_max_pixels() == 89478485);
+    EXPECT(neco_image_set_max_pixels(-1), NECO_ERR_INVALID_ARG);
+    EXPECT(neco_image_set_max_pixels(((int64_t)1 << 28) + 1), NECO_ERR_INVALID_ARG);
+    EXPECT(neco_image_set_max_pixels(SAMPLE_WIDTH * SAMPLE_HEIGHT - 1), NECO_OK);
+    EXPECT(neco_image_decode(sample_png, sizeof sample_png, &img), NECO_ERR_INVALID_ARG);
+    EXPECT(neco_image_set_max_pixels(0), NECO_OK);
+    TRUE_(neco_image_get_max_pixels() == 89478485);
+    TRUE_(!neco_image_get_load_truncated());
+    neco_image_set_load_truncated(true);
+    TRUE_(neco_image_get_load_truncated());
+    EXPECT(neco_image_decode(sample_jpeg, sizeof sample_jpeg * 3 / 4, &img), NECO_OK);
+    neco_image_free(img);
+    img = NULL;
+    neco_image_set_load_truncated(false);
     EXPECT(neco_image_decode(sample_png, sizeof sample_png, &img), NECO_OK);
     TRUE_(neco_image_width(img) == SAMPLE_WIDTH && neco_image_height(img) == SAMPLE_HEIGHT);
     {

@@ -22,7 +22,8 @@
  * Thread safety: all functions are reentrant; they share no state.
  *
  * Limits: a decoded image must have 1 <= side <= CIMAGEIO_MAX_SIDE and
- * width * height <= CIMAGEIO_MAX_PIXELS; larger headers are refused before any large allocation
+ * width * height <= the caller's cimageio_options.max_pixels (at most CIMAGEIO_MAX_PIXELS);
+ * larger headers are refused from the header alone, before any large allocation or decoding work
  * (status CIMAGEIO_ERR_TOO_LARGE). Progressive JPEGs with more than CIMAGEIO_MAX_SCANS scans are
  * refused (a known decompression-time attack).
  */
@@ -50,6 +51,14 @@ typedef enum cimageio_status {
     CIMAGEIO_ERR_TOO_LARGE = -5,   /* dimensions beyond the limits above, or malloc failed */
 } cimageio_status;
 
+/* Decoding options; a NULL pointer means the defaults below. */
+typedef struct cimageio_options {
+    uint64_t max_pixels;     /* width * height cap, 1...CIMAGEIO_MAX_PIXELS; 0 = CIMAGEIO_MAX_PIXELS */
+    int32_t allow_truncated; /* nonzero: a file that ends early decodes, the missing part black
+                                (PNG) or grey (JPEG, libjpeg's fill), as Pillow's
+                                LOAD_TRUNCATED_IMAGES; 0 = a truncated file is an error */
+} cimageio_options;
+
 /* A decoded picture: `pixels` is (height, width, 3) RGB8, row-major, rows not padded. */
 typedef struct cimageio_image {
     int32_t width;
@@ -63,10 +72,11 @@ typedef struct cimageio_image {
  * "CMYK;I": C = 255 - stored value, same for M, Y, K) and converted as Pillow's
  * `.convert("RGB")` does: R = (255 - K) - C·(255 - K)/255, rounded; G from M, B from Y.
  * A file that ends early, even one that lacks only its final EOI marker, is an error ("Premature
- * end of JPEG file"), as in Pillow; other libjpeg warnings (extraneous bytes, …) are ignored.
+ * end of JPEG file"), as in Pillow, unless options->allow_truncated; other libjpeg warnings
+ * (extraneous bytes, …) are ignored.
  * On success fills *out (free out->pixels with cimageio_free); on failure *out is zeroed. */
-int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, cimageio_image * out,
-                             char * err, size_t err_len);
+int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, const cimageio_options * options,
+                             cimageio_image * out, char * err, size_t err_len);
 
 /* Decodes a PNG held in memory to RGB8 with libpng's low-level reader (png_read_image, not the
  * simplified API, which applies gAMA and scales 16-bit data) so that the result equals Pillow's
@@ -79,8 +89,8 @@ int32_t cimageio_decode_jpeg(const uint8_t * data, size_t n_data, cimageio_image
  *   - interlaced (Adam7) files are supported; a CRC error in any chunk is an error; chunks after
  *     the image data are not read (a missing IEND is accepted, as in Pillow).
  * On success fills *out (free out->pixels with cimageio_free); on failure *out is zeroed. */
-int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, cimageio_image * out,
-                            char * err, size_t err_len);
+int32_t cimageio_decode_png(const uint8_t * data, size_t n_data, const cimageio_options * options,
+                            cimageio_image * out, char * err, size_t err_len);
 
 /* Encodes (height, width, 3) RGB8 pixels, rows of exactly 3·width bytes, as an 8-bit RGB PNG in
  * memory (libpng's simplified writer; an sRGB chunk is written). On success *out_png holds

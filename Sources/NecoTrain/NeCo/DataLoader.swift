@@ -30,23 +30,21 @@ public struct ImageFolder: Sendable {
 
     static func scan(_ dir: String, into out: inout [String], depth: Int) throws {
         guard depth < 64 else { return }
-        guard let d = opendir(dir) else {
+        guard let d = Path.withCString(dir, { opendir($0) }) else {
             throw NecoError.io("cannot open folder \(dir): \(String(cString: strerror(errno)))")
         }
         defer { closedir(d) }
         var subdirs: [String] = []
         while let entry = readdir(d) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = FileIO.entryName(entry)
             if name.hasPrefix(".") { continue }
             let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
             var st = stat()
-            if lstat(path, &st) != 0 { continue }
+            if Path.withCString(path, { lstat($0, &st) }) != 0 { continue }
             let kind = st.st_mode & S_IFMT
             if kind == S_IFDIR {
                 subdirs.append(path)
-            } else if kind == S_IFREG || (kind == S_IFLNK && stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG) {
+            } else if kind == S_IFREG || (kind == S_IFLNK && Path.withCString(path, { stat($0, &st) }) == 0 && st.st_mode & S_IFMT == S_IFREG) {
                 if let dot = name.lastIndex(of: "."),
                    extensions.contains(String(name[name.index(after: dot)...]).lowercased()) {
                     out.append(path)
@@ -267,14 +265,14 @@ public final class NeCoDataLoader: @unchecked Sendable {
             }
             position += need
         }
-        return assemble(samples)
+        return try assemble(samples)
     }
 
-    func assemble(_ samples: [(String, Sample)]) -> NeCoBatch {
+    func assemble(_ samples: [(String, Sample)]) throws -> NeCoBatch {
         let b = samples.count, nG = crops.globalCrops, nL = crops.localCrops, nC = crops.crops
         let sg = 3 * crops.globalSize * crops.globalSize, sl = 3 * crops.localSize * crops.localSize
-        var globals = [Float](repeating: 0, count: nG * b * sg)
-        var locals = [Float](repeating: 0, count: nL * b * sl)
+        var globals = try Memory.zeros(nG * b * sg, of: Float.self, "the batch's global crops")
+        var locals = try Memory.zeros(nL * b * sl, of: Float.self, "the batch's local crops")
         var anchor: [Float] = [], partner: [Float] = []
         anchor.reserveCapacity(b * nG * nC * 4)
         partner.reserveCapacity(b * nG * nC * 4)

@@ -226,15 +226,33 @@ public struct NeCoRunState: Sendable, Equatable {
          "neco.loader_epoch": String(epoch), "neco.loader_position": String(position), "neco.loader_skipped": String(skipped)]
     }
 
-    /// - Throws: `.format` when a key is missing or malformed.
-    public init(metadata m: [String: String]) throws {
-        guard let rng = m["neco.reference_rng"], let e = m["neco.loader_epoch"].flatMap({ Int($0) }),
-              let p = m["neco.loader_position"].flatMap({ Int($0) }), let s = m["neco.loader_skipped"].flatMap({ Int($0) }),
-              e >= 0, p >= 0, s >= 0 else {
-            throw NecoError.format("NeCo run state: missing or malformed neco.* metadata")
+    /// The largest epoch a checkpoint may record: a step reads at most two epochs, and a run has
+    /// at most `TrainerConfig.maxTotalSteps` steps. (It keeps the loader's random-stream
+    /// arithmetic far from overflow.)
+    public static let maxEpoch = 2 * TrainerConfig.maxTotalSteps
+
+    /// Reads and checks the state against the run it belongs to: `imageCount` images, so the
+    /// position is at most `imageCount`, the epoch at most `maxEpoch`, the skipped-image count at
+    /// most (epoch + 1) · `imageCount`, and the RNG state valid.
+    /// - Throws: `.format` when a key is missing, malformed or out of range.
+    public init(metadata m: [String: String], imageCount: Int) throws {
+        func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
+            guard let text = m[key] else { throw NecoError.format("NeCo run state: no \(key) metadata") }
+            guard let v = Int(text), range.contains(v) else {
+                throw NecoError.format("NeCo run state: \(key) '\(Checkpoint.clip(text))' is not in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return v
         }
-        let words = rng.split(separator: ",").compactMap { UInt64($0, radix: 16) }
-        guard words.count == 4 else { throw NecoError.format("NeCo run state: reference_rng must be 4 hex words") }
+        let e = try int("neco.loader_epoch", 0...Self.maxEpoch)
+        let p = try int("neco.loader_position", 0...max(imageCount, 0))
+        let (visits, overflow) = (e + 1).multipliedReportingOverflow(by: max(imageCount, 0))
+        let s = try int("neco.loader_skipped", 0...(overflow ? Int.max : visits))
+        guard let rng = m["neco.reference_rng"] else { throw NecoError.format("NeCo run state: no neco.reference_rng metadata") }
+        let parts = rng.split(separator: ",", omittingEmptySubsequences: false)
+        let words = parts.compactMap { UInt64($0, radix: 16) }
+        guard words.count == parts.count, (try? NecoRNG(state: words)) != nil else {
+            throw NecoError.format("NeCo run state: neco.reference_rng '\(Checkpoint.clip(rng))' is not 4 hex words, not all zero")
+        }
         referenceRNG = words
         epoch = e
         position = p
@@ -243,6 +261,9 @@ public struct NeCoRunState: Sendable, Equatable {
 
     /// Puts the state back into a freshly built objective and loader.
     public func restore(objective: NeCoObjective, loader: NeCoDataLoader) throws {
+        guard loader.images.count >= position else {
+            throw NecoError.format("NeCo run state: loader position \(position) beyond \(loader.images.count) images")
+        }
         objective.references.rng = try NecoRNG(state: referenceRNG)
         loader.seek(epoch: epoch, position: position, skipped: skipped)
     }

@@ -324,6 +324,7 @@ public final class NeCoRun: @unchecked Sendable {
         modelSource = model.source
         if let dir = directory {
             try FileIO.makeDirectories(dir)
+            Self.removeStaleTemporaries(dir)
             guard !FileIO.exists(dir + "/" + Self.checkpointFile) else {
                 throw NecoError.invalidArgument("\(dir) already holds a run (\(Self.checkpointFile)); resume it or choose another folder")
             }
@@ -344,6 +345,7 @@ public final class NeCoRun: @unchecked Sendable {
     ///   the images differ from the recorded ones.
     public static func resume(directory: String, images: TrainingImages? = nil) throws -> NeCoRun {
         let path = directory + "/" + checkpointFile
+        removeStaleTemporaries(directory)
         guard FileIO.exists(path) else {
             throw NecoError.io("\(directory): no \(checkpointFile) to resume from (a run saves one every checkpoint interval and when stopped)")
         }
@@ -407,6 +409,17 @@ public final class NeCoRun: @unchecked Sendable {
         }
     }
 
+    /// Deletes the `*.tmp-<pid>` files that a killed process left while writing the run folder's
+    /// files (checkpoint, models, log, run.json); a live writer's files are kept.
+    @discardableResult
+    public static func removeStaleTemporaries(_ directory: String) -> [String] {
+        var removed: [String] = []
+        for name in [checkpointFile, studentFile, teacherFile, configFile, "log.csv", "log.jsonl"] {
+            removed += FileIO.removeStaleTemporaries(of: directory + "/" + name)
+        }
+        return removed
+    }
+
     static func runMetadata(_ path: String) throws -> (NeCoRunConfig, [String: String]) {
         let meta = try Checkpoint.metadata(path: path)
         guard let runText = meta["neco.run"] else {
@@ -432,7 +445,7 @@ public final class NeCoRun: @unchecked Sendable {
     /// The data position, reference stream and queues of a checkpoint, read and checked without
     /// changing anything (so that a bad file leaves the run as it was).
     func readRunState(_ meta: [String: String], path: String) throws -> (NeCoRunState, queue: [Float]?, filled: [Int]) {
-        let state = try NeCoRunState(metadata: meta)
+        let state = try NeCoRunState(metadata: meta, imageCount: loader.images.count)
         let refs = objective.references
         guard refs.queueLength > 0 else { return (state, nil, []) }
         let filled = (meta["neco.queue_filled"] ?? "").split(separator: ",").compactMap { Int($0) }
@@ -694,7 +707,7 @@ public final class NeCoRun: @unchecked Sendable {
         }
         let body = kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
         try FileIO.writeAtomically(path, bytes: Array(body.utf8))
-        logFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        logFD = FileIO.open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         if logFD < 0 { throw NecoError.io("\(path): cannot open the log: \(FileIO.errnoString())") }
     }
 
@@ -750,6 +763,8 @@ public final class NeCoRun: @unchecked Sendable {
         var p = 1.0
         for _ in 0..<digits { p *= 10 }
         let scaled = (abs(v) * p).rounded()
+        // Beyond 2^53 there are no decimals to show, and Int(_:) would trap beyond Int.max.
+        guard scaled < 9.0e15 else { return "\(v)" }
         let whole = Int(scaled / p)
         var frac = String(Int(scaled - Double(whole) * p))
         while frac.count < digits { frac = "0" + frac }

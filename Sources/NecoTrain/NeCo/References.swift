@@ -54,7 +54,12 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
     /// whole-step comparison with the official code). nil (the default): draw from `rng`.
     public var draws: ((_ n: Int, _ count: Int) -> [Int])? = nil
 
-    /// - Throws: `.invalidArgument` for a queue length < 1 or a dimension < 1.
+    /// The most values all queues together may hold, n_global_crops × queue length × dim: 2^28
+    /// floats (1 GiB). NeCo's largest setting (2 × 65536 × 256) is 2^25.
+    public static let maxQueueValues = 1 << 28
+
+    /// - Throws: `.invalidArgument` for a queue length < 1 or a dimension < 1, or queues beyond
+    ///   `maxQueueValues`; `.outOfMemory` when they cannot be allocated.
     public init(mode: NeCoReferenceMode, dim: Int, anchors: Int = 2, rng: NecoRNG, sharedCounter: Bool = true) throws {
         guard dim >= 1, anchors >= 1 else { throw NecoError.invalidArgument("reference sampler: dim and anchors must be ≥ 1") }
         self.mode = mode
@@ -70,7 +75,13 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
             guard length >= 1, length <= 1 << 24 else {
                 throw NecoError.invalidArgument("reference queue length \(length) must be in 1...\(1 << 24)")
             }
-            queue = [Float](repeating: 0, count: anchors * length * dim)
+            let (rows, o1) = anchors.multipliedReportingOverflow(by: length)
+            let (values, o2) = rows.multipliedReportingOverflow(by: dim)
+            guard !o1, !o2, values <= Self.maxQueueValues else {
+                throw NecoError.invalidArgument("reference queues of \(anchors) × \(length) rows × \(dim) values exceed the limit of "
+                                                + "2^28 values (1 GiB): shorten the queue or the head's output")
+            }
+            queue = try Memory.zeros(values, of: Float.self, "reference queues (\(anchors) × \(length) × \(dim))")
         }
     }
 

@@ -37,7 +37,8 @@ enum {
     ONNXB_ERR_CHECK = -2,   /* onnx::checker or strict shape inference rejected the model */
     ONNXB_ERR_IO = -3,      /* a file could not be created, written, synced or renamed */
     ONNXB_ERR_SIZE = -4,    /* the serialized model would exceed protobuf's 2 GiB limit */
-    ONNXB_ERR_INTERNAL = -5 /* any other C++ exception (std::bad_alloc included) */
+    ONNXB_ERR_INTERNAL = -5, /* any other C++ exception */
+    ONNXB_ERR_OOM = -6      /* an allocation failed (std::bad_alloc, std::length_error) */
 };
 
 /* A new empty model: IR version, one opset import for the default domain, graph name.
