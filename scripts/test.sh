@@ -11,7 +11,7 @@ swift test -c release
 # the run above used the best path of this CPU (see CPUFeatures, NECO_CPU).
 echo "== swift test, numeric parity on NECO_CPU=portable"
 NECO_CPU=portable swift test -c release --skip-build \
-  --filter 'NecoCoreTests|ViTParityTests|LayerGradTests|PyTorchParityTests|OfficialStepTests|ViTTrainingTests|FeaturesTests|ONNXRuntimeParityTests'
+  --filter 'NecoCoreTests|ViTParityTests|LayerGradTests|PyTorchParityTests|OfficialStepTests|ViTTrainingTests|FeaturesTests|ONNXRuntimeParityTests|DINOv3'
 echo "== Swift consumer: libneco as a versioned (from: 0.1.0) dependency of another package"
 scripts/test-swift-consumer.sh
 if [ -f CMakeLists.txt ]; then
