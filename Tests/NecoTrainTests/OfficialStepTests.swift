@@ -150,24 +150,6 @@ final class OfficialStepTests: XCTestCase {
         }
     }
 
-    /// |a − e| ≤ tol · max|e|, worst ratio reported.
-    @discardableResult
-    func assertScaled(_ a: [Float], _ e: [Float], _ tol: Double, _ label: String,
-                      file: StaticString = #filePath, line: UInt = #line) -> Double {
-        XCTAssertEqual(a.count, e.count, "\(label): count", file: file, line: line)
-        guard a.count == e.count, !e.isEmpty else { return 0 }
-        let scale = max(e.map { abs(Double($0)) }.max() ?? 0, 1e-30)
-        var worst = 0.0, at = 0
-        for i in 0..<a.count {
-            let r = abs(Double(a[i]) - Double(e[i])) / scale
-            if r > worst { worst = r; at = i }
-        }
-        if worst > tol {
-            XCTFail("\(label): max |Δ|/max|e| = \(worst) at [\(at)]: \(a[at]) vs \(e[at])", file: file, line: line)
-        }
-        return worst
-    }
-
     func assertAbs(_ a: UnsafePointer<Float>, _ e: [Float], _ tol: Double, _ label: String) -> Double {
         var worst = 0.0, at = 0
         for i in 0..<e.count {

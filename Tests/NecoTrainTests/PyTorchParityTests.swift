@@ -19,24 +19,6 @@ final class PyTorchParityTests: XCTestCase {
     static let trajectoryLossRelTol = 1e-4
     static let trajectoryWeightRelTol = 1e-4
 
-    /// |a − e| ≤ tol · max|e| elementwise; reports the worst ratio.
-    @discardableResult
-    func assertScaled(_ a: [Float], _ e: [Float], _ tol: Double, _ label: String,
-                      file: StaticString = #filePath, line: UInt = #line) -> Double {
-        XCTAssertEqual(a.count, e.count, "\(label): count", file: file, line: line)
-        guard a.count == e.count, !e.isEmpty else { return 0 }
-        let scale = max(e.map { abs(Double($0)) }.max()!, 1e-30)
-        var worst = 0.0, at = 0
-        for i in 0..<a.count {
-            let r = abs(Double(a[i]) - Double(e[i])) / scale
-            if r > worst { worst = r; at = i }
-        }
-        if worst > tol {
-            XCTFail("\(label): max |Δ|/max|e| = \(worst) at [\(at)]: \(a[at]) vs \(e[at])", file: file, line: line)
-        }
-        return worst
-    }
-
     static let tinyConfig = ViTConfig(name: "tiny", patchSize: 14, embedDim: 32, depth: 3, heads: 4, mlpHidden: 128,
                                       layerScale: true, registers: 4, posGrid: 5, posEmbedRule: .neco)
 
