@@ -106,14 +106,7 @@ public struct LinePlot: Sendable {
 
     /// A short tick label: integers when the span is large, else up to 3 decimals.
     static func tick(_ v: Double, span: Double) -> String {
-        let digits = span >= 20 ? 0 : span >= 2 ? 1 : span >= 0.2 ? 2 : 3
-        var p = 1.0
-        for _ in 0..<digits { p *= 10 }
-        let scaled = (abs(v) * p).rounded()
-        let whole = Int(scaled / p)
-        var frac = String(Int(scaled - Double(whole) * p))
-        while frac.count < digits { frac = "0" + frac }
-        return (v < 0 && scaled > 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + frac : "")
+        FixedPoint.text(v, digits: span >= 20 ? 0 : span >= 2 ? 1 : span >= 0.2 ? 2 : 3)
     }
 
     /// RGB pixels with clipped drawing.

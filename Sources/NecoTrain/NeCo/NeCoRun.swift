@@ -758,16 +758,5 @@ public final class NeCoRun: @unchecked Sendable {
     }
 
     /// Fixed-point text with `digits` decimals (no Foundation).
-    static func format(_ v: Double, _ digits: Int) -> String {
-        guard v.isFinite else { return "\(v)" }
-        var p = 1.0
-        for _ in 0..<digits { p *= 10 }
-        let scaled = (abs(v) * p).rounded()
-        // Beyond 2^53 there are no decimals to show, and Int(_:) would trap beyond Int.max.
-        guard scaled < 9.0e15 else { return "\(v)" }
-        let whole = Int(scaled / p)
-        var frac = String(Int(scaled - Double(whole) * p))
-        while frac.count < digits { frac = "0" + frac }
-        return (v < 0 && scaled > 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + frac : "")
-    }
+    static func format(_ v: Double, _ digits: Int) -> String { FixedPoint.text(v, digits: digits) }
 }

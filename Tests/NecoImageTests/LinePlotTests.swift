@@ -1,0 +1,29 @@
+import NecoCore
+import NecoImage
+import XCTest
+
+/// The training-curve chart: any finite values (a diverging loss of 1e30 included) draw without
+/// trapping, non-finite points are skipped, and tick labels use the shared fixed-point text.
+final class LinePlotTests: XCTestCase {
+    func testFixedPointText() {
+        XCTAssertEqual(FixedPoint.text(3.14159, digits: 2), "3.14")
+        XCTAssertEqual(FixedPoint.text(-0.004, digits: 2), "0.00")
+        XCTAssertEqual(FixedPoint.text(-2.5, digits: 0), "-3")
+        XCTAssertEqual(FixedPoint.text(12, digits: 3), "12.000")
+        XCTAssertEqual(FixedPoint.text(1e30, digits: 1), "\(1e30)")
+        XCTAssertEqual(FixedPoint.text(.infinity, digits: 1), "inf")
+    }
+
+    func testHugeAndNonFiniteValuesDraw() {
+        let plot = LinePlot(title: "loss", xLabel: "step", series: [
+            LinePlot.Series(name: "loss", color: (31, 119, 180), points: [(0, 3.9), (1, 1e30), (2, .nan), (3, -1e30)]),
+            LinePlot.Series(name: "eval", color: (214, 39, 40), points: [(0, 22.1), (3, .infinity)], axis: .right, markers: true),
+        ])
+        let img = plot.render()
+        XCTAssertEqual(img.width, 720)
+        XCTAssertEqual(img.height, 400)
+        XCTAssertTrue(img.pixels.contains { $0 < 128 })
+        let empty = LinePlot(title: "nothing", xLabel: "step", series: []).render()
+        XCTAssertEqual(empty.width, 720)
+    }
+}
