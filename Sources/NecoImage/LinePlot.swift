@@ -54,10 +54,11 @@ public struct LinePlot: Sendable {
         let xr = range(all) { x, _ in x } ?? (0, 1)
         let yl = range(series.filter { $0.axis == .left }.flatMap { $0.points }) { _, y in y }
         let yr = range(series.filter { $0.axis == .right }.flatMap { $0.points }) { _, y in y }
-        func px(_ x: Double) -> Int { left + Int(((x - xr.0) / (xr.1 - xr.0) * Double(right - left)).rounded()) }
-        func py(_ y: Double, _ r: (Double, Double)) -> Int {
-            bottom - Int(((y - r.0) / (r.1 - r.0) * Double(bottom - top)).rounded())
-        }
+        // Pixel offsets are clamped to ±10⁶ (drawing clips), and a non-finite offset becomes 0, so
+        // no value can make the Double → Int conversion trap.
+        func pixel(_ t: Double) -> Int { t.isFinite ? Int(min(max(t, -1e6), 1e6).rounded()) : 0 }
+        func px(_ x: Double) -> Int { left + pixel((x - xr.0) / (xr.1 - xr.0) * Double(right - left)) }
+        func py(_ y: Double, _ r: (Double, Double)) -> Int { bottom - pixel((y - r.0) / (r.1 - r.0) * Double(bottom - top)) }
         // Frame, grid and ticks.
         let grid: (UInt8, UInt8, UInt8) = (225, 225, 225), ink: (UInt8, UInt8, UInt8) = (40, 40, 40)
         for i in 0...4 {
