@@ -46,7 +46,11 @@ public struct LinePlot: Sendable {
         func range(_ pts: [(Double, Double)], _ key: (Double, Double) -> Double) -> (Double, Double)? {
             let v = pts.map { key($0.0, $0.1) }.filter { $0.isFinite }
             guard let lo = v.min(), let hi = v.max() else { return nil }
-            if hi - lo < 1e-12 { return (lo - 0.5, hi + 0.5) }
+            // A flat series gets a span of its own scale (±0.5 would vanish next to 1e20).
+            if hi - lo <= 1e-12 * max(1, abs(lo)) {
+                let pad = max(0.5, abs(lo) * 0.05)
+                return (lo - pad, hi + pad)
+            }
             let pad = (hi - lo) * 0.05
             return (lo - pad, hi + pad)
         }

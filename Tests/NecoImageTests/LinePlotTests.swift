@@ -23,6 +23,11 @@ final class LinePlotTests: XCTestCase {
         XCTAssertEqual(img.width, 720)
         XCTAssertEqual(img.height, 400)
         XCTAssertTrue(img.pixels.contains { $0 < 128 })
+        // A flat series at a huge value (one point of a diverging loss).
+        let flat = LinePlot(title: "loss", xLabel: "step", series: [
+            LinePlot.Series(name: "loss", color: (31, 119, 180), points: [(1, 1e20)]),
+        ]).render()
+        XCTAssertTrue(flat.pixels.contains { $0 < 128 })
         let empty = LinePlot(title: "nothing", xLabel: "step", series: []).render()
         XCTAssertEqual(empty.width, 720)
     }
