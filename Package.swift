@@ -16,7 +16,8 @@
 //   NecoImage [NecoImage]      NecoModel [NecoModel]                        decode/resize, ViT
 //      └─> CImageIO (libjpeg-turbo, libpng)  │
 //      v                                     v
-//   NecoCore (GEMM, kernels, threads, errors, files) ─> COpenBLAS (system library), CNecoKernels
+//   NecoCore (GEMM, kernels, threads, errors, files, ranks) ─> COpenBLAS (system library), CNecoKernels,
+//                                                             CNecoMPI (Open MPI via dlopen)
 //
 //   _NecoTestSupport (fixtures, assertClose) is used by tests only; neco-bench-swift by
 //   examples-c/bench/run.sh only.
@@ -58,6 +59,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // The elementwise and row kernels, one source compiled per CPU path, chosen at run time.
         .target(name: "CNecoKernels", path: "Sources/CNecoKernels"),
+        // Open MPI bound at run time with dlopen (no link dependency; docs/DISTRIBUTED.md).
+        .target(name: "CNecoMPI", path: "Sources/CNecoMPI"),
         .target(name: "CImageIO", path: "Sources/CImageIO",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // C++ over Debian's libonnx-dev 1.12 + libprotobuf-dev 3.21 behind a plain-C header
@@ -69,7 +72,7 @@ let package = Package(
         .target(name: "CNecoSupport", path: "Sources/CNecoSupport"),
 
         // MARK: - Library layers
-        .target(name: "NecoCore", dependencies: ["COpenBLAS", "CNecoKernels"]),
+        .target(name: "NecoCore", dependencies: ["COpenBLAS", "CNecoKernels", "CNecoMPI"]),
         .target(name: "NecoImage", dependencies: ["NecoCore", "CImageIO"]),
         .target(name: "NecoModel", dependencies: ["NecoCore"]),
         .target(name: "Neco", dependencies: ["NecoCore", "NecoImage", "NecoModel"]),

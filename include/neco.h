@@ -173,8 +173,10 @@ typedef enum neco_status {
                                   weight changed; lower the learning rate or load a checkpoint) */
     NECO_ERR_DATA = -9,        /* unusable training data: no images, or fewer readable images
                                   than a batch needs */
-    NECO_ERR_VERSION = -10     /* a params struct's struct_size is 0, garbage, or from a newer
+    NECO_ERR_VERSION = -10,    /* a params struct's struct_size is 0, garbage, or from a newer
                                   header than this library */
+    NECO_ERR_DISTRIBUTED = -11 /* under MPI: the ranks disagree (config, weights, data) or one
+                                  stopped answering within NECO_MPI_TIMEOUT */
     /* append new codes here; never renumber */
 } neco_status;
 
@@ -694,7 +696,12 @@ typedef bool (*neco_train_callback)(const neco_train_progress * progress, void *
 
 /* A trainer over the JPEG/PNG files under `folder` (recursive). The model's weights are copied:
  * `model` is not changed and may be freed afterwards. `params` NULL = defaults. Free with
- * neco_trainer_free. Errors: INVALID_ARG (NULL pointers, params out of range, crop sizes that are
+ * neco_trainer_free.
+ * Under an MPI launcher (mpirun, srun; set NECO_MPI=0 to opt out) the trainer is one rank of a
+ * data-parallel run: call it with the same arguments on every rank; batch_size is the global
+ * batch (each rank steps on batch_size / ranks images), rank 0 alone writes run_dir, and
+ * neco_trainer_run follows rank 0's callback. A failure or a differing setting on any rank fails
+ * every rank with NECO_ERR_DISTRIBUTED (docs/DISTRIBUTED.md). Errors: INVALID_ARG (NULL pointers, params out of range, crop sizes that are
  * not multiples of the patch size, a batch too small for the reference mode, a run_dir that
  * already holds a run), VERSION (params->struct_size), DATA (a folder without images, fewer
  * images than a batch), IO (the folder cannot be read, run_dir cannot be created), OOM. Unreadable images are skipped during training, with a warning. */

@@ -9,12 +9,15 @@
 # The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
 # recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, EVAL_EVERY,
-# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check). Rerunning continues a stopped run and re-evaluates a finished one.
+# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), REFERENCES (queue or
+# batch), EXTRA (more `neco train` options, e.g. "--steepness 50 --drop-path 0"). Rerunning continues a stopped run and re-evaluates a finished one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-swift build -c release --product neco
-NECO=.build/release/neco
+if [ -z "${NECO:-}" ]; then  # NECO=path runs a given binary (no build)
+  swift build -c release --product neco
+  NECO=.build/release/neco
+fi
 CACHE=${NECO_CACHE:-$HOME/.cache/neco}
 BENCH=${BENCH:-$CACHE/bench/synth}
 RUN=${RUN:-out/recipe}
@@ -37,9 +40,9 @@ elif [ -f "$RUN/checkpoint.safetensors" ]; then
 else
   echo "== recipe: NeCo on $BENCH/train/images, $STEPS steps of $BATCH images"
   $NECO train --data "$BENCH/train/images" --out "$RUN" --steps "$STEPS" --batch "$BATCH" \
-    --global-size 224 --local-size 98 --references queue --lr-backbone "$LR_BACKBONE" --lr-head "$LR_HEAD" \
+    --global-size 224 --local-size 98 --references "${REFERENCES:-queue}" --lr-backbone "$LR_BACKBONE" --lr-head "$LR_HEAD" \
     --train-last "$TRAIN_LAST" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --eval-every "$EVAL_EVERY" \
-    --eval-data "$BENCH" --threads "$THREADS" --quiet
+    --eval-data "$BENCH" --threads "$THREADS" --quiet ${EXTRA:-}
 fi
 train_end=$(date +%s)
 

@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh           packages + default model + sample photos
 #   scripts/setup.sh --test    the same, plus the test-only Python environment (onnx, onnxruntime)
+#                              and Open MPI (openmpi-bin) for the data-parallel tests
 #   scripts/setup.sh --reference  also the PyTorch reference environment (torch CPU, timm) used to
 #                              regenerate fixtures and by the side-by-side benchmarks
 #
@@ -27,6 +28,8 @@ say() { printf 'setup: %s\n' "$*"; }
 
 # ---- system packages ---------------------------------------------------------------------------
 PKGS=(libopenblas-dev libonnx-dev libprotobuf-dev cmake pkg-config libjpeg62-turbo-dev libpng-dev python3-venv)
+# Open MPI for the data-parallel tests (mpirun -np 2); libneco itself loads it only under a launcher.
+((WITH_TEST)) && PKGS+=(openmpi-bin)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

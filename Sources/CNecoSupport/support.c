@@ -71,6 +71,7 @@ const char * neco_support_status_str(int32_t status) {
     case -8: return "diverged";
     case -9: return "unusable data";
     case -10: return "params version";
+    case -11: return "distributed";
     default: return "unknown status";
     }
 }

@@ -125,14 +125,19 @@ private func makeTrainer(_ model: OpaquePointer?, _ images: () throws -> Trainin
     var (config, dir) = try runConfig(p)
     config.objective.patchSize = m.model.config.patchSize
     try config.validate()  // bad params are refused before a folder is scanned or pixels are copied
-    let source = try images()
-    if p.epochs > 0 {  // the run's length follows from the images (NeCoRunConfig's rule, as `neco train --epochs`)
-        config.trainer.totalSteps = try NeCoRunConfig.totalSteps(epochs: Int(p.epochs), images: source.count,
-                                                                 batchSize: config.batchSize)
-        try config.validate()
+    // Under an MPI launcher the run is one rank of a data-parallel job (NECO_MPI=0 turns that off);
+    // rank 0 alone writes run_dir.
+    let comm = try MPICommunicator.fromEnvironment()
+    let run = try NeCoRun.start(directory: dir, communicator: comm) {
+        let source = try images()
+        if p.epochs > 0 {  // the run's length follows from the images (NeCoRunConfig's rule, as `neco train --epochs`)
+            config.trainer.totalSteps = try NeCoRunConfig.totalSteps(epochs: Int(p.epochs), images: source.count,
+                                                                     batchSize: config.batchSize)
+            try config.validate()
+        }
+        // The trainer trains its own copy: the caller's model handle stays immutable.
+        return (try m.model.copy(), source, config)
     }
-    // The trainer trains its own copy: the caller's model handle stays immutable.
-    let run = try NeCoRun(model: try m.model.copy(), images: source, config: config, directory: dir)
     run.warn = { message in log(NECO_LOG_WARN, message) }
     out.pointee = box(TrainerHandle(run: run, imageHeight: m.imageHeight, imageWidth: m.imageWidth))
 }

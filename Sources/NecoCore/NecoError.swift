@@ -13,6 +13,7 @@ public struct NecoError: Error, CustomStringConvertible, Sendable, Equatable {
         case diverged = -8         // training diverged: a non-finite loss or gradient
         case data = -9             // unusable training data (no images, too few readable ones)
         case version = -10         // a C params struct of an unknown size (neco.h's struct_size)
+        case distributed = -11     // the ranks of an MPI job disagree, or one stopped answering
     }
 
     public let kind: Kind

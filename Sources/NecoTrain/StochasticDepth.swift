@@ -37,27 +37,46 @@ public enum StochasticDepth {
 
     /// Fills every branch scale of `acts` for one forward pass, drawing from `rng` in block order
     /// (attention branch, then MLP branch).
-    public static func sample(into acts: ViTActivations, rates: [Float], rng: inout NecoRNG) {
+    ///
+    /// Data parallelism (`ranks` > 1): the draws are those of the global batch, `acts.batch` ×
+    /// `ranks` samples in `groups` groups, each group holding every rank's images in rank order;
+    /// this rank keeps the scales of its own samples. So N ranks draw exactly what one process
+    /// with the whole batch draws.
+    public static func sample(into acts: ViTActivations, rates: [Float], rng: inout NecoRNG,
+                              rank: Int = 0, ranks: Int = 1, groups: Int = 1) {
         precondition(rates.count == acts.config.depth, "one rate per block")
-        let b = acts.batch
+        precondition(ranks >= 1 && rank >= 0 && rank < ranks && groups >= 1 && acts.batch % groups == 0,
+                     "stochastic depth: bad shard")
+        let local = acts.batch, global = local * ranks
+        let perGroup = local / groups
+        // Local sample j = c·perGroup + i is global sample c·perGroup·ranks + rank·perGroup + i.
+        func globalIndex(_ j: Int) -> Int { (j / perGroup) * perGroup * ranks + rank * perGroup + j % perGroup }
+        var scales = [Float](repeating: 1, count: global)
         for (i, p) in rates.enumerated() {
             for branch in 0..<2 {
+                draw(into: &scales, rate: p, rng: &rng)
                 let s = acts.branchScales(block: i, branch: branch)
-                switch path(rate: p) {
-                case .none:
-                    s.update(repeating: 1)
-                case .perSample:
-                    let keep = Float(1 - Double(p))
-                    let scale = Float(1 / (1 - Double(p)))
-                    for j in 0..<b { s[j] = rng.uniformFloat() < keep ? scale : 0 }
-                case .subset:
-                    let k = max(Int(Double(b) * (1 - Double(p))), 1)
-                    let perm = rng.permutation(b)
-                    let scale = Float(Double(b) / Double(k))
-                    s.update(repeating: 0)
-                    for j in perm.prefix(k) { s[j] = scale }
-                }
+                for j in 0..<local { s[j] = scales[ranks == 1 ? j : globalIndex(j)] }
             }
+        }
+    }
+
+    /// One branch's per-sample scales for `scales.count` samples (see the type's rules).
+    static func draw(into scales: inout [Float], rate p: Float, rng: inout NecoRNG) {
+        let b = scales.count
+        switch path(rate: p) {
+        case .none:
+            for j in 0..<b { scales[j] = 1 }
+        case .perSample:
+            let keep = Float(1 - Double(p))
+            let scale = Float(1 / (1 - Double(p)))
+            for j in 0..<b { scales[j] = rng.uniformFloat() < keep ? scale : 0 }
+        case .subset:
+            let k = max(Int(Double(b) * (1 - Double(p))), 1)
+            let perm = rng.permutation(b)
+            let scale = Float(Double(b) / Double(k))
+            for j in 0..<b { scales[j] = 0 }
+            for j in perm.prefix(k) { scales[j] = scale }
         }
     }
 }

@@ -14,13 +14,18 @@ public struct TrainingInput {
     public var width: Int
     /// Whether the teacher embeds these views too (NeCo: the global crops).
     public var teacher: Bool
+    /// The views come in this many equal groups of images, group-major (NeCo: one group per crop,
+    /// `batch` = crops × images). Under data parallelism the ranks' images interleave within
+    /// each group, which is what per-sample random draws (stochastic depth) follow.
+    public var groups: Int
 
-    public init(images: UnsafePointer<Float>, batch: Int, height: Int, width: Int, teacher: Bool) {
+    public init(images: UnsafePointer<Float>, batch: Int, height: Int, width: Int, teacher: Bool, groups: Int = 1) {
         self.images = images
         self.batch = batch
         self.height = height
         self.width = width
         self.teacher = teacher
+        self.groups = groups
     }
 }
 
@@ -65,7 +70,9 @@ public struct PhaseTimes: Sendable {
     public var backward = 0.0
     /// Gradient norm and clipping, EMA and AdamW.
     public var optimizer = 0.0
-    public var total: Double { teacherForward + studentForward + loss + backward + optimizer }
+    /// Averaging the loss and the gradients over the ranks (0 in a single process).
+    public var allreduce = 0.0
+    public var total: Double { teacherForward + studentForward + loss + backward + optimizer + allreduce }
 }
 
 /// What one `Trainer.step` did.
@@ -123,6 +130,14 @@ public final class Trainer: @unchecked Sendable {
     public internal(set) var rng: NecoRNG
     /// Trainable parameter runs, in slab order.
     public let segments: [ParamSegment]
+    /// The ranks this trainer runs with (data parallelism, docs/DISTRIBUTED.md): each rank steps
+    /// on its shard of every global batch; the loss and the gradients are averaged over the ranks
+    /// before clipping, so every rank applies the same EMA and AdamW update and the replicas stay
+    /// identical. Default: the single process. Set it before the first step, on every rank.
+    public var communicator: Communicator = SingleProcess.shared
+    /// Gradients are summed over the ranks in buckets of at most this many floats (16 MiB), in
+    /// slab order.
+    public static let allreduceBucket = 1 << 22
 
     /// Buffers per input shape; a step with k inputs of one shape uses the first k.
     private var cache: [BufferKey: [ViewBuffers]] = [:]
@@ -220,7 +235,13 @@ public final class Trainer: @unchecked Sendable {
 
     public func step(_ inputs: [TrainingInput], loss: LossFunction) throws -> StepReport {
         guard !inputs.isEmpty else { throw NecoError.invalidArgument("a training step needs at least one input") }
-        for inp in inputs { try student.validateInput(height: inp.height, width: inp.width) }
+        for inp in inputs {
+            try student.validateInput(height: inp.height, width: inp.width)
+            guard inp.groups >= 1, inp.batch % inp.groups == 0 else {
+                throw NecoError.invalidArgument("a training input of \(inp.batch) views cannot form \(inp.groups) equal groups")
+            }
+        }
+        let comm = communicator
         let t = step
         let sv = schedules.values(at: t)
         var times = PhaseTimes()
@@ -264,7 +285,8 @@ public final class Trainer: @unchecked Sendable {
         for (i, inp) in inputs.enumerated() {
             let b = bufs[i]
             if config.dropPathRate > 0 {
-                StochasticDepth.sample(into: b.acts, rates: dropPathRates, rng: &stepRNG)
+                StochasticDepth.sample(into: b.acts, rates: dropPathRates, rng: &stepRNG, rank: comm.rank, ranks: comm.size,
+                                       groups: inp.groups)
             } else {
                 b.acts.resetBranchScales()
             }
@@ -290,8 +312,15 @@ public final class Trainer: @unchecked Sendable {
         times.studentForward = now - clock
         clock = now
 
-        // 3. Loss.
-        let value = try loss(LossContext(student: studentViews, teacher: teacherViews, studentGradient: gradViews, step: t))
+        // 3. Loss (the mean over the ranks: every rank's loss is a mean over its equal shard).
+        var value = try loss(LossContext(student: studentViews, teacher: teacherViews, studentGradient: gradViews, step: t))
+        if comm.size > 1 {
+            let c0 = monotonicSeconds()
+            var total = Double(value)
+            try comm.sum(&total, count: 1)
+            value = Float(total / Double(comm.size))
+            times.allreduce += monotonicSeconds() - c0
+        }
         guard value.isFinite else {
             throw NecoError(.diverged, "the loss is not finite (\(value)) at step \(t); weights left unchanged")
         }
@@ -319,6 +348,12 @@ public final class Trainer: @unchecked Sendable {
         now = monotonicSeconds()
         times.backward = now - clock
         clock = now
+        if comm.size > 1 {
+            try averageGradients(over: comm)
+            now = monotonicSeconds()
+            times.allreduce += now - clock
+            clock = now
+        }
 
         // 5. Clip, EMA (pre-update student), AdamW.
         let (norm, allFinite) = gradientNorm()
@@ -353,6 +388,22 @@ public final class Trainer: @unchecked Sendable {
         rng = stepRNG
         return StepReport(step: t, loss: value, lrBackbone: sv.lrBackbone, lrHead: sv.lrHead, weightDecay: sv.weightDecay,
                           momentum: sv.momentum, gradNorm: norm, clipped: clipped, times: times)
+    }
+
+    /// g ← (1/N) Σ over the ranks of g, over the trainable segments (the others are 0 on every
+    /// rank), in buckets of `allreduceBucket` floats.
+    func averageGradients(over comm: Communicator) throws {
+        let scale = 1 / Float(comm.size)
+        for seg in segments {
+            var at = 0
+            while at < seg.count {
+                let n = min(Self.allreduceBucket, seg.count - at)
+                let g = gradients.base + seg.offset + at
+                try comm.sum(g, count: n)
+                Threads.parallelFor(n, minChunk: 1 << 15) { s, e in for k in s..<e { g[k] *= scale } }
+                at += n
+            }
+        }
     }
 
     /// ‖g‖₂ over the decaying trainable segments (the set NeCo clips), and whether every trainable

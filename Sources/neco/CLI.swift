@@ -19,6 +19,14 @@ enum NecoMain {
     }
 }
 
+/// Sends this process's standard output to /dev/null (the MPI ranks other than 0).
+func silenceStandardOutput() {
+    let fd = open("/dev/null", O_WRONLY)
+    guard fd >= 0 else { return }
+    dup2(fd, 1)
+    close(fd)
+}
+
 struct NecoCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "neco",
@@ -167,74 +175,66 @@ struct Info: ParsableCommand {
 struct Extract: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Extract dense patch features to NumPy .npy files.",
-        discussion: "Each image gives an (h, w, D) float32 array. With --stack (or one image and an --out ending in .npy) the output is one (N, h, w, D) array; otherwise --out is a folder with one <name>.npy per image. A folder argument is walked recursively for JPEG/PNG files.")
+        discussion: "Each image gives an (h, w, D) float32 array. With --stack (or one image and an --out ending in .npy) the output is one (N, h, w, D) array; otherwise --out is a folder with one <name>.npy per image (written atomically; --resume skips the ones already there). A folder argument is walked recursively for JPEG/PNG files. Under MPI (mpirun -np N neco extract …) the images are shared out over the ranks and rank 0 prints.")
     @OptionGroup var modelOptions: ModelOptions
     @Argument(help: "Image files or folders.") var inputs: [String]
     @Option(help: "Input size S or HxW, a multiple of the patch size.") var size: String = "224"
     @Flag(help: "Resize the shorter side and center-crop instead of stretching.") var crop = false
     @Flag(help: "L2-normalise each patch feature.") var l2 = false
     @Flag(help: "Write one stacked (N, h, w, D) array.") var stack = false
+    @Flag(help: "Continue an interrupted extraction: keep the .npy files already in --out (each is complete).") var resume = false
     @Option(help: "Images per forward pass.") var batch: Int = 8
     @Option(help: "Output .npy file or folder.") var out: String
 
     func run() throws {
-        let model = try modelOptions.load()
+        let comm = try MPICommunicator.fromEnvironment()
+        if !comm.isRoot { silenceStandardOutput() }
+        let (model, job) = try comm.agree("starting the extraction") {
+            let model = try modelOptions.load()
+            let job = try FolderExtraction(inputs: inputs)
+            return ((model, job), fingerprint: job.files.joined(separator: "\u{0}"))
+        }
         let mode = try resizeMode(size: size, crop: crop, patch: model.config.patchSize)
         guard batch >= 1 && batch <= 256 else { throw NecoError.invalidArgument("--batch must be in 1...256") }
-        var files: [String] = []
-        for i in inputs {
-            if FileIO.isDirectory(i) {
-                let found = try FileIO.listFiles(i, extensions: ["jpg", "jpeg", "png"])
-                guard !found.isEmpty else { throw NecoError.invalidArgument("\(i): no JPEG or PNG files") }
-                files += found
-            } else { files.append(i) }
-        }
-        guard !files.isEmpty else { throw NecoError.invalidArgument("no images given") }
-        let single = stack || (files.count == 1 && out.hasSuffix(".npy"))
-        if !single {
-            if !FileIO.isDirectory(out) && Path.withCString(out, { mkdir($0, 0o755) }) != 0 {
-                throw NecoError.io("\(out): cannot create folder: \(FileIO.errnoString())")
-            }
-        }
         let extractor = FeatureExtractor(model: model)
         let options = ExtractOptions(resize: mode, l2Normalize: l2)
+        let files = job.files
+        let t0 = monotonicSeconds()
+        if !(stack || (files.count == 1 && out.hasSuffix(".npy"))) {
+            let ranks = comm.size > 1 ? " over \(comm.size) ranks" : ""
+            let summary = try job.run(extractor: extractor, options: options, folder: out, batch: batch, skipExisting: resume,
+                                      communicator: comm) { done, total in
+                guard comm.isRoot, total > 1 else { return }
+                let rate = Double(done) / max(monotonicSeconds() - t0, 1e-9)
+                writeStderr("\r[\(done)/\(total)]\(comm.size > 1 ? " rank 0 of \(comm.size)" : "") \(fmt(rate, 1)) img/s"
+                            + (done == total ? "\n" : ""))
+            }
+            guard comm.isRoot else { return }
+            let kept = summary.existing > 0 ? " (kept \(summary.existing) already there)" : ""
+            print("wrote \(summary.written) files to \(out)/\(ranks)\(kept)" + (summary.shape.isEmpty ? "" : ", each \(summary.shape)"))
+            return
+        }
+        guard comm.size == 1 else {
+            throw NecoError.invalidArgument("a stacked .npy output cannot be shared over \(comm.size) ranks; give --out a folder")
+        }
         var stacked: [Float] = []
         var shape: [Int] = []
-        let t0 = monotonicSeconds()
         var start = 0
-        var usedNames = Set<String>()
         while start < files.count {
             let chunk = Array(files[start..<min(files.count, start + batch)])
             let images = try chunk.map { try ImageDecoder.load(path: $0) }
             let f = try extractor.extract(images: images, options: options)
             shape = [f.gridHeight, f.gridWidth, f.dim]
-            for (i, path) in chunk.enumerated() {
-                if single {
-                    stacked += f.patches(of: i)
-                } else {
-                    var name = String(path.split(separator: "/").last ?? "image")
-                    if let dot = name.lastIndex(of: ".") { name = String(name[..<dot]) }
-                    var unique = name, k = 1
-                    while usedNames.contains(unique) { k += 1; unique = "\(name)_\(k)" }
-                    usedNames.insert(unique)
-                    try Npy.write(out + "/" + unique + ".npy", shape: shape, data: Array(f.patches(of: i)))
-                }
-            }
+            for i in chunk.indices { stacked += f.patches(of: i) }
             start += chunk.count
             let rate = Double(start) / max(monotonicSeconds() - t0, 1e-9)
             if files.count > 1 {
-                var line = "\r[\(start)/\(files.count)] \(fmt(rate, 1)) img/s"
-                if start == files.count { line += "\n" }
-                writeStderr(line)
+                writeStderr("\r[\(start)/\(files.count)] \(fmt(rate, 1)) img/s" + (start == files.count ? "\n" : ""))
             }
         }
-        if single {
-            let fullShape = (stack || files.count > 1) ? [files.count] + shape : shape
-            try Npy.write(out, shape: fullShape, data: stacked)
-            print("wrote \(out) \(fullShape)")
-        } else {
-            print("wrote \(files.count) files to \(out)/, each \(shape)")
-        }
+        let fullShape = (stack || files.count > 1) ? [files.count] + shape : shape
+        try Npy.write(out, shape: fullShape, data: stacked)
+        print("wrote \(out) \(fullShape)")
     }
 }
 

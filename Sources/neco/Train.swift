@@ -56,6 +56,9 @@ struct Train: ParsableCommand {
     @Option(help: "Save a checkpoint every N steps (0 = only on stop and at the end).") var checkpointEvery: Int = 50
     @Option(help: "Per-step log in RUN_DIR: csv, jsonl or none.") var log: String = "csv"
     @Flag(help: "No progress line; one log line per step instead.") var quiet = false
+    @Option(help: ArgumentHelp("Pause after this many steps, saving a checkpoint (e.g. before a job's time limit); continue with --resume.",
+                               discussion: "Allowed with --resume too."))
+    var pauseAfter: Int?
     @Option(help: "DINOv3: RoPE coordinate rescale factor R ≥ 1 in training (Meta pre-trains with 2; default off).") var ropeRescale: Float?
     @Option(help: "DINOv3: RoPE coordinate jitter factor J ≥ 1 in training (default off).") var ropeJitter: Float?
     @Option(help: "DINOv3: RoPE coordinate shift s ≥ 0 in training (default off).") var ropeShift: Float?
@@ -73,6 +76,9 @@ struct Train: ParsableCommand {
             if interruptRequested != 0 { _exit(130) }
             interruptRequested = 1
         }
+        // Under MPI every rank trains; rank 0 alone prints (errors still come from every rank).
+        let comm = try MPICommunicator.fromEnvironment()
+        if !comm.isRoot { silenceStandardOutput() }
         let run: NeCoRun
         if let dir = resume {
             try modelOptions.applyProcessSettings()
@@ -95,22 +101,25 @@ struct Train: ParsableCommand {
             }
             guard changed.isEmpty else {
                 throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
-                                                + "(only --data, --threads, --max-image-pixels, --load-truncated-images, --quiet and the --eval-bench/--eval-data/--eval-size/"
+                                                + "(only --data, --threads, --max-image-pixels, --load-truncated-images, --quiet, --pause-after and the --eval-bench/--eval-data/--eval-size/"
                                                 + "--eval-augment-epochs options may be given)")
             }
-            run = try NeCoRun.resume(directory: dir, images: try data.map { .folder(try ImageFolder(root: $0)) })
+            let folder = data.map { d in { () throws -> TrainingImages in .folder(try ImageFolder(root: d)) } }
+            run = try NeCoRun.resume(directory: dir, images: folder, communicator: comm)
             print("resuming \(dir) at step \(run.stepsDone)/\(run.totalSteps) (epoch \(run.loader.epoch)), "
                   + "data \(run.loader.images.description)")
         } else {
             guard let data else { throw NecoError.invalidArgument("--data DIR is required for a new run (or use --resume RUN_DIR)") }
             guard let out else { throw NecoError.invalidArgument("--out RUN_DIR is required for a new run") }
-            let folder = try ImageFolder(root: data)
-            let model = try modelOptions.load()
-            let config = try makeConfig(images: folder.files.count, model: model.config)
-            run = try NeCoRun(model: model, images: .folder(folder), config: config, directory: out)
-            let c = run.config
+            run = try NeCoRun.start(directory: out, communicator: comm) {
+                let folder = try ImageFolder(root: data)
+                let model = try modelOptions.load()
+                return (model, .folder(folder), try makeConfig(images: folder.files.count, model: model.config))
+            }
+            let c = run.config, model = run.trainer.student
             print("NeCo run \(out): \(model.config.name) from \(model.source)")
-            print("  data \(folder.root): \(folder.files.count) images, batch \(c.batchSize), "
+            print("  data \(data): \(run.loader.images.count) images, batch \(c.batchSize)"
+                  + (comm.size > 1 ? " (\(c.batchSize / comm.size) on each of \(comm.size) MPI ranks)" : "") + ", "
                   + "\(run.loader.stepsPerEpoch) steps per epoch, \(c.trainer.totalSteps) steps")
             print("  crops \(c.objective.crops.globalCrops)×\(c.objective.crops.globalSize) + "
                   + "\(c.objective.crops.localCrops)×\(c.objective.crops.localSize), references \(references), "
@@ -123,7 +132,7 @@ struct Train: ParsableCommand {
             print("the run is already finished (\(run.totalSteps) steps)")
             return
         }
-        if run.config.evalEvery > 0 {
+        if run.config.evalEvery > 0 && comm.isRoot {
             run.evaluator = try makeEvaluator()
             print("  evaluating \(run.evaluator?.name ?? "") every \(run.config.evalEvery) steps on \(evalData ?? Benchmark.defaultDirectory + "/synth")")
         }
@@ -131,7 +140,8 @@ struct Train: ParsableCommand {
         let tty = isatty(2) != 0 && !quiet
         let outcome: NeCoRunOutcome
         do {
-            outcome = try run.run { info in
+            if let p = pauseAfter, p < 1 { throw NecoError.invalidArgument("--pause-after must be ≥ 1") }
+            outcome = try run.run(steps: pauseAfter) { info in
                 let t = info.times
                 if tty {
                     let clock = monotonicSeconds()
@@ -169,7 +179,9 @@ struct Train: ParsableCommand {
                 print("best \(run.evaluator?.name ?? "evaluation"): \(fmt(best.value, 2)) at step \(best.step) "
                       + "(\(dir)/\(NeCoRun.bestFile)); evaluations in \(dir)/\(NeCoRun.evalFile)")
             }
-        case .stopped, .paused:
+        case .paused:
+            print("paused at step \(run.stepsDone)/\(run.totalSteps) (--pause-after); continue with: neco train --resume \(dir)")
+        case .stopped:
             print("stopped at step \(run.stepsDone)/\(run.totalSteps); continue with: neco train --resume \(dir)")
             throw ExitCode(130)
         }

@@ -58,6 +58,8 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(NECO_ERR_DIVERGED.rawValue, NecoError.Kind.diverged.rawValue)
         XCTAssertEqual(NECO_ERR_DATA.rawValue, NecoError.Kind.data.rawValue)
         XCTAssertEqual(NECO_ERR_VERSION.rawValue, NecoError.Kind.version.rawValue)
+        XCTAssertEqual(NECO_ERR_DISTRIBUTED.rawValue, NecoError.Kind.distributed.rawValue)
+        XCTAssertEqual(String(cString: NecoCAPI.neco_status_str(NECO_ERR_DISTRIBUTED)), "distributed")
         // The version macros of neco.h are the library's version.
         XCTAssertTrue(String(cString: NecoCAPI.neco_version()).hasPrefix("\(NECO_VERSION_MAJOR).\(NECO_VERSION_MINOR).\(NECO_VERSION_PATCH)+"))
         XCTAssertEqual(String(cString: NecoCAPI.neco_default_model_path()), DefaultModel.path)

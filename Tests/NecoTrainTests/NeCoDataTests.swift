@@ -166,7 +166,7 @@ final class NeCoDataTests: XCTestCase {
         XCTAssertNoThrow(try sampler.validate(batch: 2, references: 49))
         let tq = (0..<(b * q * e)).map { Float($0 / e) }  // row r holds r
         var out = [Float](repeating: -1, count: b * q * e)
-        sampler.sample(anchor: 0, teacherQueries: tq, queries: q, out: &out, batch: b, references: 49)
+        try sampler.sample(anchor: 0, teacherQueries: tq, queries: q, out: &out, batch: b, references: 49)
         let rows = (0..<(b * 49)).map { Int(out[$0 * e]) }
         XCTAssertEqual(rows.sorted(), Array(0..<(b * q)))
         XCTAssertNotEqual(rows, Array(0..<(b * q)))
@@ -185,7 +185,7 @@ final class NeCoDataTests: XCTestCase {
                 return Float(1000 * (c + 1) + step * 100 + r)
             }
         }
-        sampler.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
+        try sampler.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
         // n = min(10·B, L, B·G²) = 20 per queue; the shared counter counts both queues.
         XCTAssertEqual(sampler.filled, [40, 40])
         var q0 = Array(sampler.queue[0..<(length * e)])
@@ -195,25 +195,25 @@ final class NeCoDataTests: XCTestCase {
         let q1 = Array(sampler.queue[(length * e)..<(2 * length * e)])
         XCTAssertTrue((0..<20).allSatisfy { q1[$0 * e] >= 2000 && q1[$0 * e] < 2100 })
         let firstRows = Array((0..<20).map { q0[$0 * e] })
-        sampler.push(teacherGlobal: teacher(step: 1), batch: b, grid: g)
+        try sampler.push(teacherGlobal: teacher(step: 1), batch: b, grid: g)
         XCTAssertEqual(sampler.filled, [64, 64])
         q0 = Array(sampler.queue[0..<(length * e)])
         XCTAssertEqual(Array((20..<40).map { q0[$0 * e] }), firstRows, "older rows shifted back by n")
         // Sampling reduces indices modulo `filled`: with 40 filled rows (after one push), rows
         // 20..<40 of queue 0 are still zero, and some references are zero vectors (P11).
         let fresh = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: NecoRNG(seed: 3))
-        fresh.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
+        try fresh.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
         var out = [Float](repeating: -1, count: 1 * 49 * e)
-        fresh.sample(anchor: 0, teacherQueries: [Float](repeating: 0, count: 49 * e), queries: 49, out: &out, batch: 1,
+        try fresh.sample(anchor: 0, teacherQueries: [Float](repeating: 0, count: 49 * e), queries: 49, out: &out, batch: 1,
                      references: 49)
         let values = (0..<49).map { out[$0 * e] }
         XCTAssertTrue(values.contains(0), "shared counter: still-zero rows are sampled")
         XCTAssertTrue(values.allSatisfy { $0 == 0 || ($0 >= 1000 && $0 < 1100) })
         // Per-queue counters never reach the empty rows.
         let own = try NeCoReferenceSampler(mode: .queue(length: length), dim: e, rng: NecoRNG(seed: 3), sharedCounter: false)
-        own.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
+        try own.push(teacherGlobal: teacher(step: 0), batch: b, grid: g)
         XCTAssertEqual(own.filled, [20, 20])
-        own.sample(anchor: 0, teacherQueries: [Float](repeating: 0, count: 49 * e), queries: 49, out: &out, batch: 1,
+        try own.sample(anchor: 0, teacherQueries: [Float](repeating: 0, count: 49 * e), queries: 49, out: &out, batch: 1,
                    references: 49)
         XCTAssertTrue((0..<49).allSatisfy { out[$0 * e] >= 1000 && out[$0 * e] < 1100 })
     }

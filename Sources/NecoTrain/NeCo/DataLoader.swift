@@ -156,6 +156,12 @@ public final class NeCoDataLoader: @unchecked Sendable {
         var bytes = Array("warning: \(message)\n".utf8)
         _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
     }
+    /// The ranks of a data-parallel run (docs/DISTRIBUTED.md): `batchSize` is then the global
+    /// batch, and `next()` returns this rank's B / N images of it (rank r: images r·B/N…), decoding
+    /// only those. Files that cannot be read are skipped as in one process: the ranks exchange
+    /// which of the positions they tried decoded, so all of them skip the same files and the
+    /// global batch is the one a single process would read. Default: the single process.
+    public var communicator: Communicator = SingleProcess.shared
     private var order: [Int] = []
     private var orderEpoch = -1
 
@@ -232,6 +238,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
     /// The next batch, or nil at the end of the epoch (then `epoch` has advanced and `position`
     /// is 0; call again for the first batch of the next epoch).
     public func next() throws -> NeCoBatch? {
+        if communicator.size > 1 { return try nextShard() }
         let order = currentOrder()
         let n = order.count, b = batchSize
         var samples: [(String, Sample)] = []
@@ -243,20 +250,10 @@ public final class NeCoDataLoader: @unchecked Sendable {
                 return nil
             }
             let positions = Array(position..<(position + need))
-            var results = [Result<Sample, Error>?](repeating: nil, count: need)
-            let ep = epoch
-            results.withUnsafeMutableBufferPointer { rp in
-                let out = rp.baseAddress!
-                Threads.parallelFor(need) { s, e in
-                    for i in s..<e {
-                        let p = positions[i]
-                        out[i] = Result { try self.makeSample(index: order[p], epoch: ep, position: p) }
-                    }
-                }
-            }
+            let results = decode(positions, order: order)
             for (i, r) in results.enumerated() {
                 let path = images.name(order[positions[i]])
-                switch r! {
+                switch r {
                 case .success(let s): samples.append((path, s))
                 case .failure(let error):
                     skipped += 1
@@ -266,6 +263,69 @@ public final class NeCoDataLoader: @unchecked Sendable {
             position += need
         }
         return try assemble(samples)
+    }
+
+    /// `next()` for rank r of N: the global batch's positions are split into contiguous chunks,
+    /// one per rank; the ranks share which of them decoded; rank r returns global images
+    /// r·B/N..<(r+1)·B/N of the readable ones (decoding again any that another rank read, which
+    /// happens only after a skip).
+    func nextShard() throws -> NeCoBatch? {
+        let comm = communicator, ranks = comm.size, rank = comm.rank
+        let order = currentOrder()
+        let n = order.count, b = batchSize
+        guard b % ranks == 0 else {
+            throw NecoError.invalidArgument("a global batch of \(b) images cannot be split over \(ranks) ranks")
+        }
+        let share = b / ranks
+        var good: [Int] = []
+        var mine: [Int: Sample] = [:]
+        while good.count < b {
+            let need = b - good.count
+            guard position + need <= n else {
+                epoch += 1
+                position = 0
+                return nil
+            }
+            let lo = position + need * rank / ranks, hi = position + need * (rank + 1) / ranks
+            let results = decode(Array(lo..<hi), order: order)
+            var flags = [UInt8](repeating: 0, count: need)
+            for (i, r) in results.enumerated() {
+                switch r {
+                case .success(let sample):
+                    flags[lo - position + i] = 1
+                    mine[lo + i] = sample
+                case .failure(let error):
+                    warn("skipping \(images.name(order[lo + i])) (rank \(rank)): \(error)")
+                }
+            }
+            let all = try comm.gather(bytes: flags)
+            for i in 0..<need {
+                if all.contains(where: { $0[i] != 0 }) { good.append(position + i) } else { skipped += 1 }
+            }
+            position += need
+        }
+        var samples: [(String, Sample)] = []
+        for p in good[(rank * share)..<((rank + 1) * share)] {
+            let sample = try mine[p] ?? makeSample(index: order[p], epoch: epoch, position: p)
+            samples.append((images.name(order[p]), sample))
+        }
+        return try assemble(samples)
+    }
+
+    /// Decodes and crops the images at these positions of the epoch's order, in parallel.
+    func decode(_ positions: [Int], order: [Int]) -> [Result<Sample, Error>] {
+        var results = [Result<Sample, Error>?](repeating: nil, count: positions.count)
+        let ep = epoch
+        results.withUnsafeMutableBufferPointer { rp in
+            let out = rp.baseAddress!
+            Threads.parallelFor(positions.count) { s, e in
+                for i in s..<e {
+                    let p = positions[i]
+                    out[i] = Result { try self.makeSample(index: order[p], epoch: ep, position: p) }
+                }
+            }
+        }
+        return results.map { $0! }
     }
 
     func assemble(_ samples: [(String, Sample)]) throws -> NeCoBatch {

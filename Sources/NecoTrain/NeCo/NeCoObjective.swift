@@ -103,7 +103,8 @@ public final class NeCoObjective: @unchecked Sendable {
                                               sharedCounter: config.sharedQueueCounter)
     }
 
-    /// Checks a batch size against the reference mode (batch mode needs B ≥ 2; queue mode B·49 ≤ L).
+    /// Checks a (global) batch size against the reference mode (batch mode needs B ≥ 2; queue
+    /// mode B·49 ≤ L).
     public func validate(batch: Int) throws {
         guard batch >= 1 else { throw NecoError.invalidArgument("NeCo: batch must be ≥ 1") }
         try references.validate(batch: batch, references: pairLoss.referenceCount)
@@ -156,21 +157,29 @@ public final class NeCoObjective: @unchecked Sendable {
                         dStudentGlobal: NeCoMapGradients<Float>?, dStudentLocal: NeCoMapGradients<Float>?,
                         boxes: NeCoBoxes) throws -> NeCoLossReport {
         let b = boxes.batch
-        try validate(batch: b)
+        try validate(batch: b * references.communicator.size)
         var report = NeCoLossReport()
         var clock = monotonicSeconds()
-        references.push(teacherGlobal: teacherGlobal.base, batch: b, grid: teacherGlobal.grid)
+        try references.push(teacherGlobal: teacherGlobal.base, batch: b, grid: teacherGlobal.grid)
         report.queueSeconds = monotonicSeconds() - clock
         clock = monotonicSeconds()
         let q = pairLoss.queryCount, k = pairLoss.referenceCount
         let sampler = references
         var pairs: [Double] = []
+        var referenceError: Error? = nil
         report.loss = pairLoss(dStudentGlobal: dStudentGlobal, dStudentLocal: dStudentLocal, teacherGlobal: teacherGlobal,
                                studentGlobal: studentGlobal, studentLocal: studentLocal, dim: references.dim, boxes: boxes,
                                references: { g, _, tq, out in
-                                   sampler.sample(anchor: g, teacherQueries: tq, queries: q, out: out, batch: b, references: k)
+                                   guard referenceError == nil else { return }
+                                   do {
+                                       try sampler.sample(anchor: g, teacherQueries: tq, queries: q, out: out, batch: b, references: k)
+                                   } catch {
+                                       referenceError = error
+                                       out.update(repeating: 0, count: b * k * sampler.dim)
+                                   }
                                },
                                pairLosses: { _, _, l in pairs.append(l) })
+        if let referenceError { throw referenceError }
         report.pairSeconds = monotonicSeconds() - clock
         report.pairLosses = pairs
         guard report.loss.isFinite else {
@@ -192,10 +201,10 @@ public final class NeCoObjective: @unchecked Sendable {
         return try batch.globals.withUnsafeBufferPointer { g in
             try batch.locals.withUnsafeBufferPointer { l in
                 var inputs = [TrainingInput(images: g.baseAddress!, batch: c.globalCrops * batch.batch, height: c.globalSize,
-                                            width: c.globalSize, teacher: true)]
+                                            width: c.globalSize, teacher: true, groups: c.globalCrops)]
                 if c.localCrops > 0 {
                     inputs.append(TrainingInput(images: l.baseAddress!, batch: c.localCrops * batch.batch, height: c.localSize,
-                                                width: c.localSize, teacher: false))
+                                                width: c.localSize, teacher: false, groups: c.localCrops))
                 }
                 return try trainer.step(inputs, loss: lossFunction(boxes: batch.boxes))
             }

@@ -296,6 +296,9 @@ public final class NeCoRun: @unchecked Sendable {
         set { loader.warn = newValue }
     }
 
+    /// The ranks this run trains with (`distribute(over:)`); the single process by default.
+    public private(set) var communicator: Communicator = SingleProcess.shared
+
     private var logFD: Int32 = -1
     /// The step of the checkpoint file in the run folder, when this object wrote or read it.
     private var folderCheckpointStep: Int?
@@ -350,6 +353,79 @@ public final class NeCoRun: @unchecked Sendable {
             throw NecoError.io("\(directory): no \(checkpointFile) to resume from (a run saves one every checkpoint interval and when stopped)")
         }
         return try NeCoRun(checkpoint: path, images: images, directory: directory)
+    }
+
+    // MARK: Data parallelism
+
+    /// A new run as one rank of `communicator`'s job (docs/DISTRIBUTED.md); with the single
+    /// process, the same as `init(model:images:config:directory:)`. Every rank calls it with the
+    /// same arguments; rank 0 alone gets the run folder (checkpoints, log, pictures, models). The
+    /// model, the images and the configuration come from `make`, run inside, so that a failure on any rank (a missing folder, a
+    /// corrupt file) stops every rank with the same error instead of leaving the others waiting.
+    /// - Throws: `.distributed` naming the rank that failed, or the setting that differs between
+    ///   ranks; otherwise the single-process errors.
+    public static func start(directory: String?, communicator comm: Communicator,
+                             _ make: () throws -> (model: ViTModel, images: TrainingImages, config: NeCoRunConfig)) throws -> NeCoRun {
+        let run: NeCoRun = try comm.agree("starting the run") {
+            let (model, images, config) = try make()
+            return (try NeCoRun(model: model, images: images, config: config, directory: comm.isRoot ? directory : nil), "")
+        }
+        try run.distribute(over: comm)
+        return run
+    }
+
+    /// `resume(directory:images:)` as one rank of `communicator`'s job: every rank reads the
+    /// checkpoint (the run folder must be visible to all of them), rank 0 alone writes. A run saved
+    /// with N ranks resumes with M when M divides its global batch.
+    public static func resume(directory: String, images: (() throws -> TrainingImages)? = nil,
+                              communicator comm: Communicator) throws -> NeCoRun {
+        let run: NeCoRun = try comm.agree("resuming the run") {
+            let source = try images?()
+            if comm.isRoot { return (try resume(directory: directory, images: source), "") }
+            let path = directory + "/" + checkpointFile
+            guard FileIO.exists(path) else { throw NecoError.io("\(directory): no \(checkpointFile) to resume from") }
+            return (try NeCoRun(checkpoint: path, images: source, directory: nil), "")
+        }
+        try run.distribute(over: comm)
+        return run
+    }
+
+    /// Makes this run one rank of a data-parallel job: the data loader hands this rank B / N of
+    /// every global batch of B, the references follow the global batch, the loss and gradients
+    /// are averaged over the ranks, and only rank 0 evaluates. Call it on every rank before the
+    /// first step (`start` and `resume(directory:images:communicator:)` do); the ranks check
+    /// that they hold the same run (configuration, step, data position, weights, image list).
+    /// - Throws: `.invalidArgument` when N does not divide the batch; `.distributed` when the
+    ///   ranks hold different runs.
+    public func distribute(over comm: Communicator) throws {
+        guard config.batchSize % comm.size == 0 else {
+            throw NecoError.invalidArgument("the global batch of \(config.batchSize) images cannot be split over \(comm.size) "
+                                            + "ranks: use a number of ranks that divides it")
+        }
+        try comm.agree("the run (configuration, step, data, weights)") { ((), fingerprint: fingerprint) }
+        communicator = comm
+        trainer.communicator = comm
+        objective.references.communicator = comm
+        loader.communicator = comm
+        if !comm.isRoot { evaluator = nil }
+    }
+
+    /// What must be equal on every rank of a run: the configuration, the step, the data
+    /// position, the image list and a checksum of the weights (student, teacher, heads) and the
+    /// queues.
+    public var fingerprint: String {
+        var h = Checksum()
+        func add(_ p: UnsafePointer<Float>, _ n: Int) { if n > 0 { h.add(UnsafeRawPointer(p), words: n) } }
+        add(trainer.student.params.slab.base, trainer.student.params.count)
+        if let t = trainer.teacher { add(t.params.slab.base, t.params.count) }
+        for head in [trainer.studentHead, trainer.teacherHead].compactMap({ $0 }) { add(head.slab.base, head.count) }
+        objective.references.queue.withUnsafeBufferPointer { if let b = $0.baseAddress { add(b, $0.count) } }
+        var names = Checksum()
+        var list = Array((0..<loader.images.count).map { loader.images.name($0) }.joined(separator: "\u{0}").utf8)
+        while list.count % 4 != 0 { list.append(0) }
+        list.withUnsafeBytes { if let b = $0.baseAddress { names.add(b, words: $0.count / 4) } }
+        return "config \(config.json.serialized()); step \(trainer.step); data epoch \(loader.epoch) position \(loader.position) "
+            + "of \(loader.images.count) images (list \(String(names.value, radix: 16))); weights \(String(h.value, radix: 16))"
     }
 
     /// A run continued from a checkpoint file, writing to `directory` (nil: nowhere).
@@ -516,7 +592,7 @@ public final class NeCoRun: @unchecked Sendable {
                                 lrBackbone: report.lrBackbone, lrHead: report.lrHead, weightDecay: report.weightDecay,
                                 momentum: report.momentum, gradNorm: report.gradNorm, times: report.times,
                                 dataSeconds: dataSeconds, queueSeconds: nr.queueSeconds, pairSeconds: nr.pairSeconds,
-                                imagesPerSecond: Double(batch.batch) / max(dataSeconds + report.times.total, 1e-9),
+                                imagesPerSecond: Double(batch.batch * communicator.size) / max(dataSeconds + report.times.total, 1e-9),
                                 elapsedSeconds: elapsed, etaSeconds: perStep * Double(left), skippedImages: loader.skipped)
         writeLog(info)
         return info
@@ -530,14 +606,22 @@ public final class NeCoRun: @unchecked Sendable {
     public func run(steps: Int? = nil, progress: (NeCoStepInfo) -> Bool = { _ in true }) throws -> NeCoRunOutcome {
         if let s = steps, s < 0 { throw NecoError.invalidArgument("steps must be ≥ 0") }
         let end = steps.map { min(totalSteps, trainer.step + $0) } ?? totalSteps
-        if config.evalEvery > 0, trainer.step == 0, evaluations.isEmpty { try evaluate() }
+        let comm = communicator
+        if config.evalEvery > 0, trainer.step == 0, evaluations.isEmpty { try evaluateOnRoot() }
         while trainer.step < end {
             let info = try step()
-            let keepGoing = progress(info)
-            if config.evalEvery > 0, trainer.step % config.evalEvery == 0 || isFinished { try evaluate() }
+            // Under MPI every rank must take the same branch: rank 0's answer decides.
+            var keepGoing = progress(info)
+            if comm.size > 1 {
+                var flag: UInt8 = keepGoing ? 1 : 0
+                try comm.broadcast(&flag, bytes: 1, root: 0)
+                keepGoing = flag != 0
+            }
+            if config.evalEvery > 0, trainer.step % config.evalEvery == 0 || isFinished { try evaluateOnRoot() }
             if isFinished { break }
-            if directory != nil, config.checkpointEvery > 0, trainer.step % config.checkpointEvery == 0 {
-                try saveCheckpoint()
+            if config.checkpointEvery > 0, trainer.step % config.checkpointEvery == 0 {
+                try checkReplicas()
+                if directory != nil { try saveCheckpoint() }
             }
             if !keepGoing {
                 if directory != nil { try saveCheckpoint() }
@@ -548,6 +632,7 @@ public final class NeCoRun: @unchecked Sendable {
             if directory != nil { try saveCheckpoint() }
             return .paused
         }
+        try checkReplicas()
         if let dir = directory {
             try saveCheckpoint()
             try Checkpoint.exportModel(trainer, to: dir + "/" + Self.studentFile)
@@ -555,6 +640,20 @@ public final class NeCoRun: @unchecked Sendable {
             drawCurves()
         }
         return .finished
+    }
+
+    /// `evaluate()` on rank 0 while the other ranks wait without a time limit (an evaluation may
+    /// take longer than a step's collective timeout).
+    func evaluateOnRoot() throws {
+        try evaluate()
+        if communicator.size > 1 { try communicator.barrier(timeout: nil) }
+    }
+
+    /// Under MPI: stops every rank when the replicas' weights differ (they must stay identical;
+    /// a difference means a rank computed something else, and the run's numbers would be wrong).
+    func checkReplicas() throws {
+        guard communicator.size > 1 else { return }
+        try communicator.agree("the weights after step \(trainer.step)") { ((), fingerprint: fingerprint) }
     }
 
     /// Evaluates the current student with `evaluator` (nothing without one), records the value in
@@ -610,6 +709,7 @@ public final class NeCoRun: @unchecked Sendable {
         m["neco.image_count"] = String(loader.images.count)
         m["neco.model_source"] = modelSource
         m["neco.queue_filled"] = objective.references.filled.map { String($0) }.joined(separator: ",")
+        m["neco.ranks"] = String(communicator.size)
         switch loader.images {
         case .folder(let f):
             m["neco.data_kind"] = "folder"
@@ -672,7 +772,7 @@ public final class NeCoRun: @unchecked Sendable {
     }
 
     static let csvHeader = "step,epoch,loss,lr_backbone,lr_head,weight_decay,momentum,grad_norm,images_per_s,data_s,"
-        + "teacher_forward_s,student_forward_s,neco_loss_s,backward_s,optimizer_s,step_s"
+        + "teacher_forward_s,student_forward_s,neco_loss_s,backward_s,optimizer_s,allreduce_s,step_s"
 
     /// Opens (creates) the log, keeping only the rows of steps 1...n (rows are numbered by steps
     /// done, so resuming from a checkpoint at step n drops the rows of the lost steps).
@@ -740,7 +840,7 @@ public final class NeCoRun: @unchecked Sendable {
             ("data_s", Self.format(i.dataSeconds, 4)), ("teacher_forward_s", Self.format(t.teacherForward, 4)),
             ("student_forward_s", Self.format(t.studentForward, 4)), ("neco_loss_s", Self.format(t.loss, 4)),
             ("backward_s", Self.format(t.backward, 4)), ("optimizer_s", Self.format(t.optimizer, 4)),
-            ("step_s", Self.format(i.stepSeconds, 4)),
+            ("allreduce_s", Self.format(t.allreduce, 4)), ("step_s", Self.format(i.stepSeconds, 4)),
         ]
         let line: String
         if config.log == .csv {

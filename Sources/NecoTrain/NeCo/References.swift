@@ -53,6 +53,13 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
     /// indices in 0..<n. Used to replay permutations recorded from another implementation (the
     /// whole-step comparison with the official code). nil (the default): draw from `rng`.
     public var draws: ((_ n: Int, _ count: Int) -> [Int])? = nil
+    /// The ranks of a data-parallel run (docs/DISTRIBUTED.md). Each rank passes its own shard of
+    /// B images (rank r holds images r·B…(r+1)·B − 1 of the global batch of N·B) and gets the
+    /// references of exactly those images from the global batch: pushes gather every rank's
+    /// teacher rows first, batch-mode pools gather every rank's teacher queries, and every rank
+    /// draws the same permutations (the same `rng`), so the queues stay identical on all ranks
+    /// and N ranks × B behave like one process × N·B. Default: the single process.
+    public var communicator: Communicator = SingleProcess.shared
 
     /// The most values all queues together may hold, n_global_crops × queue length × dim: 2^28
     /// floats (1 GiB). NeCo's largest setting (2 × 65536 × 256) is 2^25.
@@ -138,8 +145,30 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
 
     /// Queue mode: pushes `min(10·B, L, B·G²)` random teacher rows of every anchor crop, anchors in
     /// order (call once per step, before the loss). No-op in batch mode.
-    /// - Parameter teacherGlobal: (nG·B, G, G, E) teacher embeddings, crop-major.
-    public func push(teacherGlobal: UnsafePointer<Float>, batch: Int, grid: Int) {
+    /// - Parameter teacherGlobal: (nG·B, G, G, E) teacher embeddings, crop-major (this rank's
+    ///   shard: with N ranks the push is that of the gathered (nG·N·B, G, G, E)).
+    /// - Throws: `.distributed` when the ranks cannot gather.
+    public func push(teacherGlobal: UnsafePointer<Float>, batch: Int, grid: Int) throws {
+        guard case .queue = mode else { return }
+        let ranks = communicator.size
+        guard ranks > 1 else { return pushGlobal(teacherGlobal, batch: batch, grid: grid) }
+        // (N, nG, B, G², E) rank-major → (nG, N·B, G², E) crop-major.
+        let block = batch * grid * grid * dim
+        var gathered = [Float](repeating: 0, count: ranks * anchors * block)
+        var global = [Float](repeating: 0, count: gathered.count)
+        try gathered.withUnsafeMutableBytes {
+            try communicator.gather(teacherGlobal, bytes: anchors * block * 4, into: $0.baseAddress!)
+        }
+        for r in 0..<ranks {
+            for g in 0..<anchors {
+                global.replaceSubrange(((g * ranks + r) * block)..<((g * ranks + r + 1) * block),
+                                       with: gathered[((r * anchors + g) * block)..<((r * anchors + g + 1) * block)])
+            }
+        }
+        global.withUnsafeBufferPointer { pushGlobal($0.baseAddress!, batch: ranks * batch, grid: grid) }
+    }
+
+    func pushGlobal(_ teacherGlobal: UnsafePointer<Float>, batch: Int, grid: Int) {
         guard case .queue(let length) = mode else { return }
         let rows = batch * grid * grid, e = dim
         let n = min(10 * batch, length, rows)
@@ -164,22 +193,39 @@ public final class NeCoReferenceSampler: @unchecked Sendable {
     /// References of one pair: out (B·K, E).
     /// - Parameters:
     ///   - anchor: g (selects the queue in queue mode).
-    ///   - teacherQueries: (B·Q, E) ROI-aligned teacher patches of the pair (batch mode's pool).
+    ///   - teacherQueries: (B·Q, E) ROI-aligned teacher patches of the pair (batch mode's pool;
+    ///     with N ranks the pool is every rank's, gathered).
+    ///   - batch: B, this rank's images.
+    /// - Throws: `.distributed` when the ranks cannot gather.
     public func sample(anchor g: Int, teacherQueries: UnsafePointer<Float>, queries: Int, out: UnsafeMutablePointer<Float>,
-                       batch: Int, references k: Int) {
-        let e = dim
+                       batch: Int, references k: Int) throws {
+        let e = dim, ranks = communicator.size, rank = communicator.rank
+        // This rank's rows of the global draw: [rank·B·K, (rank + 1)·B·K).
+        let first = rank * batch * k
         switch mode {
         case .batch:
-            let pool = batch * queries
-            let perm = partialPermutation(batch * k, batch * k)
-            for r in 0..<(batch * k) { (out + r * e).update(from: teacherQueries + (perm[r] % pool) * e, count: e) }
+            let pool = ranks * batch * queries
+            var gathered: [Float] = []
+            if ranks > 1 {
+                gathered = [Float](repeating: 0, count: pool * e)
+                try gathered.withUnsafeMutableBytes {
+                    try communicator.gather(teacherQueries, bytes: batch * queries * e * 4, into: $0.baseAddress!)
+                }
+            }
+            let perm = partialPermutation(ranks * batch * k, ranks * batch * k)
+            gathered.withUnsafeBufferPointer { gp in
+                let src = ranks > 1 ? gp.baseAddress! : teacherQueries
+                for r in 0..<(batch * k) { (out + r * e).update(from: src + (perm[first + r] % pool) * e, count: e) }
+            }
         case .queue(let length):
-            precondition(batch * k <= length, "queue references: B·K must not exceed the queue length")
+            guard ranks * batch * k <= length else {
+                throw NecoError.invalidArgument("queue references: B·K = \(ranks * batch * k) exceeds the queue length \(length)")
+            }
             let f = max(filled[g], 1)
-            let idx = partialPermutation(length, batch * k)
+            let idx = partialPermutation(length, ranks * batch * k)
             queue.withUnsafeBufferPointer { qp in
                 let q = qp.baseAddress! + g * length * e
-                for r in 0..<(batch * k) { (out + r * e).update(from: q + (idx[r] % f) * e, count: e) }
+                for r in 0..<(batch * k) { (out + r * e).update(from: q + (idx[first + r] % f) * e, count: e) }
             }
         }
     }
