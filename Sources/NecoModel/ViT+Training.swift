@@ -6,10 +6,11 @@ import NecoCore
 // T = 1 + R + N tokens, rows = B·T, D embed dim, F feed-forward width (H for the MLP, 2H for the
 // fused SwiGLU gates), K = C·P·P.
 //
-// `forwardTraining` runs exactly the kernel calls of `ViTModel.forward` (the inference path) and
-// keeps what backward needs in a `ViTActivations` slab; with every stochastic-depth scale equal
-// to 1 its output is bit-identical to `forward`'s. `backward` is the same list of calls reversed,
-// block by block. Gradient convention: every parameter gradient accumulates (`+=`) into one flat
+// `forwardTraining` is the one forward pass of the backbone (the llm.c shape): it keeps what
+// backward needs in a `ViTActivations` slab, or nothing (`saveActivations: false`: an EMA
+// teacher, and `ViTModel.forward`, the inference entry point, which runs it on activations
+// allocated without gradient buffers). `backward` is the same list of calls reversed, block by
+// block. Gradient convention: every parameter gradient accumulates (`+=`) into one flat
 // gradient buffer addressed with the parameters' `ViTLayout` offsets, so several forward passes
 // (global and local crops) can be backpropagated into the same buffer; the caller zeroes it.
 
@@ -46,6 +47,7 @@ public struct ViTTrainableParts: Sendable, Equatable {
 /// Final: xFinal (B, T, D) input of the final norm, meanF/rstdF, out (B, T, D) final tokens,
 /// dOut (B, T, D) the gradient of the loss with respect to `out`, which the caller fills.
 /// Blocks below `firstSavedBlock` run without storing anything (they will not be backpropagated).
+/// Allocated with `gradients: false` (inference), dOut and the backward-only scratch are left out.
 public final class ViTActivations: @unchecked Sendable {
     public struct BlockViews: Sendable {
         public var xIn = -1, mean1 = -1, rstd1 = -1, qkv = -1, xMid = -1, mean2 = -1, rstd2 = -1, ffn = -1
@@ -65,9 +67,8 @@ public final class ViTActivations: @unchecked Sendable {
     /// (depth, 2, B) per-sample stochastic-depth scales of the attention (0) and MLP (1) branches.
     public let branchScale: Int
     let dX: Int
-    /// (B·T, F) pre-activation buffer of blocks run without saving: the last block's `ffn` view
-    /// when that block is saved (it is free whenever an unsaved block runs), else its own.
-    let unsavedFFN: Int
+    /// Whether dOut and backward's scratch exist (`backward` needs them).
+    public let hasGradients: Bool
     let scratch: Int
     /// (N, E/2) RoPE cos and sin tables of the last `forwardTraining` (−1 without RoPE).
     let ropeCos: Int, ropeSin: Int
@@ -81,7 +82,10 @@ public final class ViTActivations: @unchecked Sendable {
 
     /// Allocates for images of (batch, C, height, width).
     /// - Throws: `.shape` for a size the model cannot take; `.outOfMemory`.
-    public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0) throws {
+    /// - Parameter gradients: false for a forward-only use (inference): no dOut, no backward
+    ///   scratch; `backward` then refuses these activations.
+    public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
+                gradients: Bool = true) throws {
         try c.validate()
         let ps = c.patchSize
         guard height >= ps, width >= ps, height % ps == 0, width % ps == 0 else {
@@ -120,12 +124,13 @@ public final class ViTActivations: @unchecked Sendable {
         blocks = views
         xFinal = take(rows * d); meanF = take(rows); rstdF = take(rows)
         out = take(rows * d)
-        dOut = take(rows * d)
+        hasGradients = gradients
+        dOut = take(gradients ? rows * d : 0)
         branchScale = take(c.depth * 2 * batch)
-        dX = take(rows * d)
-        unsavedFFN = firstSavedBlock < c.depth ? views[c.depth - 1].ffn : take(rows * f)
+        dX = take(gradients ? rows * d : 0)
         workers = Threads.count
-        scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth)
+        scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth,
+                                         gradients: gradients)
         scratch = take(scratchCount)
         let ropeCount = c.rope == nil ? 0 : n * c.headDim / 2
         ropeCos = c.rope == nil ? -1 : take(ropeCount)
@@ -148,7 +153,10 @@ public final class ViTActivations: @unchecked Sendable {
     /// Final-norm tokens (B, T, D) of the last `forwardTraining`.
     public var output: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: slab[out], count: rows * config.embedDim) }
     /// dL/d`output` (B, T, D), read by `backward`; the caller fills it (zero it first).
-    public var outputGradient: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: slab[dOut], count: rows * config.embedDim) }
+    /// Empty for activations allocated without gradients.
+    public var outputGradient: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: slab[dOut], count: hasGradients ? rows * config.embedDim : 0)
+    }
 
     func check(config c: ViTConfig) throws {
         guard config == c else { throw NecoError.shape("activations were allocated for \(config.name), not \(c.name)") }
@@ -160,19 +168,23 @@ public final class ViTActivations: @unchecked Sendable {
     /// Bytes held.
     public var byteCount: Int { slab.count * MemoryLayout<Float>.stride }
 
-    /// Scratch shared by the forward's temporaries and backward's recomputations (see `ViTModel`'s
-    /// `blockScratch`): four (B·T, D) buffers, one (B·T, max(F, 4D)) buffer, a (D, max(D, H))
-    /// weight-gradient buffer, the SwiGLU hidden (B·T, H), two (T, T) attention matrices per worker;
-    /// the embedding layer reuses the same region.
-    static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int) -> Int {
+    /// Scratch shared by the forward's temporaries and backward's recomputations (`BlockScratch`):
+    /// four (B·T, D) buffers (three without gradients), one (B·T, max(F, 4D)) buffer, a
+    /// (D, max(D, H)) weight-gradient buffer (with gradients), the SwiGLU hidden (B·T, H), two
+    /// (T, T) attention matrices per worker; the embedding layer reuses the same region.
+    static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int, gradients: Bool) -> Int {
         let d = c.embedDim, t = 1 + c.registers + gh * gw, rows = batch * t
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         let h = c.ffn == .swiglu ? c.mlpHidden : 0
-        let blockPart = 4 * rows * d + rows * max(f, 4 * d) + d * max(d, c.mlpHidden) + rows * h
-            + max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t))
-        let embedPart = max(Embeddings.forwardScratchCount(config: c, gridHeight: gh, gridWidth: gw),
-                            Embeddings.backwardScratchCount(config: c, batch: batch, gridHeight: gh, gridWidth: gw,
-                                                            wantImageGradient: true))
+        let attention = gradients ? max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t))
+            : Attention.scratchCount(tokens: t)
+        let blockPart = (gradients ? 4 : 3) * rows * d + rows * max(f, 4 * d) + (gradients ? d * max(d, c.mlpHidden) : 0)
+            + rows * h + attention
+        var embedPart = Embeddings.forwardScratchCount(config: c, gridHeight: gh, gridWidth: gw)
+        if gradients {
+            embedPart = max(embedPart, Embeddings.backwardScratchCount(config: c, batch: batch, gridHeight: gh, gridWidth: gw,
+                                                                       wantImageGradient: true))
+        }
         return max(blockPart, embedPart)
     }
 }
@@ -182,9 +194,10 @@ struct BlockScratch {
     let y: UnsafeMutablePointer<Float>      // (rows, D)  LayerNorm output / branch output z
     let d1: UnsafeMutablePointer<Float>     // (rows, D)  heads (forward) / dLN, dHeads (backward)
     let d2: UnsafeMutablePointer<Float>     // (rows, D)  xMid of unsaved blocks / dZ
-    let d3: UnsafeMutablePointer<Float>     // (rows, D)  dZ ⊙ γ
-    let f: UnsafeMutablePointer<Float>      // (rows, max(F, 4D)) activation / dActivation; qkv of unsaved blocks
-    let g: UnsafeMutablePointer<Float>      // (D, max(D, H)) weight-gradient product
+    let d3: UnsafeMutablePointer<Float>     // (rows, D)  dZ ⊙ γ (empty without gradients)
+    let f: UnsafeMutablePointer<Float>      // (rows, max(F, 4D)) activation / dActivation; qkv, then the
+                                            //   feed-forward pre-activation, of unsaved blocks
+    let g: UnsafeMutablePointer<Float>      // (D, max(D, H)) weight-gradient product (empty without gradients)
     let hidden: UnsafeMutablePointer<Float> // (rows, H) SwiGLU hidden (empty for the MLP)
     let attn: UnsafeMutablePointer<Float>   // attention scratch
 
@@ -193,25 +206,26 @@ struct BlockScratch {
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         var p = a.slab[a.scratch]
         func take(_ n: Int) -> UnsafeMutablePointer<Float> { let q = p; p += n; return q }
-        y = take(rows * d); d1 = take(rows * d); d2 = take(rows * d); d3 = take(rows * d)
+        y = take(rows * d); d1 = take(rows * d); d2 = take(rows * d); d3 = take(a.hasGradients ? rows * d : 0)
         self.f = take(rows * max(f, 4 * d))
-        g = take(d * max(d, c.mlpHidden))
+        g = take(a.hasGradients ? d * max(d, c.mlpHidden) : 0)
         hidden = take(c.ffn == .swiglu ? rows * c.mlpHidden : 0)
         attn = p
     }
 }
 
 extension ViTModel {
-    /// Training forward: the inference kernel calls, keeping activations for `backward`.
+    /// The forward pass, keeping activations for `backward` (or not).
     ///
     /// Reads the stochastic-depth scales in `acts` (all 1 unless the caller set them; see
     /// `ViTActivations.branchScales`). Writes the final-norm tokens to `acts.output`.
     /// - Parameters:
     ///   - images: (B, C, H, W) normalised pixels, with the sizes `acts` was made for.
     ///   - saveActivations: false runs every block without storing anything (`acts` then only
-    ///     lends its memory, e.g. to an EMA teacher's forward between two student steps; its
-    ///     output is still bit-identical to `forward`'s when all scales are 1).
-    public func forwardTraining(_ acts: ViTActivations, images: UnsafePointer<Float>, saveActivations: Bool = true) throws {
+    ///     lends its memory: an EMA teacher's forward between two student steps, and inference).
+    ///   - observer: called with the intermediate results (see `forward`).
+    public func forwardTraining(_ acts: ViTActivations, images: UnsafePointer<Float>, saveActivations: Bool = true,
+                                observer: StageObserver? = nil) throws {
         let c = config
         try acts.check(config: c)
         let L = params.layout, p = params.slab
@@ -225,11 +239,14 @@ extension ViTModel {
         let first = saveActivations ? acts.firstSavedBlock : c.depth
         let x0 = first < c.depth ? a[acts.blocks[first].xIn] : a[acts.xFinal]
         Embeddings.forward(x: x0, images: images, params: p, layout: L, batch: batch, height: acts.height,
-                           width: acts.width, scratch: a[acts.scratch])
+                           width: acts.width, scratch: a[acts.scratch], observer: observer)
+        observer?("tokens", UnsafeBufferPointer(start: x0, count: rows * d))
         if let rope = c.rope {
-            RoPE.tables(cos: a[acts.ropeCos], sin: a[acts.ropeSin], gridHeight: acts.gridHeight, gridWidth: acts.gridWidth,
-                        headDim: c.headDim, periods: RoPE.periods(headDim: c.headDim, settings: rope),
-                        transform: acts.ropeTransform)
+            Profile.measure(.copies) {
+                RoPE.tables(cos: a[acts.ropeCos], sin: a[acts.ropeSin], gridHeight: acts.gridHeight, gridWidth: acts.gridWidth,
+                            headDim: c.headDim, periods: RoPE.periods(headDim: c.headDim, settings: rope),
+                            transform: acts.ropeTransform)
+            }
         }
 
         // 3. Blocks: x += s_b·ls1 ⊙ proj(attn(LN1(x)));  x += s_b·ls2 ⊙ FFN(LN2(x)).
@@ -240,48 +257,74 @@ extension ViTModel {
             let xMid = saved ? a[v.xMid] : s.d2
             let xOut = i + 1 < c.depth ? (i + 1 >= first ? a[acts.blocks[i + 1].xIn] : x0) : a[acts.xFinal]
             let qkv = saved ? a[v.qkv] : s.f
-            let ffn = saved ? a[v.ffn] : a[acts.unsavedFFN]
+            // Unsaved blocks keep nothing: the feed-forward pre-activation reuses qkv's buffer
+            // (dead after attention) and GELU runs in place.
+            let ffn = saved ? a[v.ffn] : s.f
             let sc1 = UnsafePointer(a[acts.branchScale + (i * 2) * batch])
             let sc2 = UnsafePointer(a[acts.branchScale + (i * 2 + 1) * batch])
             let ls1: UnsafePointer<Float>? = blk.ls1 >= 0 ? UnsafePointer(p[blk.ls1]) : nil
             let ls2: UnsafePointer<Float>? = blk.ls2 >= 0 ? UnsafePointer(p[blk.ls2]) : nil
 
-            LayerNorm.forward(out: s.y, mean: saved ? a[v.mean1] : nil, rstd: saved ? a[v.rstd1] : nil, input: xIn,
-                              weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
-            Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)
+            Profile.measure(.layerNorm) {
+                LayerNorm.forward(out: s.y, mean: saved ? a[v.mean1] : nil, rstd: saved ? a[v.rstd1] : nil, input: xIn,
+                                  weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
+            }
+            Profile.measure(.gemmQKV) {
+                Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)
+            }
             if c.rope != nil {
                 // q, k rotated in place: the saved qkv is what attention saw.
-                RoPE.apply(qkv: qkv, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
-                           prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim)
+                Profile.measure(.attnScores) {
+                    RoPE.apply(qkv: qkv, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
+                               prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim)
+                }
             }
             Attention.forward(out: s.d1, probs: nil, scratch: s.attn, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
-            Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d)
-            BranchResidual.forward(out: xMid, residual: xIn, branch: s.y, gamma: ls1, sampleScale: sc1,
-                                   batch: batch, tokens: t, dim: d)
+            Profile.measure(.gemmProj) {
+                Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d)
+            }
+            Profile.measure(.residual) {
+                BranchResidual.forward(out: xMid, residual: xIn, branch: s.y, gamma: ls1, sampleScale: sc1,
+                                       batch: batch, tokens: t, dim: d)
+            }
 
-            LayerNorm.forward(out: s.y, mean: saved ? a[v.mean2] : nil, rstd: saved ? a[v.rstd2] : nil, input: xMid,
-                              weight: p[blk.norm2W], bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
-            Linear.forward(out: ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+            Profile.measure(.layerNorm) {
+                LayerNorm.forward(out: s.y, mean: saved ? a[v.mean2] : nil, rstd: saved ? a[v.rstd2] : nil, input: xMid,
+                                  weight: p[blk.norm2W], bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+            }
+            Profile.measure(.gemmFC1) {
+                Linear.forward(out: ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+            }
             let hidden: UnsafeMutablePointer<Float>
             if c.ffn == .swiglu {
-                SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: c.mlpHidden)
+                Profile.measure(.activation) { SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
                 hidden = s.hidden
-            } else {
-                // Out of place: the pre-activation is kept, and an in-place call (out == input)
-                // defeats the loop vectoriser (measured 6× slower).
-                GELU.forward(out: s.f, input: ffn, count: rows * f)
+            } else if saved {
+                // Out of place: the pre-activation is kept for backward.
+                Profile.measure(.activation) { GELU.forward(out: s.f, input: ffn, count: rows * f) }
                 hidden = s.f
+            } else {
+                Profile.measure(.activation) { GELU.forwardInPlace(ffn, count: rows * f) }
+                hidden = ffn
             }
-            Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
-                           inDim: c.mlpHidden, outDim: d)
-            BranchResidual.forward(out: xOut, residual: xMid, branch: s.y, gamma: ls2, sampleScale: sc2,
-                                   batch: batch, tokens: t, dim: d)
+            Profile.measure(.gemmFC2) {
+                Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
+                               inDim: c.mlpHidden, outDim: d)
+            }
+            Profile.measure(.residual) {
+                BranchResidual.forward(out: xOut, residual: xMid, branch: s.y, gamma: ls2, sampleScale: sc2,
+                                       batch: batch, tokens: t, dim: d)
+            }
+            observer?("block\(i)", UnsafeBufferPointer(start: xOut, count: rows * d))
         }
 
         // 4. Final LayerNorm on every token.
-        LayerNorm.forward(out: a[acts.out], mean: a[acts.meanF], rstd: a[acts.rstdF], input: a[acts.xFinal],
-                          weight: p[L.normW], bias: p[L.normB], rows: rows, dim: d, eps: c.layerNormEps)
+        Profile.measure(.layerNorm) {
+            LayerNorm.forward(out: a[acts.out], mean: a[acts.meanF], rstd: a[acts.rstdF], input: a[acts.xFinal],
+                              weight: p[L.normW], bias: p[L.normB], rows: rows, dim: d, eps: c.layerNormEps)
+        }
+        observer?("norm", UnsafeBufferPointer(start: a[acts.out], count: rows * d))
     }
 
     /// Backward of `forwardTraining`: the same calls reversed, block by block.
@@ -298,6 +341,9 @@ extension ViTModel {
                          dImages: UnsafeMutablePointer<Float>? = nil, trainable: ViTTrainableParts = .all) throws {
         let c = config
         try acts.check(config: c)
+        guard acts.hasGradients else {
+            throw NecoError.invalidArgument("these activations were allocated without gradients (gradients: false); backward needs them")
+        }
         guard trainable.firstBlock >= 0, trainable.firstBlock <= c.depth else {
             throw NecoError.invalidArgument("first trainable block \(trainable.firstBlock) out of range 0...\(c.depth)")
         }

@@ -53,136 +53,24 @@ public final class ViTModel: @unchecked Sendable {
     /// ("block0" …, (B, T, D)), then ("norm", (B, T, D)).
     public typealias StageObserver = (String, UnsafeBufferPointer<Float>) -> Void
 
-    /// Runs the backbone on normalised images.
+    /// Runs the backbone on normalised images: the one forward pass (`forwardTraining`, in
+    /// ViT+Training.swift) on activations that keep nothing for backward.
     /// - Parameters:
     ///   - out: (B, T, D) final-LayerNorm tokens.
     ///   - images: (B, C, H, W) ImageNet-normalised pixels.
+    ///   - observer: called with intermediate results: "patch_embed" (B, N, D) before positions,
+    ///     "tokens" (B, T, D) the assembled input, "block<i>" (B, T, D) after each block, "norm"
+    ///     (B, T, D) the output.
     public func forward(out: UnsafeMutablePointer<Float>, images: UnsafePointer<Float>,
                         batch: Int, height: Int, width: Int, observer: StageObserver? = nil) throws {
         try validateInput(height: height, width: width)
         guard batch >= 1, batch <= 4096 else { throw NecoError.shape("batch size \(batch) out of range 1...4096") }
-        let c = config, L = params.layout, p = params.slab
-        let d = c.embedDim, r = c.registers, ps = c.patchSize
-        let gh = height / ps, gw = width / ps, n = gh * gw
-        let t = 1 + r + n, rows = batch * t
-        let ffnWidth = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
-        let k = c.inChannels * ps * ps
-
-        // Workspace (one allocation per call). The FFN pre-activation (B, T, F) reuses the qkv and
-        // heads buffers, adjacent and dead by then, when F ≤ 4D (every GELU model).
-        let ffnInPlace = ffnWidth <= 4 * d
-        let sizes = [rows * d,                       // x: residual stream (B, T, D)
-                     rows * d,                       // y: normed / branch output (B, T, D)
-                     rows * 3 * d,                   // qkv (B, T, 3D)
-                     rows * d,                       // attention heads (B, T, D)
-                     ffnInPlace ? 0 : rows * ffnWidth,  // ffn pre-activation (B, T, F)
-                     c.ffn == .swiglu ? rows * c.mlpHidden : 0,  // SwiGLU hidden (B, T, H)
-                     n * k,                          // im2col (N, C·P·P)
-                     n * d,                          // resampled position table (N, D)
-                     max(gh * c.posGrid * d, Attention.scratchCount(tokens: t))]
-        let total = try Memory.bytes(sizes.reduce(0, +), of: Float.self, "forward workspace")
-        // The workspace and OpenBLAS's own buffers must both fit before any GEMM starts.
-        try Memory.reserve(bytes: [total, Memory.blasHeadroom], "a \(batch)×\(height)×\(width) forward (\(Memory.describe(total)) of work buffers)")
-        let ws = try FloatSlab(count: sizes.reduce(0, +))
-        var cursor = 0
-        func take(_ i: Int) -> UnsafeMutablePointer<Float> {
-            let ptr = ws.base + cursor
-            cursor += sizes[i]
-            return ptr
-        }
-        let x = take(0), y = take(1), qkv = take(2), heads = take(3), ffnOwn = take(4), hidden = take(5)
-        let cols = take(6), pos = take(7), scratch = take(8)
-        let ffn = ffnInPlace ? qkv : ffnOwn
-
-        // 1. Patch embedding: tokens 1+R ..< T of each image (N, D) = im2col · Wᵀ + b.
-        for b in 0..<batch {
-            Profile.measure(.patchEmbed) {
-                PatchEmbed.im2col(cols: cols, image: images + b * c.inChannels * height * width,
-                                  channels: c.inChannels, height: height, width: width, patch: ps)
-                Linear.forward(out: x + (b * t + 1 + r) * d, input: cols, weight: p[L.patchW], bias: p[L.patchB],
-                               rows: n, inDim: k, outDim: d)
-            }
-        }
-        if let observer {
-            var tmp = [Float](repeating: 0, count: batch * n * d)
-            for b in 0..<batch { for i in 0..<(n * d) { tmp[b * n * d + i] = x[(b * t + 1 + r) * d + i] } }
-            tmp.withUnsafeBufferPointer { observer("patch_embed", $0) }
-        }
-
-        // 2. CLS + pos[0]; patches + resampled pos[1...]; registers (no position).
-        //    RoPE models (DINOv3) have no table: CLS and registers only.
-        Profile.measure(.copies) {
-            if L.posEmbed < 0 {
-                Embeddings.prefixTokens(x: x, params: p, layout: L, batch: batch, tokens: t)
-            } else {
-                PosEmbed.resample(out: pos, table: p[L.posEmbed] + d, scratch: scratch, grid: c.posGrid,
-                                  height: gh, width: gw, dim: d, rule: c.posEmbedRule)
-                let cls = p[L.clsToken], pos0 = p[L.posEmbed]
-                for b in 0..<batch {
-                    let row = x + b * t * d
-                    for i in 0..<d { row[i] = cls[i] + pos0[i] }
-                    if r > 0 { (row + d).update(from: p[L.registerTokens], count: r * d) }
-                    let patches = row + (1 + r) * d
-                    for i in 0..<(n * d) { patches[i] += pos[i] }
-                }
-        }
-        }
-        let rope = c.rope == nil ? nil : ropeTables(gridHeight: gh, gridWidth: gw)
-        observer?("tokens", UnsafeBufferPointer(start: x, count: rows * d))
-
-        // 3. Blocks: x += ls1 ⊙ proj(attn(LN1(x)));  x += ls2 ⊙ FFN(LN2(x)).
-        let scale = 1 / Float(c.headDim).squareRoot()
-        for (i, blk) in L.blocks.enumerated() {
-            let ls1: UnsafePointer<Float>? = blk.ls1 >= 0 ? UnsafePointer(p[blk.ls1]) : nil
-            let ls2: UnsafePointer<Float>? = blk.ls2 >= 0 ? UnsafePointer(p[blk.ls2]) : nil
-            Profile.measure(.layerNorm) {
-                LayerNorm.forward(out: y, mean: nil, rstd: nil, input: x, weight: p[blk.norm1W], bias: p[blk.norm1B],
-                                  rows: rows, dim: d, eps: c.layerNormEps)
-            }
-            Profile.measure(.gemmQKV) {
-                Linear.forward(out: qkv, input: y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d,
-                               outDim: 3 * d)
-            }
-            if let rope { Profile.measure(.attnScores) { rope.apply(qkv: qkv, batch: batch, tokens: t, prefix: 1 + r, heads: c.heads) } }
-            Attention.forward(out: heads, probs: nil, scratch: scratch, qkv: qkv, batch: batch, tokens: t,
-                              heads: c.heads, headDim: c.headDim, scale: scale)
-            Profile.measure(.gemmProj) {
-                Linear.forward(out: y, input: heads, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d,
-                               outDim: d)
-            }
-            Profile.measure(.residual) { Residual.addScaled(residual: x, branch: y, gamma: ls1, rows: rows, dim: d) }
-
-            Profile.measure(.layerNorm) {
-                LayerNorm.forward(out: y, mean: nil, rstd: nil, input: x, weight: p[blk.norm2W], bias: p[blk.norm2B],
-                                  rows: rows, dim: d, eps: c.layerNormEps)
-            }
-            if c.ffn == .swiglu {
-                Profile.measure(.gemmFC1) {
-                    Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d,
-                                   outDim: ffnWidth)
-                }
-                Profile.measure(.activation) { SwiGLU.forward(hidden: hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
-            } else {
-                Profile.measure(.gemmFC1) {
-                    Linear.forward(out: ffn, input: y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d,
-                                   outDim: ffnWidth)
-                }
-                Profile.measure(.activation) { GELU.forwardInPlace(ffn, count: rows * ffnWidth) }
-            }
-            Profile.measure(.gemmFC2) {
-                Linear.forward(out: y, input: c.ffn == .swiglu ? hidden : ffn, weight: p[blk.fc2W], bias: p[blk.fc2B],
-                               rows: rows, inDim: c.mlpHidden, outDim: d)
-            }
-            Profile.measure(.residual) { Residual.addScaled(residual: x, branch: y, gamma: ls2, rows: rows, dim: d) }
-            observer?("block\(i)", UnsafeBufferPointer(start: x, count: rows * d))
-        }
-
-        // 4. Final LayerNorm on every token.
-        Profile.measure(.layerNorm) {
-            LayerNorm.forward(out: out, mean: nil, rstd: nil, input: x, weight: p[L.normW], bias: p[L.normB],
-                              rows: rows, dim: d, eps: c.layerNormEps)
-        }
-        observer?("norm", UnsafeBufferPointer(start: out, count: rows * d))
+        let acts = try ViTActivations(config: config, batch: batch, height: height, width: width,
+                                      firstSavedBlock: config.depth, gradients: false)
+        // OpenBLAS's own buffers must fit too before any GEMM starts (it would retry a failed mmap forever).
+        try Memory.reserve(Memory.blasHeadroom, of: UInt8.self, "a \(batch)×\(height)×\(width) forward (BLAS work buffers)")
+        try forwardTraining(acts, images: images, saveActivations: false, observer: observer)
+        out.update(from: acts.output.baseAddress!, count: acts.rows * config.embedDim)
     }
 
     /// Multiply-adds ×2 of one forward at H×W (linear layers, patch embedding and attention).

@@ -31,22 +31,42 @@ public enum Embeddings {
         return batch * n * k + batch * n * d + n * d + gh * c.posGrid * d + (wantImageGradient ? n * k : 0)
     }
 
-    /// x (B, T, D) ← tokens of images (B, C, H, W). The same calls, in the same order, as
-    /// `ViTModel.forward` steps 1–2, so the result is bit-identical to the inference path.
+    /// x (B, T, D) ← tokens of images (B, C, H, W): steps 1–2 of the forward pass (the one
+    /// embedding path of libneco). `observer` gets "patch_embed", the (B, N, D) patch embeddings
+    /// before positions are added.
     public static func forward(x: UnsafeMutablePointer<Float>, images: UnsafePointer<Float>, params p: FloatSlab,
                                layout L: ViTLayout, batch: Int, height: Int, width: Int,
-                               scratch: UnsafeMutablePointer<Float>) {
+                               scratch: UnsafeMutablePointer<Float>, observer: ViTModel.StageObserver? = nil) {
         let c = L.config
         let d = c.embedDim, r = c.registers, ps = c.patchSize
         let gh = height / ps, gw = width / ps, n = gh * gw, t = 1 + r + n
         let k = c.inChannels * ps * ps
-        let cols = scratch, pos = cols + n * k, resampleScratch = pos + n * d
+        let cols = scratch, pos = cols + n * k
         for b in 0..<batch {
-            PatchEmbed.im2col(cols: cols, image: images + b * c.inChannels * height * width,
-                              channels: c.inChannels, height: height, width: width, patch: ps)
-            Linear.forward(out: x + (b * t + 1 + r) * d, input: cols, weight: p[L.patchW], bias: p[L.patchB],
-                           rows: n, inDim: k, outDim: d)
+            Profile.measure(.patchEmbed) {
+                PatchEmbed.im2col(cols: cols, image: images + b * c.inChannels * height * width,
+                                  channels: c.inChannels, height: height, width: width, patch: ps)
+                Linear.forward(out: x + (b * t + 1 + r) * d, input: cols, weight: p[L.patchW], bias: p[L.patchB],
+                               rows: n, inDim: k, outDim: d)
+            }
         }
+        if let observer {
+            var patches = [Float](repeating: 0, count: batch * n * d)
+            for b in 0..<batch { for i in 0..<(n * d) { patches[b * n * d + i] = x[(b * t + 1 + r) * d + i] } }
+            patches.withUnsafeBufferPointer { observer("patch_embed", $0) }
+        }
+        Profile.measure(.copies) { addPositions(x: x, params: p, layout: L, batch: batch, gridHeight: gh, gridWidth: gw,
+                                                scratch: pos) }
+    }
+
+    /// CLS + pos[0], registers, and the resampled position table added to the patch rows of x
+    /// (B, T, D) (only CLS and registers for RoPE models, which have no table). `scratch`: (N, D)
+    /// resampled table, then the resampling's own scratch.
+    static func addPositions(x: UnsafeMutablePointer<Float>, params p: FloatSlab, layout L: ViTLayout, batch: Int,
+                             gridHeight gh: Int, gridWidth gw: Int, scratch pos: UnsafeMutablePointer<Float>) {
+        let c = L.config
+        let d = c.embedDim, r = c.registers, n = gh * gw, t = 1 + r + n
+        let resampleScratch = pos + n * d
         if L.posEmbed < 0 { prefixTokens(x: x, params: p, layout: L, batch: batch, tokens: t); return }
         PosEmbed.resample(out: pos, table: p[L.posEmbed] + d, scratch: resampleScratch, grid: c.posGrid,
                           height: gh, width: gw, dim: d, rule: c.posEmbedRule)
