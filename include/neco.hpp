@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -67,6 +68,37 @@ inline bool api_compatible() noexcept { return neco_api_version() == NECO_API_VE
 
 /// Where the setup script puts the default model (a copy of the per-thread C string).
 inline std::string default_model_path() { return neco_default_model_path(); }
+
+// ---- process-wide settings (not thread-safe: set them before other calls) ---------------------
+
+/// Worker threads for GEMMs and kernels: 1...256, or 0 for the number of processors.
+inline void set_threads(std::int32_t n) { check(neco_set_n_threads(n)); }
+inline std::int32_t threads() noexcept { return neco_get_n_threads(); }
+
+/// The largest picture the decoder accepts, in pixels (see neco_image_set_max_pixels).
+inline void set_max_image_pixels(std::int64_t max_pixels) { check(neco_image_set_max_pixels(max_pixels)); }
+inline std::int64_t max_image_pixels() noexcept { return neco_image_get_max_pixels(); }
+/// Whether JPEG/PNG files that end early decode (missing rows grey or black) instead of failing.
+inline void set_load_truncated_images(bool allow) noexcept { neco_image_set_load_truncated(allow); }
+inline bool load_truncated_images() noexcept { return neco_image_get_load_truncated(); }
+
+/// Routes libneco's log lines to `sink(level, text)` (every level); an empty function restores
+/// the default (warnings and errors to stderr). `sink` must be thread-safe; an exception it
+/// throws is swallowed (it may not cross into the library).
+inline void set_log(std::function<void(neco_log_level, const std::string &)> sink) {
+    static std::function<void(neco_log_level, const std::string &)> current;
+    current = std::move(sink);
+    if (!current) {
+        neco_log_set(nullptr, nullptr);
+        return;
+    }
+    neco_log_set([](neco_log_level level, const char * text, void *) noexcept {
+        try {
+            current(level, text != nullptr ? std::string(text) : std::string());
+        } catch (...) {
+        }
+    }, nullptr);
+}
 
 // ---- views over caller buffers -----------------------------------------------------------------
 
@@ -180,6 +212,9 @@ public:
     std::int32_t n_heads() const noexcept { return neco_model_n_heads(get()); }
     std::int32_t n_registers() const noexcept { return neco_model_n_registers(get()); }
     std::int64_t n_params() const noexcept { return neco_model_n_params(get()); }
+    /// The default input size (neco_model_params.image_height / width at load).
+    std::int32_t image_height() const noexcept { return neco_model_image_height(get()); }
+    std::int32_t image_width() const noexcept { return neco_model_image_width(get()); }
     std::string name() const { return neco_model_name(get()); }  // copied: outlives the model
     neco_family family() const noexcept { return static_cast<neco_family>(neco_model_family(get())); }
 
@@ -374,6 +409,22 @@ public:
 private:
     trainer_ptr p_;
 };
+
+/// The in-context protocol's result: the C summary and the IoU of every class.
+struct incontext_result {
+    neco_eval_result summary{};
+    std::vector<double> per_class_iou;
+};
+
+/// The in-context (Hummingbird) protocol of `m` on a benchmark folder (neco_eval_incontext).
+inline incontext_result eval_incontext(const model & m, const std::string & bench_dir,
+                                       const neco_eval_params & params = neco_eval_default_params()) {
+    incontext_result r;
+    r.per_class_iou.resize(65536);  // the most classes a benchmark's label maps can name
+    check(neco_eval_incontext(m.get(), bench_dir.c_str(), &params, &r.summary, r.per_class_iou.data(), r.per_class_iou.size()));
+    r.per_class_iou.resize(std::size_t(r.summary.n_classes > 0 ? r.summary.n_classes : 0));
+    return r;
+}
 
 /// Patch-to-patch nearest neighbours between two feature blocks (neco_match_patches).
 inline neighbours match_patches(view<const float> a, view<const float> b, std::int32_t dim, std::int32_t k) {

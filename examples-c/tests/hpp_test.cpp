@@ -62,6 +62,34 @@ int main(int argc, char ** argv) {
         const neco::model model = neco::model::load(tiny, mp);
         CHECK(model.embed_dim() == 32 && model.patch_size() == 14 && model.n_registers() == 4);
         CHECK(model.family() == NECO_FAMILY_DINOV2);
+        CHECK(model.image_height() > 0 && model.image_width() > 0);
+
+        // Process-wide settings round-trip; bad values throw; the log sink receives lines.
+        const std::int32_t threads = neco::threads();
+        neco::set_threads(1);
+        CHECK(neco::threads() == 1);
+        neco::set_threads(threads);
+        const std::int64_t max_pixels = neco::max_image_pixels();
+        neco::set_max_image_pixels(1000);
+        CHECK(neco::max_image_pixels() == 1000);
+        neco::set_max_image_pixels(max_pixels);
+        try {
+            neco::set_max_image_pixels(-1);
+            CHECK(false);
+        } catch (const neco::error & e) {
+            CHECK(e.status() == NECO_ERR_INVALID_ARG);
+        }
+        neco::set_load_truncated_images(true);
+        CHECK(neco::load_truncated_images());
+        neco::set_load_truncated_images(false);
+        int logged = 0;
+        neco::set_log([&](neco_log_level, const std::string & text) { logged += text.empty() ? 0 : 1; });
+        try {
+            neco::model::load("/nonexistent/other.safetensors");
+        } catch (const neco::error &) {
+        }
+        CHECK(logged > 0);  // a failed call logs at NECO_LOG_DEBUG
+        neco::set_log({});
 
         // Views.
         std::vector<float> buf(10);
