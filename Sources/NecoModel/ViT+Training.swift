@@ -40,7 +40,9 @@ public struct ViTTrainableParts: Sendable, Equatable {
 ///   qkv (B, T, 3D)      fused q, k, v                      → attention backward (P recomputed)
 ///   xMid (B, T, D)      residual after the attention branch → LN2 backward, LN2 recompute
 ///   mean2, rstd2 (B·T)  LN2 statistics
-///   ffn (B, T, F)       first feed-forward Linear output, before GELU / SwiGLU gating
+///   ffn (B, T, F)       first feed-forward Linear output, before GELU / SwiGLU gating (not stored
+///                       with `recomputeFeedForward`: backward recomputes it from xMid, one more
+///                       fc1 GEMM per block for 4·B·T·D fewer floats per block)
 /// Not stored and recomputed in backward: LayerNorm outputs (from x, mean, rstd), attention
 /// probabilities and head outputs (`AttentionRecompute`), GELU / SwiGLU outputs (from `ffn`), and
 /// the branch outputs before LayerScale (never needed, see `BranchResidual`).
@@ -69,6 +71,8 @@ public final class ViTActivations: @unchecked Sendable {
     let dX: Int
     /// Whether dOut and backward's scratch exist (`backward` needs them).
     public let hasGradients: Bool
+    /// Whether backward recomputes the feed-forward pre-activation instead of reading it.
+    public let recomputesFeedForward: Bool
     let scratch: Int
     /// (N, E/2) RoPE cos and sin tables of the last `forwardTraining` (−1 without RoPE).
     let ropeCos: Int, ropeSin: Int
@@ -84,8 +88,9 @@ public final class ViTActivations: @unchecked Sendable {
     /// - Throws: `.shape` for a size the model cannot take; `.outOfMemory`.
     /// - Parameter gradients: false for a forward-only use (inference): no dOut, no backward
     ///   scratch; `backward` then refuses these activations.
+    /// - Parameter recomputeFeedForward: store no `ffn` per block (see the type's documentation).
     public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
-                gradients: Bool = true) throws {
+                gradients: Bool = true, recomputeFeedForward: Bool = false) throws {
         try c.validate()
         let ps = c.patchSize
         guard height >= ps, width >= ps, height % ps == 0, width % ps == 0 else {
@@ -117,7 +122,7 @@ public final class ViTActivations: @unchecked Sendable {
                 v.xIn = take(rows * d); v.mean1 = take(rows); v.rstd1 = take(rows)
                 v.qkv = take(rows * 3 * d)
                 v.xMid = take(rows * d); v.mean2 = take(rows); v.rstd2 = take(rows)
-                v.ffn = take(rows * f)
+                v.ffn = recomputeFeedForward ? -1 : take(rows * f)
             }
             views.append(v)
         }
@@ -125,12 +130,13 @@ public final class ViTActivations: @unchecked Sendable {
         xFinal = take(rows * d); meanF = take(rows); rstdF = take(rows)
         out = take(rows * d)
         hasGradients = gradients
+        recomputesFeedForward = recomputeFeedForward
         dOut = take(gradients ? rows * d : 0)
         branchScale = take(c.depth * 2 * batch)
         dX = take(gradients ? rows * d : 0)
         workers = Threads.count
         scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth,
-                                         gradients: gradients)
+                                         gradients: gradients, recomputeFeedForward: recomputeFeedForward)
         scratch = take(scratchCount)
         let ropeCount = c.rope == nil ? 0 : n * c.headDim / 2
         ropeCos = c.rope == nil ? -1 : take(ropeCount)
@@ -172,14 +178,16 @@ public final class ViTActivations: @unchecked Sendable {
     /// four (B·T, D) buffers (three without gradients), one (B·T, max(F, 4D)) buffer, a
     /// (D, max(D, H)) weight-gradient buffer (with gradients), the SwiGLU hidden (B·T, H), two
     /// (T, T) attention matrices per worker; the embedding layer reuses the same region.
-    static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int, gradients: Bool) -> Int {
+    /// With `recomputeFeedForward`, one more (B·T, F) buffer for the recomputed pre-activation.
+    static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int, gradients: Bool,
+                             recomputeFeedForward: Bool) -> Int {
         let d = c.embedDim, t = 1 + c.registers + gh * gw, rows = batch * t
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         let h = c.ffn == .swiglu ? c.mlpHidden : 0
         let attention = gradients ? max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t))
             : Attention.scratchCount(tokens: t)
         let blockPart = (gradients ? 4 : 3) * rows * d + rows * max(f, 4 * d) + (gradients ? d * max(d, c.mlpHidden) : 0)
-            + rows * h + attention
+            + rows * h + (recomputeFeedForward ? rows * f : 0) + attention
         var embedPart = Embeddings.forwardScratchCount(config: c, gridHeight: gh, gridWidth: gw)
         if gradients {
             embedPart = max(embedPart, Embeddings.backwardScratchCount(config: c, batch: batch, gridHeight: gh, gridWidth: gw,
@@ -199,6 +207,7 @@ struct BlockScratch {
                                             //   feed-forward pre-activation, of unsaved blocks
     let g: UnsafeMutablePointer<Float>      // (D, max(D, H)) weight-gradient product (empty without gradients)
     let hidden: UnsafeMutablePointer<Float> // (rows, H) SwiGLU hidden (empty for the MLP)
+    let ffn: UnsafeMutablePointer<Float>    // (rows, F) recomputed feed-forward pre-activation (empty unless recomputed)
     let attn: UnsafeMutablePointer<Float>   // attention scratch
 
     init(_ a: ViTActivations) {
@@ -210,6 +219,7 @@ struct BlockScratch {
         self.f = take(rows * max(f, 4 * d))
         g = take(a.hasGradients ? d * max(d, c.mlpHidden) : 0)
         hidden = take(c.ffn == .swiglu ? rows * c.mlpHidden : 0)
+        ffn = take(a.recomputesFeedForward ? rows * f : 0)
         attn = p
     }
 }
@@ -257,9 +267,10 @@ extension ViTModel {
             let xMid = saved ? a[v.xMid] : s.d2
             let xOut = i + 1 < c.depth ? (i + 1 >= first ? a[acts.blocks[i + 1].xIn] : x0) : a[acts.xFinal]
             let qkv = saved ? a[v.qkv] : s.f
-            // Unsaved blocks keep nothing: the feed-forward pre-activation reuses qkv's buffer
-            // (dead after attention) and GELU runs in place.
-            let ffn = saved ? a[v.ffn] : s.f
+            // Unsaved blocks (and saved ones that recompute it) keep no feed-forward
+            // pre-activation: it reuses qkv's buffer (dead after attention) and GELU runs in place.
+            let keepFFN = saved && v.ffn >= 0
+            let ffn = keepFFN ? a[v.ffn] : s.f
             let sc1 = UnsafePointer(a[acts.branchScale + (i * 2) * batch])
             let sc2 = UnsafePointer(a[acts.branchScale + (i * 2 + 1) * batch])
             let ls1: UnsafePointer<Float>? = blk.ls1 >= 0 ? UnsafePointer(p[blk.ls1]) : nil
@@ -300,7 +311,7 @@ extension ViTModel {
             if c.ffn == .swiglu {
                 Profile.measure(.activation) { SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
                 hidden = s.hidden
-            } else if saved {
+            } else if keepFFN {
                 // Out of place: the pre-activation is kept for backward.
                 Profile.measure(.activation) { GELU.forward(out: s.f, input: ffn, count: rows * f) }
                 hidden = s.f
@@ -386,7 +397,16 @@ extension ViTModel {
             let ls2: UnsafePointer<Float>? = blk.ls2 >= 0 ? UnsafePointer(p[blk.ls2]) : nil
             let dLS1: UnsafeMutablePointer<Float>? = blk.ls1 >= 0 ? grads + blk.ls1 : nil
             let dLS2: UnsafeMutablePointer<Float>? = blk.ls2 >= 0 ? grads + blk.ls2 : nil
-            let ffn = a[v.ffn]
+            let ffn: UnsafeMutablePointer<Float>
+            if v.ffn >= 0 {
+                ffn = a[v.ffn]
+            } else {
+                // ffn = fc1(LN2(xMid)), recomputed: the same calls as the forward, so the same bits.
+                LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
+                                  bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+                Linear.forward(out: s.ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+                ffn = s.ffn
+            }
 
             // xOut = xMid + s_b·ls2 ⊙ fc2(act):  recompute act, then dAct (overwrites act), dZ, dZγ.
             let hidden: UnsafeMutablePointer<Float>

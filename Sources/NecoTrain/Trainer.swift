@@ -135,6 +135,13 @@ public final class Trainer: @unchecked Sendable {
     /// before clipping, so every rank applies the same EMA and AdamW update and the replicas stay
     /// identical. Default: the single process. Set it before the first step, on every rank.
     public var communicator: Communicator = SingleProcess.shared
+    /// Store no feed-forward pre-activation per block: backward recomputes it (one more fc1 GEMM
+    /// per trained block) and the activations shrink by 4·B·T·D floats per block — a third of
+    /// them for ViT-S. The gradients are bit-identical either way. Set it before a step; changing
+    /// it drops the cached buffers.
+    public var recomputeFeedForward = false {
+        didSet { if oldValue != recomputeFeedForward { cache.removeAll() } }
+    }
     /// Gradients are summed over the ranks in buckets of at most this many floats (16 MiB), in
     /// slab order.
     public static let allreduceBucket = 1 << 22
@@ -454,10 +461,10 @@ public final class Trainer: @unchecked Sendable {
         let teacherScratch: FloatSlab?
 
         init(model: ViTModel, key: BufferKey, firstSavedBlock: Int, head: HeadConfig?, teacherHead: ProjectionHead?,
-             withTeacher: Bool) throws {
+             withTeacher: Bool, recomputeFeedForward: Bool) throws {
             let c = model.config
             acts = try ViTActivations(config: c, batch: key.batch, height: key.height, width: key.width,
-                                      firstSavedBlock: firstSavedBlock)
+                                      firstSavedBlock: firstSavedBlock, recomputeFeedForward: recomputeFeedForward)
             batch = key.batch
             gridHeight = acts.gridHeight
             gridWidth = acts.gridWidth
@@ -528,7 +535,8 @@ public final class Trainer: @unchecked Sendable {
             if n < list.count, list[n].acts.workers < Threads.count { list.removeSubrange(n...) }
             if n == list.count {
                 list.append(try ViewBuffers(model: student, key: k, firstSavedBlock: trainableParts.firstBlock,
-                                            head: studentHead?.config, teacherHead: teacherHead, withTeacher: k.teacher))
+                                            head: studentHead?.config, teacherHead: teacherHead, withTeacher: k.teacher,
+                                            recomputeFeedForward: recomputeFeedForward))
             }
             cache[k] = list
             out.append(list[n])

@@ -166,6 +166,18 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotEqual(try train(c, steps: 5), la)
     }
 
+    /// Recomputing the feed-forward pre-activation in backward changes no bit of a trajectory
+    /// (drop path, clipping, heads, all blocks and the last two), and stores fewer activations.
+    func testRecomputedFeedForwardIsBitIdentical() throws {
+        for trainable in [TrainableBlocks.all, .last(2)] {
+            let stored = try makeTrainer(Self.config(trainable: trainable)), recomputed = try makeTrainer(Self.config(trainable: trainable))
+            recomputed.recomputeFeedForward = true
+            XCTAssertEqual(try train(stored, steps: 3), try train(recomputed, steps: 3), "\(trainable)")
+            XCTAssertEqual(params(stored), params(recomputed), "\(trainable)")
+            XCTAssertLessThan(recomputed.byteCount, stored.byteCount)
+        }
+    }
+
     /// Two inputs of the same shape keep separate activations: the step equals one input holding
     /// both batches (same loss and gradients up to summation order).
     func testInputsOfTheSameShape() throws {
