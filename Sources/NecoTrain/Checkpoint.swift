@@ -173,6 +173,17 @@ public enum Checkpoint {
                                 "step": String(trainer.step), "which": teacher ? "teacher" : "student"], to: path)
     }
 
+    /// Writes a model's backbone under the canonical names (a plain model file, as
+    /// `exportModel(_:to:teacher:)` writes), with `metadata` added.
+    public static func exportModel(_ model: ViTModel, to path: String, metadata: [String: String] = [:]) throws {
+        let e = model.params.layout.specs.map { Entry(name: $0.name, shape: $0.shape, base: model.params[$0.offset]) }
+        var meta = metadata
+        meta["format"] = "neco-model"
+        meta["version"] = legacyVersion
+        meta["model"] = model.config.trainingJSON.serialized()
+        try write(e, metadata: meta, to: path)
+    }
+
     static func write(_ entries: [Entry], metadata: [String: String], to path: String) throws {
         var meta = metadata
         var hasher = Checksum()
