@@ -31,7 +31,7 @@ struct NecoCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "neco",
         abstract: "NeCo dense features for DINO / DINOv2 Vision Transformers.",
-        subcommands: [Info.self, Extract.self, PCACommand.self, Demo.self, Bench.self, Export.self, Train.self, TrainBench.self, Eval.self, Interpolate.self, IndexBench.self, Segment.self, Neighbors.self])
+        subcommands: [Info.self, Extract.self, PCACommand.self, Demo.self, Bench.self, Export.self, Train.self, TrainBench.self, Eval.self, Interpolate.self, Plot.self, IndexBench.self, Segment.self, Neighbors.self])
 }
 
 /// Model selection shared by every subcommand.

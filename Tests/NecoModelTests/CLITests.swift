@@ -74,6 +74,22 @@ final class CLITests: XCTestCase {
         try assertOneLineError(["info", "--model", tmp], contains: "without a checkpoint.safetensors")
     }
 
+    /// `neco plot` draws the eval.csv curves of several runs; bad runs give one-line errors.
+    func testPlotDrawsRunCurves() throws {
+        for (run, rows) in [("a", "0,incontext_miou,22.1\n10,incontext_miou,23.4\n20,incontext_miou,23.9\n"),
+                            ("b", "0,incontext_miou,22.1\n10,incontext_miou,22.8\n")] {
+            try FileManager.default.createDirectory(atPath: tmp + "/" + run, withIntermediateDirectories: true)
+            try ("step,metric,value\n" + rows).write(toFile: tmp + "/\(run)/eval.csv", atomically: true, encoding: .utf8)
+        }
+        let out = tmp + "/curves.png"
+        let (rc, stdout, stderr) = try runTool(["plot", tmp + "/a", tmp + "/b", "--label", "seed 0", "--label", "seed 1", "--out", out])
+        XCTAssertEqual(rc, 0, stdout + stderr)
+        let png = try Data(contentsOf: URL(fileURLWithPath: out))
+        XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        try assertOneLineError(["plot", tmp + "/a", "--label", "x", "--label", "y", "--out", out], contains: "one --label per run")
+        try assertOneLineError(["plot", tmp + "/missing", "--out", out], contains: "missing/eval.csv")
+    }
+
     func testBadInputsGiveOneLineErrors() throws {
         let tiny = ["--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--heads", "4"]
         try assertOneLineError(["info", "--model", "/nonexistent.safetensors"], contains: "/nonexistent.safetensors")
