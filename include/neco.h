@@ -700,8 +700,10 @@ typedef bool (*neco_train_callback)(const neco_train_progress * progress, void *
  * Under an MPI launcher (mpirun, srun; set NECO_MPI=0 to opt out) the trainer is one rank of a
  * data-parallel run: call it with the same arguments on every rank; batch_size is the global
  * batch (each rank steps on batch_size / ranks images), rank 0 alone writes run_dir, and
- * neco_trainer_run follows rank 0's callback. A failure or a differing setting on any rank fails
- * every rank with NECO_ERR_DISTRIBUTED (docs/DISTRIBUTED.md). Errors: INVALID_ARG (NULL pointers, params out of range, crop sizes that are
+ * neco_trainer_run follows rank 0's callback and returns on every rank once rank 0's files are
+ * written. A failure on one rank fails every rank with that rank's status ("rank r of N failed:"
+ * in the message); settings or weights that differ between ranks, or a rank that stops answering
+ * within NECO_MPI_TIMEOUT, give NECO_ERR_DISTRIBUTED (docs/DISTRIBUTED.md). Errors: INVALID_ARG (NULL pointers, params out of range, crop sizes that are
  * not multiples of the patch size, a batch too small for the reference mode, a run_dir that
  * already holds a run), VERSION (params->struct_size), DATA (a folder without images, fewer
  * images than a batch), IO (the folder cannot be read, run_dir cannot be created), OOM. Unreadable images are skipped during training, with a warning. */

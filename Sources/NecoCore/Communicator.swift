@@ -55,8 +55,9 @@ extension Communicator {
 
     /// Runs `body` on every rank and agrees on its outcome, so that a failure on one rank stops
     /// all of them with the same message instead of leaving the others waiting:
-    /// - a rank that throws: every rank throws `.distributed` "rank r: <its message>" (the lowest
-    ///   failing rank's, with its error kind kept when all ranks failed alike);
+    /// - every rank throws the same error (kind and message): every rank rethrows it unchanged;
+    /// - otherwise a rank that throws makes every rank throw its error kind with the message
+    ///   "<what>: rank r of N failed: <its message>" (the lowest failing rank's);
     /// - `body` returns a fingerprint (a config, a checksum, a file list) that must be equal on
     ///   every rank: a rank whose fingerprint differs from rank 0's makes every rank throw
     ///   `.distributed` naming `what`, the rank and both values.
@@ -75,10 +76,15 @@ extension Communicator {
                                                            ?? "\(NecoError.Kind.internal.rawValue)\u{0}\(e)")
         }
         let all = try gather(text: report)
+        // Every rank failed the same way (a bad argument given to all of them): that error, as is.
+        if all.allSatisfy({ $0 == all[0] }), all[0].hasPrefix("error\u{0}"), case .failure(let e) = mine {
+            throw e
+        }
         for (r, text) in all.enumerated() where text.hasPrefix("error\u{0}") {
             let parts = text.split(separator: "\u{0}", maxSplits: 2, omittingEmptySubsequences: false)
             let message = parts.count > 2 ? String(parts[2]) : text
-            throw NecoError(.distributed, "\(what): rank \(r) of \(size) failed: \(message)")
+            let kind = parts.count > 2 ? Int32(parts[1]).flatMap(NecoError.Kind.init(rawValue:)) : nil
+            throw NecoError(kind ?? .distributed, "\(what): rank \(r) of \(size) failed: \(message)")
         }
         let reference = all[0].dropFirst(3)
         for (r, text) in all.enumerated() where text.dropFirst(3) != reference {

@@ -604,6 +604,13 @@ public final class NeCoRun: @unchecked Sendable {
     /// `teacher.safetensors`.
     /// - Throws: step errors (see `step()`); the run folder keeps its last good checkpoint.
     public func run(steps: Int? = nil, progress: (NeCoStepInfo) -> Bool = { _ in true }) throws -> NeCoRunOutcome {
+        let outcome = try runSteps(steps: steps, progress: progress)
+        // Under MPI: when `run` returns on any rank, rank 0's files (checkpoint, models) are written.
+        if communicator.size > 1 { try communicator.barrier(timeout: communicator.timeout) }
+        return outcome
+    }
+
+    func runSteps(steps: Int?, progress: (NeCoStepInfo) -> Bool) throws -> NeCoRunOutcome {
         if let s = steps, s < 0 { throw NecoError.invalidArgument("steps must be ≥ 0") }
         let end = steps.map { min(totalSteps, trainer.step + $0) } ?? totalSteps
         let comm = communicator
