@@ -20,11 +20,12 @@ $NECO demo --out out/demo
 
 RUN=out/train
 echo
-# A shortened NeCo recipe (scripts/recipe.sh, docs/EXPERIMENTS.md): 24 steps of 4 benchmark training
+# A shortened NeCo recipe (scripts/recipe.sh, docs/EXPERIMENTS.md) at the gentler learning rates of
+# its first version (5e-5 / 5e-4), which suit a 24-step schedule: 24 steps of 4 benchmark training
 # images (2 global crops of 224 px + 4 local crops of 98 px, queue references), the in-context
 # mIoU on the validation split before, during and after (curves.png, best.safetensors), then the
 # before/after table and segmentations. About 10 minutes on 2 cores.
-RUN="$RUN" STEPS=${DEMO_STEPS:-24} EVAL_EVERY=12 EVAL_BENCH=incontext scripts/recipe.sh
+RUN="$RUN" STEPS=${DEMO_STEPS:-24} EVAL_EVERY=12 LR_BACKBONE=5e-5 LR_HEAD=5e-4 EVAL_BENCH=incontext scripts/recipe.sh
 
 echo
 echo "== PCA of the patch features before and after NeCo"

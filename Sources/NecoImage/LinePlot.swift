@@ -40,8 +40,25 @@ public struct LinePlot: Sendable {
 
     /// The chart as an image (white background).
     public func render() -> RGBImage {
-        var canvas = Canvas(width: max(width, 160), height: max(height, 120))
-        let left = 64, right = canvas.width - 64, top = 36, bottom = canvas.height - 40
+        // The legend goes in the title row when it fits there, else in rows below the chart.
+        let hasLeft = series.contains { $0.axis == .left }
+        let labels = series.map { $0.name + ($0.axis == .right && hasLeft ? " (right)" : "") }
+        let entryWidths = labels.map { 6 * $0.count + 22 }
+        let w = max(width, 160)
+        let inline = entryWidths.reduce(0, +) <= (w - 64) - (64 + 6 * title.count + 16)
+        var legendRows: [[Int]] = []
+        if !inline {
+            var row: [Int] = [], used = 0
+            for (i, ew) in entryWidths.enumerated() {
+                if !row.isEmpty && used + ew > w - 2 * 64 { legendRows.append(row); row = []; used = 0 }
+                row.append(i)
+                used += ew
+            }
+            if !row.isEmpty { legendRows.append(row) }
+        }
+        let legendHeight = inline ? 0 : legendRows.count * 14 + 8
+        var canvas = Canvas(width: w, height: max(height, 120) + legendHeight)
+        let left = 64, right = canvas.width - 64, top = 36, bottom = canvas.height - 40 - legendHeight
         // Ranges.
         func range(_ pts: [(Double, Double)], _ key: (Double, Double) -> Double) -> (Double, Double)? {
             let v = pts.map { key($0.0, $0.1) }.filter { $0.isFinite }
@@ -87,13 +104,24 @@ public struct LinePlot: Sendable {
         canvas.rect(left, top, right, bottom, ink)
         canvas.text(title, x: left, y: 12, ink)
         canvas.text(xLabel, x: (left + right) / 2 - 3 * xLabel.count, y: bottom + 20, ink)
-        // Legend (top right, inside the title row).
-        var lx = right
-        for s in series.reversed() {
-            lx -= 6 * s.name.count + 22
-            canvas.fill(lx, 12, lx + 12, 18, s.color)
-            canvas.text(s.name + (s.axis == .right && yl != nil ? " (right)" : ""), x: lx + 16, y: 12, ink)
-            if s.axis == .right && yl != nil { lx -= 48 }
+        // Legend: right-aligned in the title row, or left-aligned rows under the x label.
+        if inline {
+            var lx = right
+            for i in series.indices.reversed() {
+                lx -= entryWidths[i]
+                canvas.fill(lx, 12, lx + 12, 18, series[i].color)
+                canvas.text(labels[i], x: lx + 16, y: 12, ink)
+            }
+        } else {
+            for (r, row) in legendRows.enumerated() {
+                var lx = left
+                let y = bottom + 36 + r * 14
+                for i in row {
+                    canvas.fill(lx, y, lx + 12, y + 6, series[i].color)
+                    canvas.text(labels[i], x: lx + 16, y: y, ink)
+                    lx += entryWidths[i]
+                }
+            }
         }
         // Series.
         for s in series {

@@ -14,6 +14,23 @@ final class LinePlotTests: XCTestCase {
         XCTAssertEqual(FixedPoint.text(.infinity, digits: 1), "inf")
     }
 
+    /// A legend that fits stays in the title row; a long one wraps into rows under the chart, which
+    /// grows by their height (its colour swatches drawn there).
+    func testLegendWrapsBelowTheChart() {
+        func plot(_ n: Int, _ name: String) -> RGBImage {
+            LinePlot(title: "mIoU", xLabel: "step", series: (0..<n).map { i in
+                LinePlot.Series(name: "\(name) \(i)", color: (200, UInt8(i * 20), 0), points: [(0, 1), (10, Double(i))])
+            }).render()
+        }
+        let short = plot(2, "seed"), long = plot(8, "a much longer run description")
+        XCTAssertEqual(short.height, 400)
+        XCTAssertGreaterThan(long.height, 400)
+        // The first swatch of the wrapped legend, at the left edge of the chart, under the x label.
+        let y = long.height - 40 - (long.height - 400) + 36 + 2
+        let p = (y * long.width + 64 + 2) * 3
+        XCTAssertEqual([long.pixels[p], long.pixels[p + 1], long.pixels[p + 2]], [200, 0, 0])
+    }
+
     func testHugeAndNonFiniteValuesDraw() {
         let plot = LinePlot(title: "loss", xLabel: "step", series: [
             LinePlot.Series(name: "loss", color: (31, 119, 180), points: [(0, 3.9), (1, 1e30), (2, .nan), (3, -1e30)]),
