@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The NeCo CPU recipe end to end, from the embedded default model (DINOv2 ViT-S/14):
 #   1. post-pretrain it with NeCo on the benchmark's *training* images (never validation), with
-#      the in-context evaluation every EVAL_EVERY steps (run folder: curves.png, eval.csv,
-#      best.safetensors);
+#      the in-context evaluation every EVAL_EVERY steps on SELECT held-out training images, which
+#      chooses the checkpoint (run folder: curves.png, eval.csv, best.safetensors);
 #   2. evaluate the default model (A) and the best student (B) with all three protocols on the
 #      validation split (`neco eval --bench all --compare`), and a picture of before/after
 #      segmentations (RUN/compare.png).
 # The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
 # recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, EVAL_EVERY,
-# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), REFERENCES (queue or
+# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
+# held out for choosing the checkpoint, default 50; 0 = choose on the validation split), REFERENCES (queue or
 # batch), EXTRA (more `neco train` options, e.g. "--steepness 50 --drop-path 0"). Rerunning continues a stopped run and re-evaluates a finished one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,17 +33,38 @@ THREADS=${THREADS:-$(nproc)}
 EVAL_BENCH=${EVAL_BENCH:-all}
 start=$(date +%s)
 
+# The checkpoint is chosen on a selection split carved out of the *training* images (the last
+# SELECT of them, 50 by default, as a benchmark of 150 memory + SELECT query images), so the
+# validation split is used once, for the final numbers. SELECT=0 selects on the validation split.
+SELECT=${SELECT:-50}
+EVAL_DATA=$BENCH
+if [ "$SELECT" -gt 0 ]; then
+  EVAL_DATA="$RUN.select"
+  if [ ! -f "$EVAL_DATA/classes.txt" ]; then
+    mkdir -p "$EVAL_DATA"/{train,val}/{images,labels}
+    cp "$BENCH/classes.txt" "$BENCH/manifest.json" "$EVAL_DATA/"
+    mapfile -t names < <(ls "$BENCH/train/images" | sort)
+    n=${#names[@]}
+    for i in "${!names[@]}"; do
+      stem=${names[$i]%.*}
+      part=train; [ "$i" -ge $((n - SELECT)) ] && part=val
+      ln -sf "$(cd "$BENCH/train/images" && pwd)/${names[$i]}" "$EVAL_DATA/$part/images/${names[$i]}"
+      ln -sf "$(cd "$BENCH/train/labels" && pwd)/$stem.png" "$EVAL_DATA/$part/labels/$stem.png"
+    done
+  fi
+fi
+
 if [ -f "$RUN/student.safetensors" ]; then
   echo "== recipe: $RUN is trained already (rm -rf $RUN to train again)"
 elif [ -f "$RUN/checkpoint.safetensors" ]; then
   echo "== recipe: resuming $RUN"
-  $NECO train --resume "$RUN" --threads "$THREADS" --eval-data "$BENCH" --quiet
+  $NECO train --resume "$RUN" --threads "$THREADS" --eval-data "$EVAL_DATA" --quiet
 else
   echo "== recipe: NeCo on $BENCH/train/images, $STEPS steps of $BATCH images"
   $NECO train --data "$BENCH/train/images" --out "$RUN" --steps "$STEPS" --batch "$BATCH" \
     --global-size 224 --local-size 98 --references "${REFERENCES:-queue}" --lr-backbone "$LR_BACKBONE" --lr-head "$LR_HEAD" \
     --train-last "$TRAIN_LAST" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --eval-every "$EVAL_EVERY" \
-    --eval-data "$BENCH" --threads "$THREADS" --quiet ${EXTRA:-}
+    --eval-data "$EVAL_DATA" --threads "$THREADS" --quiet ${EXTRA:-}
 fi
 train_end=$(date +%s)
 
