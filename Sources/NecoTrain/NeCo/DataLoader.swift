@@ -237,39 +237,12 @@ public final class NeCoDataLoader: @unchecked Sendable {
 
     /// The next batch, or nil at the end of the epoch (then `epoch` has advanced and `position`
     /// is 0; call again for the first batch of the next epoch).
-    public func next() throws -> NeCoBatch? {
-        if communicator.size > 1 { return try nextShard() }
-        let order = currentOrder()
-        let n = order.count, b = batchSize
-        var samples: [(String, Sample)] = []
-        while samples.count < b {
-            let need = b - samples.count
-            guard position + need <= n else {
-                epoch += 1
-                position = 0
-                return nil
-            }
-            let positions = Array(position..<(position + need))
-            let results = decode(positions, order: order)
-            for (i, r) in results.enumerated() {
-                let path = images.name(order[positions[i]])
-                switch r {
-                case .success(let s): samples.append((path, s))
-                case .failure(let error):
-                    skipped += 1
-                    warn("skipping \(path): \(error)")
-                }
-            }
-            position += need
-        }
-        return try assemble(samples)
-    }
-
-    /// `next()` for rank r of N: the global batch's positions are split into contiguous chunks,
-    /// one per rank; the ranks share which of them decoded; rank r returns global images
+    ///
+    /// With N ranks (`communicator`): the global batch's positions are split into contiguous
+    /// chunks, one per rank; the ranks share which of them decoded; rank r returns global images
     /// r·B/N..<(r+1)·B/N of the readable ones (decoding again any that another rank read, which
-    /// happens only after a skip).
-    func nextShard() throws -> NeCoBatch? {
+    /// happens only after a skip). One process is the case N = 1.
+    public func next() throws -> NeCoBatch? {
         let comm = communicator, ranks = comm.size, rank = comm.rank
         let order = currentOrder()
         let n = order.count, b = batchSize
@@ -295,7 +268,7 @@ public final class NeCoDataLoader: @unchecked Sendable {
                     flags[lo - position + i] = 1
                     mine[lo + i] = sample
                 case .failure(let error):
-                    warn("skipping \(images.name(order[lo + i])) (rank \(rank)): \(error)")
+                    warn("skipping \(images.name(order[lo + i]))\(ranks > 1 ? " (rank \(rank))" : ""): \(error)")
                 }
             }
             let all = try comm.gather(bytes: flags)
