@@ -420,13 +420,19 @@ public final class NeCoRun: @unchecked Sendable {
         if let t = trainer.teacher { add(t.params.slab.base, t.params.count) }
         for head in [trainer.studentHead, trainer.teacherHead].compactMap({ $0 }) { add(head.slab.base, head.count) }
         objective.references.queue.withUnsafeBufferPointer { if let b = $0.baseAddress { add(b, $0.count) } }
+        return "config \(config.json.serialized()); step \(trainer.step); data epoch \(loader.epoch) position \(loader.position) "
+            + "of \(loader.images.count) images (list \(imageListChecksum)); weights \(String(h.value, radix: 16))"
+    }
+
+    /// Checksum of the image names, in order (the list does not change during a run, so it is
+    /// hashed once, not at every replica check).
+    private lazy var imageListChecksum: String = {
         var names = Checksum()
         var list = Array((0..<loader.images.count).map { loader.images.name($0) }.joined(separator: "\u{0}").utf8)
         while list.count % 4 != 0 { list.append(0) }
         list.withUnsafeBytes { if let b = $0.baseAddress { names.add(b, words: $0.count / 4) } }
-        return "config \(config.json.serialized()); step \(trainer.step); data epoch \(loader.epoch) position \(loader.position) "
-            + "of \(loader.images.count) images (list \(String(names.value, radix: 16))); weights \(String(h.value, radix: 16))"
-    }
+        return String(names.value, radix: 16)
+    }()
 
     /// A run continued from a checkpoint file, writing to `directory` (nil: nowhere).
     public init(checkpoint path: String, images: TrainingImages?, directory: String?) throws {
