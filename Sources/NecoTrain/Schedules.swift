@@ -54,6 +54,8 @@ public struct TrainingSchedules: Sendable, Equatable {
     public var weightDecay: CosineSchedule
     /// Teacher EMA momentum m_t.
     public var momentum: CosineSchedule
+    /// The backbone's learning rate is 0 before this step (`TrainerConfig.headOnlySteps`).
+    public var headOnlySteps: Int
 
     public init(config c: TrainerConfig) {
         lrBackbone = CosineSchedule(start: c.lrBackbone, end: c.finalLR, totalSteps: c.totalSteps,
@@ -62,10 +64,12 @@ public struct TrainingSchedules: Sendable, Equatable {
                                 warmupSteps: c.warmupSteps, warmupStart: 0)
         weightDecay = CosineSchedule(start: c.weightDecayStart, end: c.weightDecayEnd, totalSteps: c.totalSteps)
         momentum = CosineSchedule(start: c.momentumStart, end: c.momentumEnd, totalSteps: c.totalSteps)
+        headOnlySteps = c.headOnlySteps
     }
 
     /// (lr backbone, lr head, weight decay, momentum) at `step`.
     public func values(at step: Int) -> (lrBackbone: Double, lrHead: Double, weightDecay: Double, momentum: Double) {
-        (lrBackbone.value(at: step), lrHead.value(at: step), weightDecay.value(at: step), momentum.value(at: step))
+        (step < headOnlySteps ? 0 : lrBackbone.value(at: step), lrHead.value(at: step), weightDecay.value(at: step),
+         momentum.value(at: step))
     }
 }

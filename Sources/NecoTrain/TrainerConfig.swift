@@ -54,6 +54,11 @@ public struct TrainerConfig: Sendable, Equatable {
     public var totalSteps: Int
     /// Linear lr warmup steps (NeCo: 0).
     public var warmupSteps: Int = 0
+    /// Steps at the start of the run in which only the projection head learns: the backbone's
+    /// learning rate is 0 before this step, then follows its schedule (NeCo: 0). A fresh head is
+    /// random, and the gradients it sends into the backbone at first mostly distort pre-trained
+    /// features; training the head alone first ("linear probe, then fine-tune") avoids that.
+    public var headOnlySteps: Int = 0
     public var lrBackbone: Double = 1e-5
     public var lrHead: Double = 1e-4
     /// Final learning rate of both groups (NeCo's `final_lr`: 0).
@@ -96,6 +101,7 @@ public struct TrainerConfig: Sendable, Equatable {
         func check(_ ok: Bool, _ m: String) throws { if !ok { throw NecoError.invalidArgument("trainer config: \(m)") } }
         try check(totalSteps >= 1 && totalSteps <= Self.maxTotalSteps, "totalSteps \(totalSteps) must be in 1...2^40")
         try check(warmupSteps >= 0 && warmupSteps < totalSteps, "warmupSteps \(warmupSteps) must be in 0..<totalSteps")
+        try check(headOnlySteps >= 0 && headOnlySteps < totalSteps, "headOnlySteps \(headOnlySteps) must be in 0..<totalSteps")
         try check(lrBackbone >= 0 && lrHead >= 0 && finalLR >= 0 && lrBackbone.isFinite && lrHead.isFinite,
                   "learning rates must be finite and ≥ 0")
         try check(weightDecayStart >= 0 && weightDecayEnd >= 0, "weight decay must be ≥ 0")
@@ -140,7 +146,7 @@ public struct TrainerConfig: Sendable, Equatable {
             ("head_out_dim", .number(Double(headOutDim))),
             ("head_layers", .number(Double(headLayers))),
             ("use_teacher", .bool(useTeacher)),
-        ] + ropeJSON)
+        ] + (headOnlySteps > 0 ? [("head_only_steps", .number(Double(headOnlySteps)))] : []) + ropeJSON)
     }
 
     /// Only the RoPE augmentation settings that are on (older files have none).
@@ -171,6 +177,7 @@ public struct TrainerConfig: Sendable, Equatable {
         self.init(totalSteps: try int("total_steps"))
         self.seed = seed
         warmupSteps = try int("warmup_steps")
+        headOnlySteps = j["head_only_steps"]?.intValue ?? 0  // absent in files written before it existed
         lrBackbone = try num("lr_backbone")
         lrHead = try num("lr_head")
         finalLR = try num("final_lr")

@@ -48,6 +48,7 @@ struct Train: ParsableCommand {
     @Option(help: "Backbone learning rate.") var lrBackbone: Double = 1e-5
     @Option(help: "Projection-head learning rate.") var lrHead: Double = 1e-4
     @Option(help: "Linear warm-up steps (NeCo: 0).") var warmupSteps: Int = 0
+    @Option(help: "First steps in which only the projection head learns (backbone lr 0; NeCo: 0).") var headOnlySteps: Int = 0
     @Option(help: "Student stochastic-depth rate.") var dropPath: Float = 0.1
     @Option(help: "Train only the last N blocks (0 = everything).") var trainLast: Int = 0
     @Option(help: "Freeze the first N blocks (0 = none).") var freezeFirst: Int = 0
@@ -95,7 +96,7 @@ struct Train: ParsableCommand {
             if references != fresh.references || queueLength != fresh.queueLength || sortNet != fresh.sortNet
                 || relaxation != fresh.relaxation || steepness != fresh.steepness || teacherSteepness != nil
                 || roiSize != fresh.roiSize || logFloor != fresh.logFloor { changed.append("NeCo loss options") }
-            if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps
+            if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps || headOnlySteps != fresh.headOnlySteps
                 || dropPath != fresh.dropPath || ropeRescale != nil || ropeJitter != nil || ropeShift != nil
                 || trainLast != 0 || freezeFirst != 0 || gradClip != nil || seed != fresh.seed
                 || checkpointEvery != fresh.checkpointEvery || log != fresh.log || evalEvery != fresh.evalEvery {
@@ -231,6 +232,7 @@ struct Train: ParsableCommand {
         t.lrBackbone = lrBackbone
         t.lrHead = lrHead
         t.warmupSteps = warmupSteps
+        t.headOnlySteps = headOnlySteps
         t.dropPathRate = dropPath
         t.gradClip = gradClip
         t.ropeAugment = RoPEAugment(shift: ropeShift, jitter: ropeJitter, rescale: ropeRescale)

@@ -341,4 +341,39 @@ final class TrainerTests: XCTestCase {
         // Only the last block's activations are kept.
         XCTAssertEqual(t.activations(for: Inputs(step: 0).list[0])?.firstSavedBlock, 2)
     }
+
+    /// `headOnlySteps = 2`: the backbone's rate is 0 for steps 0 and 1 (student and teacher
+    /// backbones stay bit-equal to the initial weights while the head learns), then follows the
+    /// cosine schedule unchanged; the setting survives the config's JSON, and files without it
+    /// read as 0.
+    /// Two EMA updates of a weight with itself, in Float: a few ulps (2⁻²³ ≈ 1.2e-7) relative.
+    static let emaRounding: Float = 4e-7
+
+    func testHeadOnlyStepsFreezeTheBackboneFirst() throws {
+        var c = Self.config()
+        c.headOnlySteps = 2
+        let s = TrainingSchedules(config: c), plain = TrainingSchedules(config: Self.config())
+        XCTAssertEqual(s.values(at: 0).lrBackbone, 0)
+        XCTAssertEqual(s.values(at: 1).lrBackbone, 0)
+        for step in 2..<10 { XCTAssertEqual(s.values(at: step).lrBackbone, plain.values(at: step).lrBackbone) }
+        for step in 0..<10 { XCTAssertEqual(s.values(at: step).lrHead, plain.values(at: step).lrHead) }
+
+        c.warmupSteps = 0  // so step 0's head rate is not 0 either
+        let t = try makeTrainer(c)
+        let backbone = Array(t.student.params.slab.buffer), teacher = Array(t.teacher!.params.slab.buffer)
+        let head = Array(t.studentHead!.slab.buffer)
+        _ = try train(t, steps: 2)
+        XCTAssert(Array(t.student.params.slab.buffer) == backbone, "student backbone moved during head-only steps")
+        // The teacher averages equal weights: m·x + (1 − m)·x, equal to x up to its rounding.
+        let drift = zip(t.teacher!.params.slab.buffer, teacher).map { abs($0 - $1) / max(abs($1), 1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(drift, Self.emaRounding)
+        XCTAssert(Array(t.studentHead!.slab.buffer) != head, "the head did not learn")
+        _ = try train(t, steps: 1)
+        XCTAssert(Array(t.student.params.slab.buffer) != backbone, "the backbone did not learn after the head-only steps")
+
+        XCTAssertEqual(try TrainerConfig(json: c.json), c)
+        XCTAssertEqual(try TrainerConfig(json: Self.config().json).headOnlySteps, 0)
+        c.headOnlySteps = 10
+        XCTAssertThrowsError(try c.validate())
+    }
 }
