@@ -660,6 +660,9 @@ typedef struct neco_train_params {
     int32_t head_out_dim;     /* the embedding the loss sees, 1...65536. Default 256 */
     int32_t epochs;           /* > 0: total_steps = epochs x floor(images / batch_size), as `neco
                                  train --epochs` (total_steps is then ignored). Default 0 */
+    int64_t head_only_steps;  /* the first N steps train the projection head alone (backbone
+                                 learning rate 0), 0...T-1, as `neco train --head-only-steps`.
+                                 A struct_size that ends before it (an older header) reads 0. Default 0 */
 } neco_train_params;
 
 NECO_API neco_train_params neco_train_default_params(void);

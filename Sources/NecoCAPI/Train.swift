@@ -40,7 +40,7 @@ public func neco_train_default_params() -> neco_train_params {
                       sort_net: Int32(NECO_SORT_BITONIC.rawValue), relaxation: Int32(NECO_RELAX_CAUCHY.rawValue),
                       steepness: 100, teacher_steepness: 0, log_floor: 0, lr_backbone: 1e-5, lr_head: 1e-4, warmup_steps: 0,
                       drop_path: 0.1, train_last_blocks: 0, freeze_first_blocks: 0, grad_clip: 0, seed: 0, run_dir: nil,
-                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256, epochs: 0)
+                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256, epochs: 0, head_only_steps: 0)
 }
 
 /// The run configuration for C params, every field range-checked (NeCoRunConfig.validate checks
@@ -64,6 +64,8 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     try check(p.epochs >= 0 && p.epochs <= 1 << 20, "epochs = \(p.epochs) out of range 0...2^20 (0 = use total_steps)")
     try check(p.lr_backbone.isFinite && p.lr_backbone >= 0 && p.lr_head.isFinite && p.lr_head >= 0, "lr_backbone / lr_head must be finite and ≥ 0")
     try check(p.warmup_steps >= 0 && p.warmup_steps < p.total_steps, "warmup_steps = \(p.warmup_steps) must be in 0...total_steps-1")
+    try check(p.head_only_steps >= 0 && p.head_only_steps < p.total_steps || p.epochs > 0 && p.head_only_steps >= 0,
+              "head_only_steps = \(p.head_only_steps) must be in 0...total_steps-1")
     try check(p.drop_path.isFinite && p.drop_path >= 0 && p.drop_path < 1, "drop_path = \(p.drop_path) must be in [0, 1)")
     try check(p.train_last_blocks >= 0 && p.freeze_first_blocks >= 0, "train_last_blocks / freeze_first_blocks must be ≥ 0")
     try check(p.train_last_blocks == 0 || p.freeze_first_blocks == 0, "train_last_blocks and freeze_first_blocks are both set")
@@ -81,6 +83,7 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     t.lrBackbone = p.lr_backbone
     t.lrHead = p.lr_head
     t.warmupSteps = Int(p.warmup_steps)
+    t.headOnlySteps = Int(p.head_only_steps)
     t.dropPathRate = Float(p.drop_path)
     t.gradClip = p.grad_clip > 0 ? p.grad_clip : nil
     t.headHiddenDim = Int(p.head_hidden_dim)

@@ -1108,6 +1108,9 @@ int main(int argc, char ** argv) {
         BAD_TRAIN_PARAM(b.lr_head = INFINITY, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.warmup_steps = 4, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.warmup_steps = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.head_only_steps = 4, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.head_only_steps = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM((b.epochs = 1, b.head_only_steps = 1000), NECO_ERR_INVALID_ARG); /* beyond the epoch's steps */
         BAD_TRAIN_PARAM(b.drop_path = 1, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.drop_path = NAN, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.train_last_blocks = -1, NECO_ERR_INVALID_ARG);
