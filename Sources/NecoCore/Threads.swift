@@ -1,9 +1,10 @@
+import CNecoKernels
 import COpenBLAS
 import Dispatch
 
 /// The one place where libneco's thread count lives.
 ///
-/// libneco runs every parallel loop itself, on libdispatch's worker pool, and keeps OpenBLAS
+/// libneco runs every parallel loop itself, on its own worker pool (`region`), and keeps OpenBLAS
 /// single-threaded: `Gemm.gemm` splits a large product into row (or column) blocks and runs one
 /// single-threaded `cblas_sgemm` per worker. One pool for GEMMs and elementwise kernels means no
 /// oversubscription, and no OpenBLAS threads spinning for work while our kernels run.
@@ -38,13 +39,10 @@ public enum Threads {
             return
         }
         let chunk = (n + workers - 1) / workers
-        withoutActuallyEscaping(body) { body in
-            let box = _UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let s = w * chunk
-                let e = min(n, s + chunk)
-                if s < e { box.value(s, e) }
-            }
+        region(workers) { w in
+            let s = w * chunk
+            let e = min(n, s + chunk)
+            if s < e { body(s, e) }
         }
     }
 
@@ -58,12 +56,30 @@ public enum Threads {
             return
         }
         let chunk = (n + workers - 1) / workers
+        region(workers) { w in
+            let s = w * chunk
+            let e = min(n, s + chunk)
+            if s < e { body(w, s, e) }
+        }
+    }
+
+    /// Runs `body(w)` for w in 0 ..< workers (≥ 2) in parallel, w = 0 on the calling thread: on
+    /// libneco's pool (CNecoKernels' nk_pool: pool threads spin briefly between regions, so the
+    /// back-to-back regions of a forward pass start without a kernel wake-up), or, when the pool
+    /// is busy with another thread's region or the call is nested inside a region, on
+    /// libdispatch's workers.
+    @usableFromInline
+    static func region(_ workers: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
-            let box = _UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let s = w * chunk
-                let e = min(n, s + chunk)
-                if s < e { box.value(w, s, e) }
+            var task = body
+            let ran = withUnsafeMutablePointer(to: &task) { p in
+                nk_pool_run(workers, { ctx, w in
+                    ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(w)
+                }, p)
+            }
+            if ran != 0 {
+                let box = _UncheckedSendable(body)
+                DispatchQueue.concurrentPerform(iterations: workers) { w in box.value(w) }
             }
         }
     }
