@@ -1,3 +1,4 @@
+import Dispatch
 import NecoCore
 import NecoModel
 import XCTest
@@ -186,4 +187,52 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(hits, [Int](repeating: 1, count: n))
         }
     }
+
+    /// The pool under stress: many regions of varying widths (threads that sit out a region still
+    /// acknowledge it), regions nested inside regions (they fall back to libdispatch), and
+    /// regions started from several host threads at once (only one holds the pool; the others
+    /// fall back). Every index is covered exactly once in every region.
+    func testWorkerPoolRegions() {
+        let saved = Threads.count
+        defer { Threads.setCount(saved) }
+        for width in [2, 3, 4, 2, 5] {  // more workers than cores is allowed: pool threads are made as needed
+            Threads.setCount(width)
+            for round in 0..<200 {
+                let n = 1 + (round * 7) % 41
+                var hits = [Int](repeating: 0, count: n)
+                hits.withUnsafeMutableBufferPointer { h in
+                    let p = h.baseAddress
+                    Threads.parallelFor(n) { s, e in for i in s..<e { p![i] += 1 } }
+                }
+                XCTAssertEqual(hits, [Int](repeating: 1, count: n), "width \(width) round \(round)")
+            }
+        }
+        Threads.setCount(3)
+        var nested = [Int](repeating: 0, count: 9 * 9)
+        nested.withUnsafeMutableBufferPointer { h in
+            let p = h.baseAddress
+            Threads.parallelFor(9) { s, e in
+                for i in s..<e { Threads.parallelFor(9) { s2, e2 in for j in s2..<e2 { p![i * 9 + j] += 1 } } }
+            }
+        }
+        XCTAssertEqual(nested, [Int](repeating: 1, count: 81))
+        let callers = 4, n = 1000
+        var grid = [Int](repeating: 0, count: callers * 50 * n)
+        grid.withUnsafeMutableBufferPointer { h in
+            let p = _UnsafeBox(h.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: callers) { c in
+                for r in 0..<50 {
+                    let base = p.pointer + (c * 50 + r) * n
+                    Threads.parallelFor(n) { s, e in for i in s..<e { base[i] += 1 } }
+                }
+            }
+        }
+        XCTAssertEqual(grid, [Int](repeating: 1, count: grid.count))
+    }
+}
+
+/// Carries a pointer into concurrent closures (each writes its own slice).
+private struct _UnsafeBox: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Int>
+    init(_ p: UnsafeMutablePointer<Int>) { pointer = p }
 }
