@@ -13,16 +13,20 @@ public enum Gemm {
     /// Products smaller than this many multiply-adds run on the calling thread.
     public static let parallelThreshold = 1 << 21
 
-    /// - Parameter parallel: split the product over `Threads.count` workers (row blocks of `out`
-    ///   when it has at least as many rows as columns, else column blocks). Pass `false` inside a
-    ///   parallel region.
+    /// - Parameters:
+    ///   - parallel: split the product over `Threads.count` workers (row blocks of `out` when it
+    ///     has at least as many rows as columns, else column blocks). Pass `false` inside a
+    ///     parallel region.
+    ///   - bias: (N) added to every row: out = alpha · op(a) · op(b) + bias (`beta` is then
+    ///     ignored); each worker fills its own block, so the bias costs no pass of its own.
     @inlinable
     public static func gemm(
         out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
         m: Int, n: Int, k: Int,
         transA: Bool = false, transB: Bool = false,
         alpha: Float = 1, beta: Float = 0,
-        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, parallel: Bool = true
+        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, parallel: Bool = true,
+        bias: UnsafePointer<Float>? = nil
     ) {
         precondition(m >= 0 && n >= 0 && k >= 0 && m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max),
                      "gemm: dims out of range")
@@ -32,7 +36,7 @@ public enum Gemm {
         let ldc = ldc ?? n
         let workers = Threads.count
         if !parallel || workers <= 1 || m * n * k < parallelThreshold {
-            sgemm(out, a, b, m, n, k, transA, transB, alpha, beta, lda, ldb, ldc)
+            product(out, a, b, m, n, k, transA, transB, alpha, beta, lda, ldb, ldc, bias)
             return
         }
         // Each worker packs its own share of one operand and all of the other: split the longer
@@ -47,7 +51,7 @@ public enum Gemm {
                 for p in s..<e {
                     let i0 = p * block, rows = min(block, m - i0)
                     let ap = transA ? a + i0 : a + i0 * lda
-                    sgemm(out + i0 * ldc, ap, b, rows, n, k, transA, transB, alpha, beta, lda, ldb, ldc)
+                    product(out + i0 * ldc, ap, b, rows, n, k, transA, transB, alpha, beta, lda, ldb, ldc, bias)
                 }
             }
         } else {
@@ -58,9 +62,25 @@ public enum Gemm {
                 for p in s..<e {
                     let j0 = p * block, cols = min(block, n - j0)
                     let bp = transB ? b + j0 * ldb : b + j0
-                    sgemm(out + j0, a, bp, m, cols, k, transA, transB, alpha, beta, lda, ldb, ldc)
+                    product(out + j0, a, bp, m, cols, k, transA, transB, alpha, beta, lda, ldb, ldc, bias.map { $0 + j0 })
                 }
             }
+        }
+    }
+
+    /// One worker's block: with a bias, `out` (m, n) is first filled with it row by row and the
+    /// product accumulates onto it (beta = 1), in the same pass over the block the product makes
+    /// (adding it after a beta = 0 product would cost two: OpenBLAS clears `out` in a pass of its
+    /// own when beta ≠ 1).
+    @usableFromInline @inline(__always)
+    static func product(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                      _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool, _ alpha: Float, _ beta: Float,
+                      _ lda: Int, _ ldb: Int, _ ldc: Int, _ bias: UnsafePointer<Float>?) {
+        if let bias {
+            for r in 0..<m { (out + r * ldc).update(from: bias, count: n) }
+            sgemm(out, a, b, m, n, k, transA, transB, alpha, 1, lda, ldb, ldc)
+        } else {
+            sgemm(out, a, b, m, n, k, transA, transB, alpha, beta, lda, ldb, ldc)
         }
     }
 

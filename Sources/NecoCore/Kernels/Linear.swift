@@ -3,20 +3,12 @@
 /// Shapes: input (rows, inDim); weight (outDim, inDim); bias (outDim); out (rows, outDim).
 /// Backward accumulates (`+=`): dInput += dOut · W; dWeight += dOutᵀ · x; dBias += Σ_rows dOut.
 public enum Linear {
-    /// With a bias, each row of `out` is first filled with it and the product accumulates onto it
-    /// (beta = 1): one pass over `out` besides the GEMM. (Adding the bias after a beta = 0 product
-    /// costs two: OpenBLAS clears `out` in a pass of its own when beta ≠ 1.)
+    /// The bias is filled into `out` by the GEMM's own workers, block by block, and the product
+    /// accumulates onto it (`Gemm.gemm(bias:)`).
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                rows: Int, inDim: Int, outDim: Int) {
-        if let bias {
-            Threads.parallelFor(rows, minChunk: max(1, (1 << 15) / max(outDim, 1))) { s, e in
-                for r in s..<e { (out + r * outDim).update(from: bias, count: outDim) }
-            }
-            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true, beta: 1)
-        } else {
-            Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true)
-        }
+        Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true, bias: bias)
     }
 
     @inlinable
