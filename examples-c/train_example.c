@@ -13,11 +13,14 @@
  *   MODEL      safetensors checkpoint (default ~/.cache/neco/models/dinov2_vits14_imgfocus.safetensors)
  *   IMAGE_DIR  folder of JPEG/PNG photos, at least 4 (default ~/.cache/neco/photos)
  *   N_HEADS    attention heads, 0 = embed dim / 64 (the tiny test model needs 4)
- *   WORK_DIR   scratch folder for the run (default: a new folder under $TMPDIR or /tmp)
+ *   WORK_DIR   scratch folder for the run (default: a new folder under $TMPDIR or /tmp, removed
+ *              with its files when the example succeeds and kept for inspection when it fails)
  * Exit status 0 and "TRAIN EXAMPLE OK" on success; 77 when the model or the photos are missing.
  */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 #include <neco.h>
+
+#include <ftw.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -93,6 +96,11 @@ static neco_train_params small_params(int32_t patch, const char * run_dir) {
     return p;
 }
 
+static int remove_entry(const char * path, const struct stat * st, int flag, struct FTW * ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 int main(int argc, char ** argv) {
     char model_buf[1024], photos_buf[1024], work_buf[1024];
     const char * home = getenv("HOME");
@@ -101,6 +109,11 @@ int main(int argc, char ** argv) {
     const char * model_path = argc > 1 ? argv[1] : model_buf;
     const char * photos = argc > 2 ? argv[2] : photos_buf;
     int32_t heads = argc > 3 ? (int32_t)atoi(argv[3]) : 0;
+    if (!file_exists(model_path) || !file_exists(photos)) {
+        fprintf(stderr, "missing %s or %s (run scripts/setup.sh)\n", model_path, photos);
+        return 77;
+    }
+    const int own_work_dir = argc <= 4;
     if (argc > 4) {
         snprintf(work_buf, sizeof work_buf, "%s", argv[4]);
         mkdir(work_buf, 0755);
@@ -108,10 +121,6 @@ int main(int argc, char ** argv) {
         const char * tmp = getenv("TMPDIR");
         snprintf(work_buf, sizeof work_buf, "%s/neco-train-example-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(work_buf)) { perror("mkdtemp"); return 1; }
-    }
-    if (!file_exists(model_path) || !file_exists(photos)) {
-        fprintf(stderr, "missing %s or %s (run scripts/setup.sh)\n", model_path, photos);
-        return 77;
     }
 
     neco_model_params mp = neco_model_default_params();
@@ -277,6 +286,8 @@ int main(int argc, char ** argv) {
 
     free(synth);
     neco_model_free(model);
+    /* The run folders hold checkpoints and models (about 1.4 GB): a scratch folder of our own goes. */
+    if (own_work_dir && nftw(work_buf, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) perror(work_buf);
     printf("TRAIN EXAMPLE OK\n");
     return 0;
 }

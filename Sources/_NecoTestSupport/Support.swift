@@ -116,9 +116,26 @@ public final class TempFolder {
         }
         return names.sorted()
     }
-    public func cleanup() {
-        for n in contents { FileIO.remove(file(n)) }
-        rmdir(path)
+    /// Removes the folder with everything in it, sub-folders included (run folders, shards).
+    public func cleanup() { Self.removeTree(path) }
+
+    static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if let d = opendir(path) {
+                var names: [String] = []
+                while let e = readdir(d) {
+                    let name = FileIO.entryName(e)
+                    if name != "." && name != ".." { names.append(name) }
+                }
+                closedir(d)
+                for n in names { removeTree(path + "/" + n) }
+            }
+            rmdir(path)
+        } else {
+            FileIO.remove(path)
+        }
     }
 }
 
