@@ -32,6 +32,22 @@ static long spin_ns = -1;
 static unsigned long created_at[MAX_WORKERS]; /* `generation` when each pool thread was made */
 static _Thread_local int inside;          /* this thread is running a region's task */
 
+/* A child made by fork() has none of the pool threads: start from scratch there (a host that
+ * forks workers after using libneco, as Python's multiprocessing does, would otherwise wait for
+ * threads that do not exist). */
+static void after_fork_in_child(void) {
+    pthread_mutex_init(&region_lock, NULL);
+    pthread_mutex_init(&sleep_lock, NULL);
+    pthread_cond_init(&wake, NULL);
+    atomic_store(&pending, 0);
+    atomic_store(&sleepers, 0);
+    started = 0;
+    inside = 0;
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, after_fork_in_child); }
+
 static long now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -70,6 +86,7 @@ static void *pool_thread(void *arg) {
 
 int nk_pool_run(long workers, nk_pool_task task, void *ctx) {
     if (workers < 2 || workers > MAX_WORKERS || inside) return -1;
+    pthread_once(&fork_once, register_fork_handler);
     if (pthread_mutex_trylock(&region_lock) != 0) return -1;
     if (spin_ns < 0) {
         const char *s = getenv("NECO_SPIN_US");

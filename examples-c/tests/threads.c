@@ -1,7 +1,9 @@
 /*
  * threads.c: 4 threads extract features with ONE shared neco_model at the same time; every
  * result must be bit-identical to a single-threaded reference. Also checks that
- * neco_last_error() is per thread.
+ * neco_last_error() is per thread, and that a child made by fork() after libneco's worker pool
+ * started can still extract with 2 workers (the pool restarts in the child instead of waiting
+ * for threads that fork did not copy).
  *
  * usage: threads MODEL N_HEADS IMAGE [SIZE [ITERATIONS]]
  * Prints "THREADS OK" and exits 0 on success; 77 (skipped) when MODEL or IMAGE is missing.
@@ -10,9 +12,12 @@
 #include <neco.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { N_THREADS = 4 };
@@ -64,6 +69,52 @@ static void * run(void * arg) {
 }
 
 static int exists(const char * p) { return access(p, R_OK) == 0; }
+
+/* 2 workers: extract (the pool starts), fork, extract in the child; the child must finish within
+ * 60 s with the reference's bits. Returns the number of failures. */
+static int check_fork(void) {
+    const int32_t saved = neco_get_n_threads();
+    if (neco_set_n_threads(2) != NECO_OK) return 1;
+    float * patches = malloc(shape.patches_per_image * sizeof(float));
+    float * cls = malloc(shape.cls_per_image * sizeof(float));
+    neco_feature_buffers out;
+    memset(&out, 0, sizeof out);
+    out.patches = patches;
+    out.patches_capacity = shape.patches_per_image;
+    out.cls = cls;
+    out.cls_capacity = shape.cls_per_image;
+    int bad = neco_extract_image(model, image, &params, &out) != NECO_OK;
+    const pid_t child = fork();
+    if (child < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (child == 0) {
+        const int ok = neco_extract_image(model, image, &params, &out) == NECO_OK &&
+                       memcmp(patches, ref_patches, shape.patches_per_image * sizeof(float)) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    const time_t deadline = time(NULL) + 60;
+    pid_t done = 0;
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+    while ((done = waitpid(child, &status, WNOHANG)) == 0 && time(NULL) < deadline) nanosleep(&tick, NULL);
+    if (done == 0) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        fprintf(stderr, "fork: the child did not finish within 60 s\n");
+        bad++;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "fork: the child failed (status %d)\n", status);
+        bad++;
+    } else {
+        printf("fork: a child extracts with 2 workers after the pool started: bit-identical\n");
+    }
+    free(patches);
+    free(cls);
+    if (neco_set_n_threads(saved) != NECO_OK) bad++;
+    return bad;
+}
 
 int main(int argc, char ** argv) {
     if (argc < 4) {
@@ -127,6 +178,7 @@ int main(int argc, char ** argv) {
         fprintf(stderr, "main thread's message was overwritten: %s\n", neco_last_error());
         bad++;
     }
+    bad += check_fork();
     free(ref_patches);
     free(ref_cls);
     neco_image_free(image);

@@ -1,6 +1,7 @@
 /* nk_pool.h: libneco's worker pool: parallel regions with a low wake-up latency.
  *
- * Not public API. One process-wide pool of threads, created on first use. A region runs
+ * Not public API. One process-wide pool of threads, created on first use (and again in a child
+ * made by fork(), which has none of them). A region runs
  * task(ctx, w) for w = 0 ..< workers: w = 0 on the calling thread, the others on pool threads.
  * Between regions a pool thread spins for a short while (NECO_SPIN_US microseconds, default 50,
  * 0 = never), then sleeps on a condition variable; the back-to-back regions of a forward pass
