@@ -37,16 +37,22 @@ typedef struct {
     int message_ok;
 } worker;
 
-static void * run(void * arg) {
-    worker * w = arg;
-    float * patches = malloc(shape.patches_per_image * sizeof(float));
-    float * cls = malloc(shape.cls_per_image * sizeof(float));
+/* Feature buffers of one image's shape (free .patches and .cls). */
+static neco_feature_buffers new_buffers(void) {
     neco_feature_buffers out;
     memset(&out, 0, sizeof out);
-    out.patches = patches;
+    out.patches = malloc(shape.patches_per_image * sizeof(float));
     out.patches_capacity = shape.patches_per_image;
-    out.cls = cls;
+    out.cls = malloc(shape.cls_per_image * sizeof(float));
     out.cls_capacity = shape.cls_per_image;
+    return out;
+}
+
+static void * run(void * arg) {
+    worker * w = arg;
+    neco_feature_buffers out = new_buffers();
+    float * patches = out.patches;
+    float * cls = out.cls;
     for (int it = 0; it < iterations; it++) {
         if (neco_extract_image(model, image, &params, &out) != NECO_OK) {
             fprintf(stderr, "thread %d: %s\n", w->id, neco_last_error());
@@ -75,14 +81,9 @@ static int exists(const char * p) { return access(p, R_OK) == 0; }
 static int check_fork(void) {
     const int32_t saved = neco_get_n_threads();
     if (neco_set_n_threads(2) != NECO_OK) return 1;
-    float * patches = malloc(shape.patches_per_image * sizeof(float));
-    float * cls = malloc(shape.cls_per_image * sizeof(float));
-    neco_feature_buffers out;
-    memset(&out, 0, sizeof out);
-    out.patches = patches;
-    out.patches_capacity = shape.patches_per_image;
-    out.cls = cls;
-    out.cls_capacity = shape.cls_per_image;
+    neco_feature_buffers out = new_buffers();
+    float * patches = out.patches;
+    float * cls = out.cls;
     int bad = neco_extract_image(model, image, &params, &out) != NECO_OK;
     const pid_t child = fork();
     if (child < 0) {
@@ -140,14 +141,9 @@ int main(int argc, char ** argv) {
         fprintf(stderr, "shape: %s\n", neco_last_error());
         return 1;
     }
-    ref_patches = malloc(shape.patches_per_image * sizeof(float));
-    ref_cls = malloc(shape.cls_per_image * sizeof(float));
-    neco_feature_buffers out;
-    memset(&out, 0, sizeof out);
-    out.patches = ref_patches;
-    out.patches_capacity = shape.patches_per_image;
-    out.cls = ref_cls;
-    out.cls_capacity = shape.cls_per_image;
+    neco_feature_buffers out = new_buffers();
+    ref_patches = out.patches;
+    ref_cls = out.cls;
     if (neco_extract_image(model, image, &params, &out) != NECO_OK) {
         fprintf(stderr, "reference: %s\n", neco_last_error());
         return 1;
