@@ -39,7 +39,9 @@ rt=$(dirname "$(dirname "$(command -v "$clang")")")/lib/swift/linux
 [ -f "$rt/libdispatch.so" ] && tsan_libs=(-L"$rt" -ldispatch -lBlocksRuntime -Wl,-rpath,"$rt")
 build "$clang" -fsanitize=thread "$ex/tests/threads.c" "${cflags[@]}" "${tsan_libs[@]}" -o "$work/threads_tsan"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 OPENBLAS_NUM_THREADS=1
+# die_after_fork=0: the threads test forks after libneco's worker pool started, and the child
+# starts a pool of its own (TSan refuses new threads after a multi-threaded fork by default).
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0 OPENBLAS_NUM_THREADS=1
 status=0
 run() {  # name pattern command...
   local name=$1 pattern=$2; shift 2
