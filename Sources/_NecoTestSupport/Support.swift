@@ -106,32 +106,28 @@ public final class TempFolder {
     }
     public func file(_ name: String) -> String { path + "/" + name }
     /// Names of the files in the folder, sorted.
-    public var contents: [String] {
-        guard let d = opendir(path) else { return [] }
+    public var contents: [String] { Self.names(in: path).sorted() }
+
+    /// Removes the folder with everything in it, sub-folders included (run folders, shards).
+    public func cleanup() { Self.removeTree(path) }
+
+    /// The entries of folder `dir` other than "." and "..", in directory order.
+    static func names(in dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
         defer { closedir(d) }
         var names: [String] = []
         while let e = readdir(d) {
             let name = FileIO.entryName(e)
             if name != "." && name != ".." { names.append(name) }
         }
-        return names.sorted()
+        return names
     }
-    /// Removes the folder with everything in it, sub-folders included (run folders, shards).
-    public func cleanup() { Self.removeTree(path) }
 
     static func removeTree(_ path: String) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let d = opendir(path) {
-                var names: [String] = []
-                while let e = readdir(d) {
-                    let name = FileIO.entryName(e)
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(d)
-                for n in names { removeTree(path + "/" + n) }
-            }
+            for n in names(in: path) { removeTree(path + "/" + n) }
             rmdir(path)
         } else {
             FileIO.remove(path)
