@@ -342,13 +342,13 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(t.activations(for: Inputs(step: 0).list[0])?.firstSavedBlock, 2)
     }
 
-    /// `headOnlySteps = 2`: the backbone's rate is 0 for steps 0 and 1 (student and teacher
-    /// backbones stay bit-equal to the initial weights while the head learns), then follows the
-    /// cosine schedule unchanged; the setting survives the config's JSON, and files without it
-    /// read as 0.
     /// Two EMA updates of a weight with itself, in Float: a few ulps (2⁻²³ ≈ 1.2e-7) relative.
     static let emaRounding: Float = 4e-7
 
+    /// `headOnlySteps = 2`: the backbone's rate is 0 for steps 0 and 1 (the student's backbone
+    /// stays bit-equal to the initial weights, the teacher's within EMA rounding, while the head
+    /// learns), then follows the cosine schedule unchanged; the setting survives the config's
+    /// JSON, and files without it read as 0.
     func testHeadOnlyStepsFreezeTheBackboneFirst() throws {
         var c = Self.config()
         c.headOnlySteps = 2
