@@ -641,7 +641,8 @@ typedef struct neco_train_params {
                                  --log-floor auto`). Default 0 */
     double lr_backbone;       /* AdamW learning rate of the backbone. Default 1e-5 */
     double lr_head;           /* of the projection head. Default 1e-4 */
-    int64_t warmup_steps;     /* linear warm-up steps, 0...T-1. Default 0 */
+    int64_t warmup_steps;     /* linear warm-up steps, 0...T-1 (T: total_steps, or the steps that
+                                 epochs gives). Default 0 */
     double drop_path;         /* student stochastic-depth rate, 0 ... < 1. Default 0.1 */
     int32_t train_last_blocks;   /* > 0: only the last N blocks (and the head) train. Default 0 */
     int32_t freeze_first_blocks; /* > 0: the first N blocks and the embeddings are frozen. Default 0

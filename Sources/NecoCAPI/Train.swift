@@ -63,8 +63,11 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
               "log_floor = \(p.log_floor) must be in [0, 1), or -1 (auto)")
     try check(p.epochs >= 0 && p.epochs <= 1 << 20, "epochs = \(p.epochs) out of range 0...2^20 (0 = use total_steps)")
     try check(p.lr_backbone.isFinite && p.lr_backbone >= 0 && p.lr_head.isFinite && p.lr_head >= 0, "lr_backbone / lr_head must be finite and ≥ 0")
-    try check(p.warmup_steps >= 0 && p.warmup_steps < p.total_steps, "warmup_steps = \(p.warmup_steps) must be in 0...total_steps-1")
-    try check(p.head_only_steps >= 0 && p.head_only_steps < p.total_steps || p.epochs > 0 && p.head_only_steps >= 0,
+    // With epochs > 0 total_steps is ignored: the run's length is known once the images are, and
+    // the trainer configuration checks warm-up and head-only steps against it then.
+    try check(p.warmup_steps >= 0 && (p.epochs > 0 || p.warmup_steps < p.total_steps),
+              "warmup_steps = \(p.warmup_steps) must be in 0...total_steps-1")
+    try check(p.head_only_steps >= 0 && (p.epochs > 0 || p.head_only_steps < p.total_steps),
               "head_only_steps = \(p.head_only_steps) must be in 0...total_steps-1")
     try check(p.drop_path.isFinite && p.drop_path >= 0 && p.drop_path < 1, "drop_path = \(p.drop_path) must be in [0, 1)")
     try check(p.train_last_blocks >= 0 && p.freeze_first_blocks >= 0, "train_last_blocks / freeze_first_blocks must be ≥ 0")
@@ -74,7 +77,8 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     try check(p.head_hidden_dim >= 1 && p.head_hidden_dim <= 65536 && p.head_out_dim >= 1 && p.head_out_dim <= 65536,
               "head_hidden_dim / head_out_dim = \(p.head_hidden_dim) / \(p.head_out_dim) out of range 1...65536")
 
-    var c = NeCoRunConfig(totalSteps: Int(p.total_steps))
+    // With epochs, the longest run stands in until the images give the real length (makeTrainer).
+    var c = NeCoRunConfig(totalSteps: p.epochs > 0 ? Int(TrainLimits.maxSteps) : Int(p.total_steps))
     c.batchSize = Int(p.batch_size)
     c.checkpointEvery = Int(p.checkpoint_every)
     c.log = .csv

@@ -357,13 +357,24 @@ func productsDirectory() -> URL {
 }
 
 final class CProgramTests: XCTestCase {
+    /// The scratch directory of `libraryDirectory` (one per test process, shared by the tests of
+    /// this class), removed when they are done.
+    static var scratchLibraryDirectory: URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("neco-capi-\(getpid())")
+    }
+
+    override class func tearDown() {
+        try? FileManager.default.removeItem(at: scratchLibraryDirectory)
+        super.tearDown()
+    }
+
     /// A scratch directory with the library under its soname, libneco.so.
     func libraryDirectory() throws -> URL {
         let built = productsDirectory().appendingPathComponent("libNecoCAPI.so")
         guard FileManager.default.fileExists(atPath: built.path) else {
             throw XCTSkip("\(built.path) not built (run `swift build --product NecoCAPI` or plain `swift test`)")
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("neco-capi-\(getpid())")
+        let dir = Self.scratchLibraryDirectory
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let lib = dir.appendingPathComponent("libneco.so")
         try? FileManager.default.removeItem(at: lib)

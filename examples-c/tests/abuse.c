@@ -1025,6 +1025,18 @@ int main(int argc, char ** argv) {
             EXPECT(neco_trainer_step(tr, &rp), NECO_OK);
             TRUE_(rp.total_steps == 6);
             neco_trainer_free(tr);
+            /* With epochs, warm-up and head-only steps are bounded by the epochs' steps (6), not by
+             * the ignored total_steps. */
+            rules.warmup_steps = 5;
+            rules.head_only_steps = 5;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_OK);
+            neco_trainer_free(tr);
+            tr = AS(neco_trainer, img);
+            rules.warmup_steps = 6;
+            EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_ERR_INVALID_ARG);
+            TRUE_(tr == NULL);
+            rules.warmup_steps = 0;
+            rules.head_only_steps = 0;
             tr = AS(neco_trainer, img);
             rules.epochs = -1;
             EXPECT(neco_trainer_init_images(model, pics, hs, ws, 4, &rules, &tr), NECO_ERR_INVALID_ARG);
@@ -1473,13 +1485,10 @@ int main(int argc, char ** argv) {
     neco_image_free(img);
     neco_model_free(model);
 
-    unlink(p_random);
-    unlink(p_trunc_jpg);
-    unlink(p_trunc_png);
-    unlink(p_jpg);
-    unlink(p_trunc_st);
-    unlink(p_empty);
-    rmdir(tmpdir);
+    /* The scratch folder holds more than the files above (run folders, exports): all of it goes. */
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
 
     if (n_failures) {
         fprintf(stderr, "ABUSE FAILED: %d of %d checks\n", n_failures, n_checks);
