@@ -115,4 +115,27 @@ public enum PrincipalComponents {
         let explained = (0..<k).map { total > 0 ? max(values[$0], 0) / total : 0 }
         return (out, explained)
     }
+    /// Singular values of x (rows, D), in decreasing order: the square roots of the eigenvalues of
+    /// the Gram matrix xᵀx (D, D), accumulated in Double (`cblas_dsyrk` over chunks of rows
+    /// converted to Double), so that the small values keep their accuracy; eigenvalues that
+    /// rounding makes slightly negative count as 0. No centring.
+    /// - Throws: `.invalidArgument` for no rows or no columns.
+    public static func singularValues(_ x: UnsafePointer<Float>, rows n: Int, dim d: Int) throws -> [Double] {
+        guard n >= 1, d >= 1, d <= 46_340 else {
+            throw NecoError.invalidArgument("singular values of \(n) rows × \(d) need at least one row and 1...46340 columns")
+        }
+        var gram = [Double](repeating: 0, count: d * d)  // upper triangle (row-major) filled by dsyrk
+        let chunk = max(1, min(n, (1 << 22) / d))
+        var rowsD = [Double](repeating: 0, count: chunk * d)
+        var r0 = 0
+        while r0 < n {
+            let m = min(chunk, n - r0)
+            for i in 0..<(m * d) { rowsD[i] = Double(x[r0 * d + i]) }
+            // gram (D, D) += chunkᵀ (D, m) · chunk (m, D)
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(d), Int32(m), 1, rowsD, Int32(d), 1, &gram, Int32(d))
+            r0 += m
+        }
+        for i in 0..<d { for j in 0..<i { gram[i * d + j] = gram[j * d + i] } }
+        return try symmetricEigen(gram, n: d).values.map { max($0, 0).squareRoot() }
+    }
 }

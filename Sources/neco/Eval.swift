@@ -77,11 +77,14 @@ struct Eval: ParsableCommand {
                          25 epochs, step x0.1 at 20), CE on 100x100 masks; mIoU without matching.
               cluster    standardise, PCA 50, k-means (100 iterations, 5 restarts) for each K and seed;
                          K = classes: Hungarian; K > classes: many-to-one by precision; mean over seeds.
+              rank       RankMe (Garrido et al. 2023): effective rank of the validation patch features,
+                         exp(entropy of the normalised singular values); no labels. It falls when the
+                         features collapse onto fewer directions (docs/EXPERIMENTS.md).
             The benchmark folder comes from scripts/build_benchmark.py (run by scripts/setup.sh):
             $NECO_CACHE/bench/synth (photo cut-outs on photos) and $NECO_CACHE/bench/voc (the real VOC scene).
             """)
     @OptionGroup var evalModel: EvalModelOptions
-    @Option(help: "Protocol: incontext, linear, cluster or all.") var bench: String = "all"
+    @Option(help: "Protocol: incontext, linear, cluster, rank (RankMe, the effective rank of the validation patch features) or all.") var bench: String = "all"
     @Option(help: "Benchmark folder (default $NECO_CACHE/bench/synth).") var data: String?
     @Option(help: "Square model input side in pixels (a multiple of the patch size).") var size: Int = 224
     @Option(help: "Images per forward pass.") var batch: Int = 8
@@ -109,9 +112,9 @@ struct Eval: ParsableCommand {
     func run() throws {
         let protocols: [String]
         switch bench {
-        case "all": protocols = ["incontext", "linear", "cluster"]
-        case "incontext", "linear", "cluster": protocols = [bench]
-        default: throw NecoError.invalidArgument("unknown --bench '\(bench)' (use incontext, linear, cluster or all)")
+        case "all": protocols = ["incontext", "linear", "cluster", "rank"]
+        case "incontext", "linear", "cluster", "rank": protocols = [bench]
+        default: throw NecoError.invalidArgument("unknown --bench '\(bench)' (use incontext, linear, cluster, rank or all)")
         }
         guard batch >= 1 && batch <= 256 else { throw NecoError.invalidArgument("--batch must be in 1...256") }
         guard maxTrain >= 0, maxVal >= 0 else { throw NecoError.invalidArgument("--max-train / --max-val must be ≥ 0") }
@@ -133,6 +136,7 @@ struct Eval: ParsableCommand {
         print("           \(benchmark.classes.count) classes: \(benchmark.classes.joined(separator: ", "))")
         print("           train \(train.count), val \(val.count) images; input \(size)x\(size), \(Threads.count) threads")
         var results: [[EvalRow]] = []
+        var ranks: [(value: Double, patches: Int)] = []
         for (mi, model) in models.enumerated() {
             print("model \(mi == 0 ? "A" : "B")    \(model.config.name), \(model.source)")
             let cache = try FeatureCache(model: model, bench: benchmark, size: size, batch: batch)
@@ -143,13 +147,22 @@ struct Eval: ParsableCommand {
                 switch p {
                 case "incontext": rows.append(try inContext(cache, train, val, classes: benchmark.classes.count))
                 case "linear": rows.append(try linear(cache, train, val, classes: benchmark.classes.count))
+                case "rank": ranks.append(try RankMe.ofSplit(cache, val))
                 default: rows += try cluster(cache, val, classes: benchmark.classes.count, kList: kList)
                 }
                 writeStderr("  \(p): \(fmt(monotonicSeconds() - t0, 1)) s\n")
             }
             results.append(rows)
         }
-        printTable(results, classes: benchmark.classes, models: models)
+        if results.contains(where: { !$0.isEmpty }) { printTable(results, classes: benchmark.classes, models: models) }
+        if !ranks.isEmpty {
+            // Effective rank of the validation patch features (label-free; falls with dimensional collapse).
+            print("RankMe of the \(ranks[0].patches) validation patch features (effective rank, at most \(models[0].config.embedDim)): "
+                  + ranks.enumerated().map { "\($0.offset == 0 ? "A" : "B") \(fmt($0.element.value, 2))" }.joined(separator: ", "))
+            for (mi, r) in ranks.enumerated() {
+                print("RANKME model=\(mi == 0 ? "A" : "B") weights=\(models[mi].source.hasPrefix("random") ? "random" : String(models[mi].source.split(separator: "/").last ?? "")) value=\(fmt(r.value, 2)) exact=\(r.value) patches=\(r.patches)")
+            }
+        }
         if let path = comparePicture {
             let preds = results.map { rows in rows.first { $0.protocolName == "in-context" }?.predictions ?? [] }
             guard preds.count == 2, !preds[0].isEmpty else {
