@@ -38,6 +38,8 @@ struct Train: ParsableCommand {
     @Option(help: "Local crops per image.") var localCrops: Int = 4
     @Option(help: "Reference patches: queue (teacher queue, DINOv2 configs) or batch.") var references: String = "queue"
     @Option(help: "Queue length in queue mode.") var queueLength: Int = 8192
+    @Option(help: "Queue fill counter: shared (one counter for both queues, as the official code: while the queues fill, about half the references drawn are still-zero rows) or per-queue (each queue counts its own rows; a deviation, see docs/EXPERIMENTS.md).")
+    var queueCounter: String = "shared"
     @Option(help: "Sorting network: bitonic or odd_even.") var sortNet: String = "bitonic"
     @Option(help: "Relaxation: cauchy, logistic, logistic_phi, gaussian, reciprocal, optimal.") var relaxation: String = "cauchy"
     @Option(help: "Sorting steepness of the student.") var steepness: Double = 100
@@ -93,7 +95,7 @@ struct Train: ParsableCommand {
                 || modelOptions.posRule != nil || modelOptions.heads != nil { changed.append("model options") }
             if batch != fresh.batch || globalSize != fresh.globalSize || localSize != fresh.localSize
                 || globalCrops != fresh.globalCrops || localCrops != fresh.localCrops { changed.append("batch/crop options") }
-            if references != fresh.references || queueLength != fresh.queueLength || sortNet != fresh.sortNet
+            if references != fresh.references || queueLength != fresh.queueLength || queueCounter != fresh.queueCounter || sortNet != fresh.sortNet
                 || relaxation != fresh.relaxation || steepness != fresh.steepness || teacherSteepness != nil
                 || roiSize != fresh.roiSize || logFloor != fresh.logFloor { changed.append("NeCo loss options") }
             if lrBackbone != fresh.lrBackbone || lrHead != fresh.lrHead || warmupSteps != fresh.warmupSteps || headOnlySteps != fresh.headOnlySteps
@@ -254,6 +256,11 @@ struct Train: ParsableCommand {
         case "queue": o.references = .queue(length: queueLength)
         case "batch": o.references = .batch
         default: throw NecoError.invalidArgument("--references must be queue or batch")
+        }
+        switch queueCounter {
+        case "shared": o.sharedQueueCounter = true
+        case "per-queue": o.sharedQueueCounter = false
+        default: throw NecoError.invalidArgument("--queue-counter must be shared or per-queue")
         }
         guard let net = SortingNetworkKind(rawValue: sortNet) else {
             throw NecoError.invalidArgument("unknown --sort-net '\(sortNet)' (bitonic, odd_even)")

@@ -103,5 +103,8 @@ final class CLITests: XCTestCase {
                                contains: "unknown --pos-rule")
         try assertOneLineError(["info", "--model", fixturePath("vit/tiny_reg4.weights.safetensors"), "--config", "vitb14"],
                                contains: "does not fit the weights")
+        try assertOneLineError(["train"] + tiny + ["--data", fixturePath("image"), "--out", tmp + "/run-qc", "--queue-counter", "both"],
+                               contains: "--queue-counter must be shared or per-queue")
+        try assertOneLineError(["eval", "--bench", "ranks"], contains: "unknown --bench 'ranks'")
     }
 }
