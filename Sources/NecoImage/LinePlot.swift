@@ -15,14 +15,17 @@ public struct LinePlot: Sendable {
         public var axis: Axis
         /// Also mark every point with a dot (for sparse series such as evaluations).
         public var markers: Bool
+        /// Join the points with lines; false with `markers` draws a scatter plot.
+        public var lines: Bool
 
         public init(name: String, color: (UInt8, UInt8, UInt8), points: [(Double, Double)], axis: Axis = .left,
-                    markers: Bool = false) {
+                    markers: Bool = false, lines: Bool = true) {
             self.name = name
             self.color = color
             self.points = points
             self.axis = axis
             self.markers = markers
+            self.lines = lines
         }
     }
 
@@ -129,7 +132,7 @@ public struct LinePlot: Sendable {
             var last: (Int, Int)? = nil
             for (x, y) in s.points where x.isFinite && y.isFinite {
                 let p = (px(x), py(y, r))
-                if let l = last { canvas.line(l.0, l.1, p.0, p.1, s.color, thick: true) }
+                if s.lines, let l = last { canvas.line(l.0, l.1, p.0, p.1, s.color, thick: true) }
                 if s.markers { canvas.fill(p.0 - 2, p.1 - 2, p.0 + 2, p.1 + 2, s.color) }
                 last = p
             }

@@ -7,8 +7,14 @@ import NecoImage
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw the evaluation curves (eval.csv) of several training runs in one PNG.",
-        discussion: "Each RUN is a run folder (or an eval.csv file); --label names it in the legend (default: the folder name).")
-    @Argument(help: "Run folders or eval.csv files.") var runs: [String]
+        discussion: """
+            Each RUN is a run folder (or an eval.csv file); --label names it in the legend (default: the folder name).
+            With --scatter, each argument is instead a CSV file of series,x,y rows (a header row is skipped), drawn as
+            dots, one colour per series name (e.g. mIoU gains against RankMe for several runs).
+            """)
+    @Argument(help: "Run folders or eval.csv files (with --scatter: series,x,y CSV files).") var runs: [String]
+    @Flag(help: "Scatter plot of series,x,y CSV rows instead of evaluation curves.") var scatter = false
+    @Option(help: "Label of the x axis.") var xLabel: String = "step"
     @Option(help: "Legend names, one per run, in order.") var label: [String] = []
     @Option(help: "Title of the picture.") var title: String = "in-context mIoU against training step"
     @Option(help: "Output PNG.") var out: String
@@ -18,6 +24,7 @@ struct Plot: ParsableCommand {
 
     func run() throws {
         guard !runs.isEmpty else { throw NecoError.invalidArgument("give at least one run folder") }
+        if scatter { return try drawScatter() }
         guard label.isEmpty || label.count == runs.count else {
             throw NecoError.invalidArgument("give one --label per run (\(runs.count)) or none")
         }
@@ -36,7 +43,30 @@ struct Plot: ParsableCommand {
             series.append(LinePlot.Series(name: name, color: Self.palette[i % Self.palette.count],
                                           points: points.sorted { $0.0 < $1.0 }, markers: true))
         }
-        try PNGWriter.write(LinePlot(title: title, xLabel: "step", series: series).render(), to: out)
+        try PNGWriter.write(LinePlot(title: title, xLabel: xLabel, series: series).render(), to: out)
+        print("wrote \(out)")
+    }
+    /// Dots of series,x,y rows, one colour per series (in order of first appearance).
+    func drawScatter() throws {
+        var names: [String] = []
+        var points: [String: [(Double, Double)]] = [:]
+        for path in runs {
+            let text = String(decoding: try FileIO.readAll(path), as: UTF8.self)
+            for (i, line) in text.split(separator: "\n").enumerated() {
+                let f = line.split(separator: ",", omittingEmptySubsequences: false).map { String($0) }
+                guard f.count == 3, let x = Double(f[1]), let y = Double(f[2]) else {
+                    if i == 0 { continue }  // the header
+                    throw NecoError.format("\(path): line \(i + 1) is not a series,x,y row: '\(line)'")
+                }
+                if points[f[0]] == nil { names.append(f[0]) }
+                points[f[0], default: []].append((x, y))
+            }
+        }
+        guard !names.isEmpty else { throw NecoError.format("no series,x,y rows in \(runs.joined(separator: ", "))") }
+        let series = names.enumerated().map { i, n in
+            LinePlot.Series(name: n, color: Self.palette[i % Self.palette.count], points: points[n] ?? [], markers: true, lines: false)
+        }
+        try PNGWriter.write(LinePlot(title: title, xLabel: xLabel, series: series).render(), to: out)
         print("wrote \(out)")
     }
 }

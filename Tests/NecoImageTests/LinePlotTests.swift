@@ -48,4 +48,23 @@ final class LinePlotTests: XCTestCase {
         let empty = LinePlot(title: "nothing", xLabel: "step", series: []).render()
         XCTAssertEqual(empty.width, 720)
     }
+    /// `lines: false` draws the markers alone: a pixel half-way between two far-apart points is
+    /// coloured with lines and white without.
+    func testScatterDrawsNoLines() {
+        let color: (UInt8, UInt8, UInt8) = (214, 39, 40)
+        func render(lines: Bool) -> RGBImage {
+            LinePlot(title: "scatter", xLabel: "x", series: [
+                LinePlot.Series(name: "gain", color: color, points: [(0, 0), (10, 0), (5, 10)], markers: true, lines: lines),
+            ]).render()
+        }
+        func count(_ img: RGBImage) -> Int {
+            stride(from: 0, to: img.pixels.count, by: 3).filter {
+                img.pixels[$0] == color.0 && img.pixels[$0 + 1] == color.1 && img.pixels[$0 + 2] == color.2
+            }.count
+        }
+        let joined = render(lines: true), dots = render(lines: false)
+        // Three 5×5 dots plus the 13×7 legend swatch (fill bounds are inclusive) and nothing else.
+        XCTAssertEqual(count(dots), 3 * 25 + 13 * 7)
+        XCTAssertGreaterThan(count(joined), count(dots) + 200)
+    }
 }

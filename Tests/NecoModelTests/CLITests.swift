@@ -88,6 +88,13 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         try assertOneLineError(["plot", tmp + "/a", "--label", "x", "--label", "y", "--out", out], contains: "one --label per run")
         try assertOneLineError(["plot", tmp + "/missing", "--out", out], contains: "missing/eval.csv")
+        // --scatter: series,x,y rows (header skipped), dots per series; a malformed row is named.
+        try "series,x,y\nin-context,177,0\nin-context,128,2.6\nlinear,128,-5.7\n".write(toFile: tmp + "/pts.csv", atomically: true, encoding: .utf8)
+        let (rc2, out2, err2) = try runTool(["plot", "--scatter", tmp + "/pts.csv", "--x-label", "RankMe", "--out", tmp + "/scatter.png"])
+        XCTAssertEqual(rc2, 0, out2 + err2)
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: tmp + "/scatter.png")).prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        try "series,x,y\nlinear,oops,1\n".write(toFile: tmp + "/bad.csv", atomically: true, encoding: .utf8)
+        try assertOneLineError(["plot", "--scatter", tmp + "/bad.csv", "--out", tmp + "/s.png"], contains: "line 2 is not a series,x,y row")
     }
 
     func testBadInputsGiveOneLineErrors() throws {
