@@ -14,6 +14,8 @@ struct Plot: ParsableCommand {
             """)
     @Argument(help: "Run folders or eval.csv files (with --scatter: series,x,y CSV files).") var runs: [String]
     @Flag(help: "Scatter plot of series,x,y CSV rows instead of evaluation curves.") var scatter = false
+    @Option(help: "The eval.csv metric to draw (default: each file's first, the one that chose the best student; e.g. rankme).")
+    var metric: String?
     @Option(help: "Label of the x axis.") var xLabel: String = "step"
     @Option(help: "Legend names, one per run, in order.") var label: [String] = []
     @Option(help: "Title of the picture.") var title: String = "in-context mIoU against training step"
@@ -33,12 +35,16 @@ struct Plot: ParsableCommand {
             let path = r.hasSuffix(".csv") ? r : r + "/eval.csv"
             let text = String(decoding: try FileIO.readAll(path), as: UTF8.self)
             var points: [(Double, Double)] = []
+            var wanted = metric.map { Substring($0) }
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: ",")
                 guard f.count == 3, let step = Double(f[0]), let v = Double(f[2]), v.isFinite else { continue }
-                points.append((step, v))
+                if wanted == nil { wanted = f[1] }
+                if f[1] == wanted { points.append((step, v)) }
             }
-            guard !points.isEmpty else { throw NecoError.format("\(path): no evaluations (step,metric,value rows)") }
+            guard !points.isEmpty else {
+                throw NecoError.format("\(path): no evaluations" + (metric.map { " of '\($0)'" } ?? "") + " (step,metric,value rows)")
+            }
             let name = label.isEmpty ? String(r.split(separator: "/").last ?? Substring(r)) : label[i]
             series.append(LinePlot.Series(name: name, color: Self.palette[i % Self.palette.count],
                                           points: points.sorted { $0.0 < $1.0 }, markers: true))

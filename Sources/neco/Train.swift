@@ -193,7 +193,8 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// In-context mIoU (%) of a student on the evaluation benchmark's validation split.
+    /// In-context mIoU (%) of a student on the evaluation benchmark's validation split, which
+    /// chooses the best student, and the RankMe of those images' features, recorded next to it.
     func makeEvaluator() throws -> NeCoEvaluator {
         guard evalBench == "incontext" else { throw NecoError.invalidArgument("--eval-bench supports incontext") }
         let bench = try Benchmark(path: evalData ?? Benchmark.defaultDirectory + "/synth")
@@ -205,8 +206,10 @@ struct Train: ParsableCommand {
             let cache = try FeatureCache(model: model, bench: bench, size: size, batch: 8)
             let r = try p.evaluate(cache, train: bench.train, val: bench.val, classes: bench.classes.count)
             let value = 100 * r.score.mIoU
-            print("  eval: in-context mIoU \(fmt(value, 2)) (memory \(r.memoryPatches) patches)")
-            return value
+            // RankMe of the same validation images: a fall warns of collapsing features (no labels).
+            let rank = try RankMe.ofSplit(cache, bench.val)
+            print("  eval: in-context mIoU \(fmt(value, 2)) (memory \(r.memoryPatches) patches), RankMe \(fmt(rank.value, 1))")
+            return NeCoEvaluation(value: value, monitors: [("rankme", rank.value)])
         }
     }
 

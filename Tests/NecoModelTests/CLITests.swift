@@ -76,7 +76,7 @@ final class CLITests: XCTestCase {
 
     /// `neco plot` draws the eval.csv curves of several runs; bad runs give one-line errors.
     func testPlotDrawsRunCurves() throws {
-        for (run, rows) in [("a", "0,incontext_miou,22.1\n10,incontext_miou,23.4\n20,incontext_miou,23.9\n"),
+        for (run, rows) in [("a", "0,incontext_miou,22.1\n0,rankme,177.0\n10,incontext_miou,23.4\n10,rankme,170.5\n20,incontext_miou,23.9\n"),
                             ("b", "0,incontext_miou,22.1\n10,incontext_miou,22.8\n")] {
             try FileManager.default.createDirectory(atPath: tmp + "/" + run, withIntermediateDirectories: true)
             try ("step,metric,value\n" + rows).write(toFile: tmp + "/\(run)/eval.csv", atomically: true, encoding: .utf8)
@@ -87,6 +87,9 @@ final class CLITests: XCTestCase {
         let png = try Data(contentsOf: URL(fileURLWithPath: out))
         XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         try assertOneLineError(["plot", tmp + "/a", "--label", "x", "--label", "y", "--out", out], contains: "one --label per run")
+        // --metric picks a monitor's rows; a metric a file lacks is named.
+        XCTAssertEqual(try runTool(["plot", tmp + "/a", "--metric", "rankme", "--out", tmp + "/rank.png"]).0, 0)
+        try assertOneLineError(["plot", tmp + "/b", "--metric", "rankme", "--out", out], contains: "no evaluations of 'rankme'")
         try assertOneLineError(["plot", tmp + "/missing", "--out", out], contains: "missing/eval.csv")
         // --scatter: series,x,y rows (header skipped), dots per series; a malformed row is named.
         try "series,x,y\nin-context,177,0\nin-context,128,2.6\nlinear,128,-5.7\n".write(toFile: tmp + "/pts.csv", atomically: true, encoding: .utf8)

@@ -271,7 +271,8 @@ final class NeCoRunTests: XCTestCase {
 
     /// Evaluation during a run: before the first step, every `evalEvery` steps and at the end; the
     /// values go to eval.csv, the best student to best.safetensors, the curves to curves.png; a
-    /// resumed run keeps the evaluations up to its checkpoint and goes on from there.
+    /// resumed run keeps the evaluations up to its checkpoint and goes on from there. A monitor
+    /// (here with larger values than the metric) gets rows of its own and never chooses the best.
     func testEvaluationsBestStudentAndCurves() throws {
         let images = try makeImages("data", count: 7)
         let folder = try ImageFolder(root: images)
@@ -285,7 +286,7 @@ final class NeCoRunTests: XCTestCase {
             NeCoEvaluator(name: "probe") { m in
                 let w = m.params.slab.buffer.first!
                 seen[run.stepsDone] = w
-                return -Double(abs(w - start - 0.015))
+                return NeCoEvaluation(value: -Double(abs(w - start - 0.015)), monitors: [("moved", 1000 * Double(abs(w - start)))])
             }
         }
         let a = try NeCoRun(model: try model(), images: .folder(folder), config: c, directory: scratch + "/a")
@@ -302,7 +303,9 @@ final class NeCoRunTests: XCTestCase {
         let text = String(decoding: try FileIO.readAll(scratch + "/a/" + NeCoRun.evalFile), as: UTF8.self)
         let rows = text.split(separator: "\n")
         XCTAssertEqual(rows.first, "step,metric,value")
-        XCTAssertEqual(rows.dropFirst().map { $0.split(separator: ",")[0] }, ["0", "2", "4", "6"])
+        XCTAssertEqual(rows.dropFirst().map { $0.split(separator: ",")[0] }, ["0", "0", "2", "2", "4", "4", "6", "6"])
+        XCTAssertEqual(rows.dropFirst().map { $0.split(separator: ",")[1] }, ["probe", "moved", "probe", "moved", "probe", "moved", "probe", "moved"])
+        XCTAssertTrue(resumed.evaluations.allSatisfy { $0.value <= 0 }, "monitor rows are not evaluations")
         let best = try XCTUnwrap(resumed.bestEvaluation)
         XCTAssertEqual(best.value, resumed.evaluations.map { $0.value }.max())
         // best.safetensors is the student of the best step.
@@ -318,5 +321,12 @@ final class NeCoRunTests: XCTestCase {
         b.evaluator = NeCoEvaluator(name: "nan") { _ in .nan }
         XCTAssertThrowsError(try b.run())
         XCTAssertFalse(FileIO.exists(scratch + "/b/" + NeCoRun.bestFile))
+        // A monitor name that would break eval.csv (or repeat the metric's) is an error.
+        for bad in ["probe", "", "a,b"] {
+            let r = try NeCoRun(model: try model(), images: .folder(folder), config: c, directory: scratch + "/bad\(bad.count)")
+            r.warn = { _ in }
+            r.evaluator = NeCoEvaluator(name: "probe") { _ in NeCoEvaluation(value: 1, monitors: [(bad, 2)]) }
+            XCTAssertThrowsError(try r.run(), "monitor name '\(bad)'")
+        }
     }
 }

@@ -207,16 +207,34 @@ public struct NeCoStepInfo: Sendable {
     public var skippedImages: Int
 }
 
+/// One evaluation of a student: the metric that chooses the best student, and further numbers
+/// recorded next to it (e.g. RankMe, a label-free sign of collapse) that choose nothing.
+public struct NeCoEvaluation: Sendable {
+    public var value: Double
+    /// (name, value) pairs, each an `eval.csv` row of its own at the same step.
+    public var monitors: [(name: String, value: Double)]
+
+    public init(value: Double, monitors: [(name: String, value: Double)] = []) {
+        self.value = value
+        self.monitors = monitors
+    }
+}
+
 /// Measures a student during a run (e.g. in-context mIoU on a benchmark's validation split);
 /// higher is better. Called between steps, on the thread that runs the run.
 public struct NeCoEvaluator: @unchecked Sendable {
     /// The metric's name in `eval.csv` and `curves.png` (e.g. "incontext_miou").
     public var name: String
-    public var evaluate: (ViTModel) throws -> Double
+    public var measure: (ViTModel) throws -> NeCoEvaluation
 
-    public init(name: String, evaluate: @escaping (ViTModel) throws -> Double) {
+    public init(name: String, measure: @escaping (ViTModel) throws -> NeCoEvaluation) {
         self.name = name
-        self.evaluate = evaluate
+        self.measure = measure
+    }
+
+    /// An evaluator of one number.
+    public init(name: String, evaluate: @escaping (ViTModel) throws -> Double) {
+        self.init(name: name) { NeCoEvaluation(value: try evaluate($0)) }
     }
 }
 
@@ -676,9 +694,13 @@ public final class NeCoRun: @unchecked Sendable {
     @discardableResult
     public func evaluate() throws -> Double? {
         guard let evaluator else { return nil }
-        let value = try evaluator.evaluate(trainer.student)
+        let result = try evaluator.measure(trainer.student)
+        let value = result.value
         guard value.isFinite else {
             throw NecoError.invalidArgument("evaluation '\(evaluator.name)' at step \(trainer.step) is not finite (\(value))")
+        }
+        for m in result.monitors where m.name == evaluator.name || m.name.isEmpty || m.name.contains(",") || m.name.contains("\n") {
+            throw NecoError.invalidArgument("evaluation monitor name '\(m.name)' is empty, repeats '\(evaluator.name)' or holds a comma or newline")
         }
         let improved = bestEvaluation.map { value > $0.value } ?? true
         evaluations.removeAll { $0.step == trainer.step }
@@ -687,6 +709,7 @@ public final class NeCoRun: @unchecked Sendable {
             let path = dir + "/" + Self.evalFile
             var text = FileIO.exists(path) ? String(decoding: try FileIO.readAll(path), as: UTF8.self) : "step,metric,value\n"
             text += "\(trainer.step),\(evaluator.name),\(value)\n"
+            for m in result.monitors { text += "\(trainer.step),\(m.name),\(m.value)\n" }
             try FileIO.writeAtomically(path, bytes: Array(text.utf8))
             if improved { try Checkpoint.exportModel(trainer, to: dir + "/" + Self.bestFile) }
         }
@@ -810,10 +833,14 @@ public final class NeCoRun: @unchecked Sendable {
         if FileIO.exists(evalPath) {
             var rows = ["step,metric,value"]
             let text = String(decoding: try FileIO.readAll(evalPath), as: UTF8.self)
+            // The first row's metric is the one that chooses the best student; the rows of
+            // monitors (NeCoEvaluation.monitors) stay in the file but choose nothing.
+            var main: Substring? = nil
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: ",")
                 guard f.count == 3, let step = Int(f[0]), let v = Double(f[2]), step <= n else { continue }
-                evaluations.append((step, v))
+                if main == nil { main = f[1] }
+                if f[1] == main { evaluations.append((step, v)) }
                 rows.append(String(line))
             }
             try FileIO.writeAtomically(evalPath, bytes: Array((rows.joined(separator: "\n") + "\n").utf8))
