@@ -6,7 +6,8 @@
 #   2. evaluate the default model (A) and the best student (B) with all three protocols on the
 #      validation split (`neco eval --bench all --compare`), and a picture of before/after
 #      segmentations (RUN/compare.png).
-# The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M
+# The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M, after a RANKME A=… B=…
+# line (the effective rank of the validation patch features, when `neco eval` computed it).
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
 # recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, EVAL_EVERY,
 # SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
@@ -80,6 +81,14 @@ miou() {  # miou MODEL BENCH_KEY
 gain() {  # B − A in points, or n/a when the protocol did not run
   awk -v a="$(miou A "$1")" -v b="$(miou B "$1")" 'BEGIN { if (a == "" || b == "") { printf "n/a"; exit } d = b - a; printf "%s%.1f", (d >= 0 ? "+" : ""), d }'
 }
+rankme() {  # RankMe of a model's validation patch features (`neco eval --bench all|rank`), or n/a
+  awk -v m="model=$1" '$1 == "RANKME" && $2 == m { for (i = 1; i <= NF; i++) if ($i ~ /^value=/) { sub("value=", "", $i); print $i } }' "$RUN/eval.txt" | head -1
+}
+if [ -n "$(rankme A)" ]; then
+  # The effective rank of the features: a fall means they collapse onto fewer directions, which
+  # costs linear-probe mIoU (docs/EXPERIMENTS.md).
+  echo "RANKME A=$(rankme A) B=$(rankme B)"
+fi
 steps=$(awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv")
 minutes=$(( (train_end - start) / 60 ))
 echo "GAIN incontext=$(gain in-context) linear=$(gain linear) cluster=$(gain cluster_K=300) steps=$steps minutes=$minutes"
