@@ -26,7 +26,7 @@ echo
 # mIoU during the run on 50 held-out training images, which choose the student (curves.png,
 # best.safetensors), then the before/after table on the validation split and segmentations.
 # About 10 minutes on 2 cores.
-RUN="$RUN" STEPS=${DEMO_STEPS:-24} EVAL_EVERY=12 LR_BACKBONE=5e-5 LR_HEAD=5e-4 EVAL_BENCH=incontext scripts/recipe.sh
+RUN="$RUN" STEPS=${DEMO_STEPS:-24} EVAL_EVERY=12 LR_BACKBONE=5e-5 LR_HEAD=5e-4 HEAD_ONLY=0 EVAL_BENCH=incontext scripts/recipe.sh
 
 echo
 echo "== PCA of the patch features before and after NeCo"

@@ -9,7 +9,8 @@
 # The last line is: GAIN incontext=+X.X linear=+Y.Y cluster=+Z.Z steps=N minutes=M, after a RANKME A=… B=…
 # line (the effective rank of the validation patch features, when `neco eval` computed it).
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
-# recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, EVAL_EVERY,
+# recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, HEAD_ONLY (steps
+# in which the projection head learns alone before the backbone; 0 = from the first step), EVAL_EVERY,
 # SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
 # held out for choosing the checkpoint, default 50; 0 = choose on the validation split), REFERENCES (queue or
 # batch), EXTRA (more `neco train` options, e.g. "--steepness 50 --drop-path 0"). Rerunning continues a stopped run and re-evaluates a finished one.
@@ -28,6 +29,7 @@ BATCH=${BATCH:-4}
 LR_BACKBONE=${LR_BACKBONE:-1e-4}
 LR_HEAD=${LR_HEAD:-1e-3}
 TRAIN_LAST=${TRAIN_LAST:-4}
+HEAD_ONLY=${HEAD_ONLY:-20}
 EVAL_EVERY=${EVAL_EVERY:-10}
 SEED=${SEED:-0}
 THREADS=${THREADS:-$(nproc)}
@@ -64,7 +66,7 @@ else
   echo "== recipe: NeCo on $BENCH/train/images, $STEPS steps of $BATCH images"
   $NECO train --data "$BENCH/train/images" --out "$RUN" --steps "$STEPS" --batch "$BATCH" \
     --global-size 224 --local-size 98 --references "${REFERENCES:-queue}" --lr-backbone "$LR_BACKBONE" --lr-head "$LR_HEAD" \
-    --train-last "$TRAIN_LAST" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --eval-every "$EVAL_EVERY" \
+    --train-last "$TRAIN_LAST" --head-only-steps "$HEAD_ONLY" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --eval-every "$EVAL_EVERY" \
     --eval-data "$EVAL_DATA" --threads "$THREADS" --quiet ${EXTRA:-}
 fi
 train_end=$(date +%s)
