@@ -11,7 +11,7 @@
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
 # recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, HEAD_ONLY (steps
 # in which the projection head learns alone before the backbone; 0 = from the first step), EVAL_EVERY,
-# SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
+# STOP_AFTER (train only the first N of the STEPS steps; 0 = all), SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
 # held out for choosing the checkpoint, default 50; 0 = choose on the validation split), REFERENCES (queue or
 # batch), EXTRA (more `neco train` options, e.g. "--steepness 50 --drop-path 0"). Rerunning continues a stopped run and re-evaluates a finished one.
 set -euo pipefail
@@ -57,17 +57,26 @@ if [ "$SELECT" -gt 0 ]; then
   fi
 fi
 
+# STOP_AFTER > 0 trains only the first STOP_AFTER of the STEPS steps (the schedules still span
+# STEPS): the main job's shortened recipe. A rerun then leaves the run where it stopped.
+STOP_AFTER=${STOP_AFTER:-0}
+pause=()
+[ "$STOP_AFTER" -gt 0 ] && pause=(--pause-after "$STOP_AFTER")
+done_steps=0
+[ -f "$RUN/log.csv" ] && done_steps=$(awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv")
 if [ -f "$RUN/student.safetensors" ]; then
   echo "== recipe: $RUN is trained already (rm -rf $RUN to train again)"
+elif [ "$STOP_AFTER" -gt 0 ] && [ "$done_steps" -ge "$STOP_AFTER" ] && [ -f "$RUN/checkpoint.safetensors" ]; then
+  echo "== recipe: $RUN has its $STOP_AFTER of $STEPS steps already (rm -rf $RUN to train again)"
 elif [ -f "$RUN/checkpoint.safetensors" ]; then
   echo "== recipe: resuming $RUN"
-  $NECO train --resume "$RUN" --threads "$THREADS" --eval-data "$EVAL_DATA" --quiet
+  $NECO train --resume "$RUN" --threads "$THREADS" --eval-data "$EVAL_DATA" --quiet "${pause[@]}"
 else
-  echo "== recipe: NeCo on $BENCH/train/images, $STEPS steps of $BATCH images"
+  echo "== recipe: NeCo on $BENCH/train/images, $STEPS steps of $BATCH images${pause:+ (the first $STOP_AFTER)}"
   $NECO train --data "$BENCH/train/images" --out "$RUN" --steps "$STEPS" --batch "$BATCH" \
     --global-size 224 --local-size 98 --references "${REFERENCES:-queue}" --lr-backbone "$LR_BACKBONE" --lr-head "$LR_HEAD" \
     --train-last "$TRAIN_LAST" --head-only-steps "$HEAD_ONLY" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --eval-every "$EVAL_EVERY" \
-    --eval-data "$EVAL_DATA" --threads "$THREADS" --quiet ${EXTRA:-}
+    --eval-data "$EVAL_DATA" --threads "$THREADS" --quiet "${pause[@]}" ${EXTRA:-}
 fi
 train_end=$(date +%s)
 
