@@ -115,6 +115,7 @@ public enum PrincipalComponents {
         let explained = (0..<k).map { total > 0 ? max(values[$0], 0) / total : 0 }
         return (out, explained)
     }
+
     /// Singular values of x (rows, D), in decreasing order: the square roots of the eigenvalues of
     /// the Gram matrix xᵀx (D, D), accumulated in Double (`cblas_dsyrk` over chunks of rows
     /// converted to Double), so that the small values keep their accuracy; eigenvalues that
