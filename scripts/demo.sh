@@ -2,7 +2,7 @@
 # The main job. Sets everything up (idempotent: packages, the default model, sample photos, the
 # benchmark, a release build), then on the embedded default model (DINOv2 ViT-S/14):
 #   1. dense features of the sample photos and their PCA pictures (out/demo/);
-#   2. a shortened NeCo recipe (scripts/recipe.sh): the first 30 of its 80 steps of post-pretraining
+#   2. the NeCo recipe (scripts/recipe.sh): the first 30 steps of an 80-step schedule of post-pretraining
 #      on the benchmark's training images, with the in-context evaluation during the run on held-out
 #      training images (out/train/: checkpoint, log.csv, eval.csv, curves.png, best.safetensors),
 #      then the before/after table of all three protocols and RankMe on the validation split,
@@ -21,13 +21,12 @@ $NECO demo --out out/demo
 
 RUN=out/train
 echo
-# A shortened NeCo recipe (scripts/recipe.sh, docs/EXPERIMENTS.md): its first 30 steps of 80 (the
-# schedules span 80), 4 benchmark training images per step (2 global crops of 224 px + 4 local
-# crops of 98 px, queue references), the projection head alone for the first 20 steps and then the
-# last 4 blocks too at lr 1e-4, the in-context mIoU every 10 steps on 50 held-out training images,
-# which choose the student (curves.png, best.safetensors), then the before/after table on the
-# validation split and segmentations. Three of the recipe's five seeds peak at step 30. About 8
-# minutes on 2 cores.
+# The NeCo recipe (scripts/recipe.sh, docs/EXPERIMENTS.md): the first 30 steps of an 80-step
+# schedule, 4 benchmark training images per step (2 global crops of 224 px + 4 local crops of 98
+# px, queue references), the projection head alone for the first 20 steps and then the last 4
+# blocks too at lr 1e-4, the in-context mIoU every 10 steps on 50 held-out training images, which
+# choose the student (curves.png, best.safetensors), then the before/after table on the validation
+# split and segmentations. About 8 minutes on 2 cores.
 RUN="$RUN" STEPS=80 STOP_AFTER=${DEMO_STEPS:-30} EVAL_BENCH=all scripts/recipe.sh
 
 echo

@@ -11,7 +11,7 @@
 # (cluster: the K = 300 overclustering row). Settings come from the environment (defaults: the
 # recipe in docs/EXPERIMENTS.md): RUN, STEPS, BATCH, LR_BACKBONE, LR_HEAD, TRAIN_LAST, HEAD_ONLY (steps
 # in which the projection head learns alone before the backbone; 0 = from the first step), EVAL_EVERY,
-# STOP_AFTER (train only the first N of the STEPS steps; 0 = all), SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
+# STOP_AFTER (train only the first N of the STEPS steps, default 30; 0 = all), SEED, THREADS, BENCH, EVAL_BENCH (all, or incontext for a quicker check), SELECT (training images
 # held out for choosing the checkpoint, default 50; 0 = choose on the validation split), REFERENCES (queue or
 # batch), EXTRA (more `neco train` options, e.g. "--steepness 50 --drop-path 0"). Rerunning continues a stopped run and re-evaluates a finished one.
 set -euo pipefail
@@ -58,8 +58,8 @@ if [ "$SELECT" -gt 0 ]; then
 fi
 
 # STOP_AFTER > 0 trains only the first STOP_AFTER of the STEPS steps (the schedules still span
-# STEPS): the main job's shortened recipe. A rerun then leaves the run where it stopped.
-STOP_AFTER=${STOP_AFTER:-0}
+# STEPS; the recipe: 30 of 80, docs/EXPERIMENTS.md). A rerun then leaves the run where it stopped.
+STOP_AFTER=${STOP_AFTER:-30}
 pause=()
 [ "$STOP_AFTER" -gt 0 ] && pause=(--pause-after "$STOP_AFTER")
 done_steps=0
