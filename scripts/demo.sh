@@ -26,7 +26,7 @@ echo
 # px, queue references), the projection head alone for the first 20 steps and then the last 4
 # blocks too at lr 1e-4, the in-context mIoU every 10 steps on 50 held-out training images, which
 # choose the student (curves.png, best.safetensors), then the before/after table on the validation
-# split and segmentations. About 8 minutes on 2 cores.
+# split and segmentations. About 7 minutes on 2 cores.
 RUN="$RUN" STEPS=80 STOP_AFTER=${DEMO_STEPS:-30} EVAL_BENCH=all scripts/recipe.sh
 
 echo
