@@ -62,8 +62,10 @@ fi
 STOP_AFTER=${STOP_AFTER:-30}
 pause=()
 [ "$STOP_AFTER" -gt 0 ] && pause=(--pause-after "$STOP_AFTER")
-done_steps=0
-[ -f "$RUN/log.csv" ] && done_steps=$(awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv")
+logged_steps() {  # the last step in the run's log.csv, 0 without one
+  [ -f "$RUN/log.csv" ] && awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv" || echo 0
+}
+done_steps=$(logged_steps)
 if [ -f "$RUN/student.safetensors" ]; then
   echo "== recipe: $RUN is trained already (rm -rf $RUN to train again)"
 elif [ "$STOP_AFTER" -gt 0 ] && [ "$done_steps" -ge "$STOP_AFTER" ] && [ -f "$RUN/checkpoint.safetensors" ]; then
@@ -86,20 +88,20 @@ B="$RUN/best.safetensors"
 [ -f "$B" ] || B="$RUN/student.safetensors"
 $NECO eval --bench "$EVAL_BENCH" --data "$BENCH" --compare "$B" --threads "$THREADS" --compare-picture "$RUN/compare.png" | tee "$RUN/eval.txt"
 
-miou() {  # miou MODEL BENCH_KEY
-  awk -v m="model=$1" -v b="bench=$2" '$1 == "EVAL" && $2 == m && index($0, b " ") { for (i = 1; i <= NF; i++) if ($i ~ /^miou=/) { sub("miou=", "", $i); print $i } }' "$RUN/eval.txt" | head -1
+field() {  # field TAG MODEL NAME [BENCH_KEY]: NAME=… of the first "TAG model=MODEL …" line of eval.txt
+  awk -v t="$1" -v m="model=$2" -v f="$3=" -v b="${4:+bench=$4 }" '$1 == t && $2 == m && (b == "" || index($0, b)) {
+    for (i = 1; i <= NF; i++) if (index($i, f) == 1) { print substr($i, length(f) + 1); exit } }' "$RUN/eval.txt"
 }
+miou() { field EVAL "$1" miou "$2"; }  # miou MODEL BENCH_KEY
 gain() {  # B − A in points, or n/a when the protocol did not run
   awk -v a="$(miou A "$1")" -v b="$(miou B "$1")" 'BEGIN { if (a == "" || b == "") { printf "n/a"; exit } d = b - a; printf "%s%.1f", (d >= 0 ? "+" : ""), d }'
 }
-rankme() {  # RankMe of a model's validation patch features (`neco eval --bench all|rank`), or n/a
-  awk -v m="model=$1" '$1 == "RANKME" && $2 == m { for (i = 1; i <= NF; i++) if ($i ~ /^value=/) { sub("value=", "", $i); print $i } }' "$RUN/eval.txt" | head -1
-}
+rankme() { field RANKME "$1" value; }  # RankMe of a model's validation patch features (`neco eval --bench all|rank`), or nothing
 if [ -n "$(rankme A)" ]; then
   # The effective rank of the features: a fall means they collapse onto fewer directions, which
   # costs linear-probe mIoU (docs/EXPERIMENTS.md).
   echo "RANKME A=$(rankme A) B=$(rankme B)"
 fi
-steps=$(awk -F, 'NR > 1 { s = $1 } END { print s + 0 }' "$RUN/log.csv")
+steps=$(logged_steps)
 minutes=$(( (train_end - start) / 60 ))
 echo "GAIN incontext=$(gain in-context) linear=$(gain linear) cluster=$(gain cluster_K=300) steps=$steps minutes=$minutes"

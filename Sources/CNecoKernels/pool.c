@@ -86,7 +86,6 @@ static void *pool_thread(void *arg) {
 
 int nk_pool_run(long workers, nk_pool_task task, void *ctx) {
     if (workers < 2 || workers > MAX_WORKERS || inside) return -1;
-    pthread_once(&fork_once, register_fork_handler);
     if (pthread_mutex_trylock(&region_lock) != 0) return -1;
     if (spin_ns < 0) {
         const char *s = getenv("NECO_SPIN_US");
@@ -94,6 +93,8 @@ int nk_pool_run(long workers, nk_pool_task task, void *ctx) {
         spin_ns = (us < 0 ? 0 : us > 100000 ? 100000 : us) * 1000;
     }
     while (started < workers - 1) {
+        /* Before the first thread exists (not on every region): a fork after it restarts the pool. */
+        pthread_once(&fork_once, register_fork_handler);
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);

@@ -160,7 +160,7 @@ struct Eval: ParsableCommand {
             print("RankMe of the \(ranks[0].patches) validation patch features (effective rank, at most \(models[0].config.embedDim)): "
                   + ranks.enumerated().map { "\($0.offset == 0 ? "A" : "B") \(fmt($0.element.value, 2))" }.joined(separator: ", "))
             for (mi, r) in ranks.enumerated() {
-                print("RANKME model=\(mi == 0 ? "A" : "B") weights=\(models[mi].source.hasPrefix("random") ? "random" : String(models[mi].source.split(separator: "/").last ?? "")) value=\(fmt(r.value, 2)) exact=\(r.value) patches=\(r.patches)")
+                print("RANKME model=\(mi == 0 ? "A" : "B") weights=\(Self.weightsName(models[mi])) value=\(fmt(r.value, 2)) exact=\(r.value) patches=\(r.patches)")
             }
         }
         if let path = comparePicture {
@@ -243,6 +243,11 @@ struct Eval: ParsableCommand {
         }
     }
 
+    /// The `weights=` field of the EVAL and RANKME lines: the file name, or "random".
+    static func weightsName(_ model: ViTModel) -> String {
+        model.source.hasPrefix("random") ? "random" : String(model.source.split(separator: "/").last ?? "")
+    }
+
     func printTable(_ results: [[EvalRow]], classes: [String], models: [ViTModel]) {
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
         func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
@@ -277,8 +282,7 @@ struct Eval: ParsableCommand {
         for (mi, rows) in results.enumerated() {
             for row in rows {
                 let key = row.protocolName == "cluster" ? "cluster_" + (row.setting.split(separator: " ").first.map(String.init) ?? "") : row.protocolName
-                let weights = models[mi].source.hasPrefix("random") ? "random" : String(models[mi].source.split(separator: "/").last ?? "")
-                print("EVAL model=\(mi == 0 ? "A" : "B") arch=\(models[mi].config.name) weights=\(weights) bench=\(key) miou=\(fmt(100 * row.mIoU, 2)) miou_exact=\(row.mIoU)")
+                print("EVAL model=\(mi == 0 ? "A" : "B") arch=\(models[mi].config.name) weights=\(Self.weightsName(models[mi])) bench=\(key) miou=\(fmt(100 * row.mIoU, 2)) miou_exact=\(row.mIoU)")
             }
         }
     }

@@ -52,6 +52,7 @@ struct Plot: ParsableCommand {
         try PNGWriter.write(LinePlot(title: title, xLabel: xLabel, series: series).render(), to: out)
         print("wrote \(out)")
     }
+
     /// Dots of series,x,y rows, one colour per series (in order of first appearance).
     func drawScatter() throws {
         var names: [String] = []
