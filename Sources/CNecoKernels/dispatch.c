@@ -24,12 +24,17 @@
                                           const float *, long, long);                                           \
     void nk_swiglu_rows_##sfx(float *, const float *, long, long);                                              \
     void nk_swiglu_backward_rows_##sfx(float *, const float *, const float *, long, long);                      \
-    double nk_fma_probe_##sfx(long);
+    double nk_fma_probe_##sfx(long);                                                                             \
+    long nk_gemm_rows_per_tile_##sfx(void);                                                                     \
+    long nk_gemm_scratch_floats_##sfx(void);                                                                    \
+    void nk_gemm_packed_##sfx(float *, long, const float *, long, const float *, const float *, long, long, long, \
+                              int, float *);
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
      nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
-     nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx}
+     nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
+     nk_gemm_rows_per_tile_##sfx, nk_gemm_scratch_floats_##sfx, nk_gemm_packed_##sfx}
 
 typedef struct {
     void (*exp)(float *, const float *, long);
@@ -44,6 +49,9 @@ typedef struct {
     void (*swiglu_rows)(float *, const float *, long, long);
     void (*swiglu_backward_rows)(float *, const float *, const float *, long, long);
     double (*fma_probe)(long);
+    long (*gemm_rows_per_tile)(void);
+    long (*gemm_scratch_floats)(void);
+    void (*gemm_packed)(float *, long, const float *, long, const float *, const float *, long, long, long, int, float *);
 } nk_table;
 
 NK_DECLARE(portable)
@@ -172,6 +180,11 @@ void nk_layernorm_backward_rows(float *dx, const float *dy, const float *x, cons
 void nk_swiglu_rows(float *hidden, const float *gates, long rows, long h) { T()->swiglu_rows(hidden, gates, rows, h); }
 void nk_swiglu_backward_rows(float *dgates, const float *dhidden, const float *gates, long rows, long h) {
     T()->swiglu_backward_rows(dgates, dhidden, gates, rows, h);
+}
+long nk_gemm_rows_per_tile(void) { return T()->gemm_rows_per_tile(); }
+void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
+                           long n, long k, int epilogue, float *scratch) {
+    T()->gemm_packed(out, ldc, a, lda, wp, bias, m, n, k, epilogue, scratch);
 }
 double nk_fma_probe(int path, long iterations) {
     if (!nk_cpu_supported(path)) return 0;

@@ -300,3 +300,5 @@ double NK(nk_fma_probe)(long iterations) {
     (void)sink;
     return (double)iterations * 12.0 * NK_W * 2.0;
 }
+
+#include "gemm_body.h"

@@ -1,4 +1,10 @@
 import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CNecoKernels
 
 /// The one GEMM wrapper of libneco, over OpenBLAS `cblas_sgemm`, row-major.
 ///
@@ -115,6 +121,103 @@ public enum Gemm {
                 let prev: Float = beta == 0 ? 0 : beta * out[i * ldc + j]
                 out[i * ldc + j] = Float(Double(alpha) * acc) + prev
             }
+        }
+    }
+}
+
+/// A Linear layer's weight W (outDim, inDim), packed once for `Gemm.linear`
+/// (`nk_gemm_pack_weights`: panels of 16 output features, each (inDim, 16); the same layout on every
+/// CPU path). Keeps a pointer to the unpacked weight, which must outlive it and not change: the
+/// packed copy is a snapshot.
+public final class PackedWeight: @unchecked Sendable {
+    public let outDim: Int
+    public let inDim: Int
+    /// The weight it was packed from, (outDim, inDim).
+    public let source: UnsafePointer<Float>
+    @usableFromInline let packed: UnsafeMutablePointer<Float>
+    /// Bytes of the packed copy.
+    public let bytes: Int
+
+    /// - Throws: `.outOfMemory` when the packed copy cannot be allocated.
+    public init(_ weight: UnsafePointer<Float>, outDim: Int, inDim: Int) throws {
+        let count = nk_gemm_packed_floats(outDim, inDim)
+        guard outDim >= 1, inDim >= 1, count > 0 else {
+            throw NecoError.shape("packed weight (\(outDim), \(inDim)) out of range")
+        }
+        self.outDim = outDim
+        self.inDim = inDim
+        self.source = weight
+        packed = try Memory.allocate(count, of: Float.self, "packed weight (\(outDim), \(inDim))")
+        bytes = count * MemoryLayout<Float>.stride
+        nk_gemm_pack_weights(packed, weight, outDim, inDim)
+    }
+
+    deinit { free(packed) }
+}
+
+extension Gemm {
+    /// What `linear` applies to each output as it stores it.
+    public enum Epilogue: Int32, Sendable {
+        case none = 0
+        /// The exact (erf) GELU, the same function as `GELU.forward`.
+        case gelu = 1
+    }
+
+    /// out (rows, outDim) = epilogue(input (rows, inDim) · Wᵀ + bias) with W packed once: libneco's
+    /// own kernel (CNecoKernels `nk_gemm_linear`) on the active CPU path.
+    ///
+    /// Each output element is one chain of fused multiply-adds in k order from its bias, so the
+    /// result is the same for any thread count (the split only decides who computes which
+    /// element). The work is split into rows or into 16-column panels, whichever gives the workers
+    /// equal numbers of micro-tiles (at batch 1, 261 rows make 19 AVX-512 tiles, so columns).
+    /// - Parameters:
+    ///   - bias: (outDim) or nil.
+    ///   - ldOut: row stride of `out` (default outDim); `out` must not overlap `input`.
+    ///   - parallel: pass `false` inside a parallel region.
+    public static func linear(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: PackedWeight,
+                              bias: UnsafePointer<Float>?, rows: Int, epilogue: Epilogue = .none,
+                              ldOut: Int? = nil, parallel: Bool = true) {
+        let n = weight.outDim, k = weight.inDim, ldc = ldOut ?? n
+        if rows <= 0 { return }
+        let workers = parallel && rows * n * k >= parallelThreshold ? Threads.count : 1
+        let mr = nk_gemm_rows_per_tile()
+        let rowTiles = (rows + mr - 1) / mr, panels = (n + 15) / 16
+        // Micro-tiles of the busiest worker for each split.
+        let byRows = (rowTiles + workers - 1) / workers * panels
+        let byCols = (panels + workers - 1) / workers * rowTiles
+        if workers <= 1 {
+            run(out, ldc, input, k, weight, bias, rows, 0, n, epilogue)
+        } else if byRows <= byCols {
+            let block = (rowTiles + workers - 1) / workers * mr
+            Threads.parallelFor((rows + block - 1) / block) { s, e in
+                for part in s..<e {
+                    let i0 = part * block
+                    run(out + i0 * ldc, ldc, input + i0 * k, k, weight, bias, min(block, rows - i0), 0, n, epilogue)
+                }
+            }
+        } else {
+            let block = (panels + workers - 1) / workers * 16
+            Threads.parallelFor((n + block - 1) / block) { s, e in
+                for part in s..<e {
+                    let j0 = part * block
+                    run(out, ldc, input, k, weight, bias, rows, j0, min(block, n - j0), epilogue)
+                }
+            }
+        }
+    }
+
+    /// Columns [j0, j0 + cols) of rows `rows` on the calling thread (j0 a multiple of 16). When the
+    /// kernel's scratch cannot be allocated, the same block goes through OpenBLAS on the unpacked
+    /// weight instead (then rounding may differ), never a crash.
+    static func run(_ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ a: UnsafePointer<Float>, _ lda: Int,
+                    _ w: PackedWeight, _ bias: UnsafePointer<Float>?, _ rows: Int, _ j0: Int, _ cols: Int,
+                    _ epilogue: Epilogue) {
+        let k = w.inDim
+        if nk_gemm_linear(out + j0, ldc, a, lda, w.packed + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
+                          epilogue.rawValue) == 0 { return }
+        product(out + j0, a, w.source + j0 * k, rows, cols, k, false, true, 1, 0, lda, k, ldc, bias.map { $0 + j0 })
+        if epilogue == .gelu {
+            for r in 0..<rows { nk_gelu(out + r * ldc + j0, out + r * ldc + j0, cols) }
         }
     }
 }

@@ -279,6 +279,8 @@ enum DINOv3Loader {
             let spec = params.layout.specs.last { $0.offset <= i }!
             throw NecoError.format("tensor \(spec.name) holds a non-finite value (\(v))")
         }
-        return ViTModel(params: params, source: sourceName, scheme: scheme)
+        let model = ViTModel(params: params, source: sourceName, scheme: scheme)
+        if ViTModel.packsLoadedWeights { try model.packWeights() }
+        return model
     }
 }

@@ -244,6 +244,7 @@ extension ViTModel {
         let a = acts.slab
         let s = BlockScratch(acts)
         let scale = 1 / Float(c.headDim).squareRoot()
+        let packs = packedBlocks
 
         // 1–2. Tokens: into the input of the first saved block (or xFinal when none is saved).
         let first = saveActivations ? acts.firstSavedBlock : c.depth
@@ -275,13 +276,16 @@ extension ViTModel {
             let sc2 = UnsafePointer(a[acts.branchScale + (i * 2 + 1) * batch])
             let ls1: UnsafePointer<Float>? = blk.ls1 >= 0 ? UnsafePointer(p[blk.ls1]) : nil
             let ls2: UnsafePointer<Float>? = blk.ls2 >= 0 ? UnsafePointer(p[blk.ls2]) : nil
+            // Blocks that store nothing use the packed weights when the model has them.
+            let pk: PackedBlock? = !saved && i < packs.count ? packs[i] : nil
 
             Profile.measure(.layerNorm) {
                 LayerNorm.forward(out: s.y, mean: saved ? a[v.mean1] : nil, rstd: saved ? a[v.rstd1] : nil, input: xIn,
                                   weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
             }
             Profile.measure(.gemmQKV) {
-                Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)
+                if let pk { Gemm.linear(out: qkv, input: s.y, weight: pk.qkv, bias: p[blk.qkvB], rows: rows) }
+                else { Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d) }
             }
             if c.rope != nil {
                 // q, k rotated in place: the saved qkv is what attention saw.
@@ -293,7 +297,8 @@ extension ViTModel {
             Attention.forward(out: s.d1, probs: nil, scratch: s.attn, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
             Profile.measure(.gemmProj) {
-                Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d)
+                if let pk { Gemm.linear(out: s.y, input: s.d1, weight: pk.proj, bias: p[blk.projB], rows: rows) }
+                else { Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d) }
             }
             Profile.measure(.residual) {
                 BranchResidual.forward(out: xMid, residual: xIn, branch: s.y, gamma: ls1, sampleScale: sc1,
@@ -304,11 +309,17 @@ extension ViTModel {
                 LayerNorm.forward(out: s.y, mean: saved ? a[v.mean2] : nil, rstd: saved ? a[v.rstd2] : nil, input: xMid,
                                   weight: p[blk.norm2W], bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
             }
+            // Packed and unsaved, GELU is the GEMM's epilogue: fc1 stores gelu(x·Wᵀ + b) directly.
+            let fusedGELU = pk != nil && !keepFFN && c.ffn != .swiglu
             Profile.measure(.gemmFC1) {
-                Linear.forward(out: ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+                if let pk { Gemm.linear(out: ffn, input: s.y, weight: pk.fc1, bias: p[blk.fc1B], rows: rows,
+                                        epilogue: fusedGELU ? .gelu : .none) }
+                else { Linear.forward(out: ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f) }
             }
             let hidden: UnsafeMutablePointer<Float>
-            if c.ffn == .swiglu {
+            if fusedGELU {
+                hidden = ffn
+            } else if c.ffn == .swiglu {
                 Profile.measure(.activation) { SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
                 hidden = s.hidden
             } else if keepFFN {
@@ -320,8 +331,9 @@ extension ViTModel {
                 hidden = ffn
             }
             Profile.measure(.gemmFC2) {
-                Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
-                               inDim: c.mlpHidden, outDim: d)
+                if let pk { Gemm.linear(out: s.y, input: hidden, weight: pk.fc2, bias: p[blk.fc2B], rows: rows) }
+                else { Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
+                                      inDim: c.mlpHidden, outDim: d) }
             }
             Profile.measure(.residual) {
                 BranchResidual.forward(out: xOut, residual: xMid, branch: s.y, gamma: ls2, sampleScale: sc2,

@@ -22,6 +22,46 @@ public final class ViTModel: @unchecked Sendable {
         self.scheme = scheme
     }
 
+    /// The four Linear weights of one block, packed for `Gemm.linear`.
+    public struct PackedBlock: Sendable {
+        public let qkv: PackedWeight, proj: PackedWeight, fc1: PackedWeight, fc2: PackedWeight
+    }
+
+    /// Packed copies of every block's Linear weights (`packWeights`), used by every forward pass
+    /// that stores nothing for backward; empty when the weights are not packed.
+    public private(set) var packedBlocks: [PackedBlock] = []
+
+    /// Whether `packWeights` has run (and `unpackWeights` not since).
+    public var weightsArePacked: Bool { !packedBlocks.isEmpty }
+
+    /// Packs every block's Linear weights once into the layout of libneco's own GEMM kernel
+    /// (`Gemm.linear`), so that inference neither repacks them per call nor goes through OpenBLAS.
+    /// Costs as much memory again as the Linear weights (84 MB for ViT-S/14). The packed copies are
+    /// a snapshot: after changing `params`, call it again (or `unpackWeights`). Loaders call it for
+    /// the models they return unless `NECO_PACK_WEIGHTS=0`; training unpacks the models it updates.
+    /// Not thread-safe against forward passes running on this model.
+    /// - Throws: `.outOfMemory` (the model then stays unpacked).
+    public func packWeights() throws {
+        let c = config, L = params.layout, p = params.slab
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        var packs: [PackedBlock] = []
+        packs.reserveCapacity(L.blocks.count)
+        for blk in L.blocks {
+            packs.append(PackedBlock(
+                qkv: try PackedWeight(p[blk.qkvW], outDim: 3 * c.embedDim, inDim: c.embedDim),
+                proj: try PackedWeight(p[blk.projW], outDim: c.embedDim, inDim: c.embedDim),
+                fc1: try PackedWeight(p[blk.fc1W], outDim: f, inDim: c.embedDim),
+                fc2: try PackedWeight(p[blk.fc2W], outDim: c.embedDim, inDim: c.mlpHidden)))
+        }
+        packedBlocks = packs
+    }
+
+    /// Drops the packed copies: forward passes use OpenBLAS on `params` again.
+    public func unpackWeights() { packedBlocks = [] }
+
+    /// `NECO_PACK_WEIGHTS`: "0" keeps loaded models unpacked (84 MB less for ViT-S/14, slower).
+    public static var packsLoadedWeights: Bool { Environment.value("NECO_PACK_WEIGHTS") != "0" }
+
     /// An independent copy of the weights (same architecture and scheme), e.g. to train without
     /// touching a shared model.
     /// - Throws: `.outOfMemory` when the parameter slab cannot be allocated.

@@ -155,6 +155,8 @@ public final class Trainer: @unchecked Sendable {
     public init(student: ViTModel, config: TrainerConfig) throws {
         try config.validate()
         self.config = config
+        // Packed weights are a snapshot; the trainer changes the student's weights in place.
+        student.unpackWeights()
         self.student = student
         let c = student.config
         trainableParts = try config.trainable.parts(depth: c.depth)

@@ -26,6 +26,7 @@ public enum WeightInterpolation {
                 for i in s..<e { dst[i] = b * dst[i] + a * src[i] }
             }
         }
+        if ViTModel.packsLoadedWeights { try out.packWeights() }
         return out
     }
 }

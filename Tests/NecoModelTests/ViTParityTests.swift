@@ -103,6 +103,10 @@ final class ViTParityTests: XCTestCase {
                                           sourceName: "formula")
         XCTAssertEqual(model.scheme, .timm)
         XCTAssertEqual(model.config.name, "dinov2_vits14_reg")
+        // Loaders pack the Linear weights for libneco's own GEMM; unpacked, OpenBLAS runs them.
+        XCTAssertEqual(model.weightsArePacked, ViTModel.packsLoadedWeights)
+        for packed in [true, false] {
+        if !packed { model.unpackWeights() } else { try model.packWeights() }
         for (h, w, name) in [(224, 224, "out_224"), (182, 266, "out_182x266")] {
             let x = FormulaWeights.input(count: 2 * 3 * h * w)
             let t = model.tokenCount(height: h, width: w)
@@ -112,8 +116,9 @@ final class ViTParityTests: XCTestCase {
                     try model.forward(out: op.baseAddress!, images: xp.baseAddress!, batch: 2, height: h, width: w)
                 }
             }
-            let c = assertClose(out, try fx.floats(name), rtol: 0, atol: Self.fullAtol, name)
-            print("  \(name): \(c)")
+            let c = assertClose(out, try fx.floats(name), rtol: 0, atol: Self.fullAtol, "\(name) packed=\(packed)")
+            print("  \(name) packed=\(packed): \(c)")
+        }
         }
     }
 

@@ -76,6 +76,32 @@ void nk_swiglu_backward_rows(float *dgates, const float *dhidden, const float *g
  * Returns 0 when the path is not supported here. */
 double nk_fma_probe(int path, long iterations);
 
+/* The packed-weight GEMM of a Linear layer (gemm_body.h):
+ *     out (m, n) = a (m, k) · Wᵀ + bias,   W (n, k) row-major (PyTorch's Linear weight),
+ * out and a row-major with leading dimensions ldc, lda (out must not overlap a or the weights).
+ * The weights are packed once by nk_gemm_pack_weights into nk_gemm_packed_floats(n, k) floats;
+ * the layout is the same for every path. Each output element is one chain of fused multiply-adds in
+ * k order starting from its bias (or 0), whatever the tile it falls in: results do not depend on
+ * how the rows are split among calls or threads. */
+enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
+/* Epilogues, applied to each output when it is stored. */
+enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1 };
+/* Floats of packed weights for an (n, k) matrix: n rounded up to 16, times k; -1 when too large. */
+long nk_gemm_packed_floats(long n, long k);
+/* dst (nk_gemm_packed_floats(n, k)) = w (n, k) in panels of 16 output features, each (k, 16). */
+void nk_gemm_pack_weights(float *dst, const float *w, long n, long k);
+/* Rows per micro-tile of the active path (14 AVX-512, 6 AVX2, 3 portable): callers splitting rows
+ * among threads use multiples of it so that no thread computes padding rows needlessly. */
+long nk_gemm_rows_per_tile(void);
+/* out = epilogue(a · Wᵀ + bias), on the calling thread with its own scratch (allocated on the
+ * thread's first call, freed when it exits). bias may be NULL. Returns 0, or -1 when the scratch
+ * cannot be allocated (nothing is written then). */
+int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
+                   long k, int epilogue);
+/* The active path's kernel with a caller-provided scratch (internal to gemm.c). */
+void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
+                           long n, long k, int epilogue, float *scratch);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,53 @@
+/* gemm.c: the path-independent half of the packed-weight GEMM (see gemm_body.h and nk_kernels.h):
+ * packing the weights, and one scratch buffer per thread for the packed activation block. */
+#include "nk_kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+long nk_gemm_packed_floats(long n, long k) {
+    if (n < 0 || k < 0) return -1;
+    const long panels = (n + NK_GEMM_NR - 1) / NK_GEMM_NR;
+    if (k > 0 && panels > (1L << 40) / NK_GEMM_NR / k) return -1;
+    return panels * NK_GEMM_NR * k;
+}
+
+void nk_gemm_pack_weights(float *dst, const float *w, long n, long k) {
+    for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
+        float *panel = dst + j0 * k;
+        const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
+        for (long p = 0; p < k; p++) {
+            long r = 0;
+            for (; r < nw; r++) panel[p * NK_GEMM_NR + r] = w[(j0 + r) * k + p];
+            for (; r < NK_GEMM_NR; r++) panel[p * NK_GEMM_NR + r] = 0;
+        }
+    }
+}
+
+/* The largest scratch any path needs: AVX-512's 14-row tiles, 12 tiles per row block. */
+#define NK_GEMM_SCRATCH_MAX (14 * 12 * NK_GEMM_KC)
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static __thread float *scratch;
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, free); }
+
+/* This thread's scratch, allocated on first use and freed when the thread exits; NULL when out of memory. */
+static float *thread_scratch(void) {
+    if (scratch) return scratch;
+    pthread_once(&scratch_once, scratch_key_init);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, NK_GEMM_SCRATCH_MAX * sizeof(float)) != 0) return NULL;
+    scratch = p;
+    pthread_setspecific(scratch_key, p);
+    return scratch;
+}
+
+int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
+                   long k, int epilogue) {
+    float *s = thread_scratch();
+    if (!s) return -1;
+    nk_gemm_packed_active(out, ldc, a, lda, wp, bias, m, n, k, epilogue, s);
+    return 0;
+}

@@ -1,0 +1,127 @@
+/* gemm_body.h: the packed-weight GEMM of a Linear layer, included by kernels_body.h (so compiled once
+ * per path, with that path's NK_W lanes and target).
+ *
+ *     out (m, n) = a (m, k) · Wᵀ + bias,   W (n, k) PyTorch's Linear layout,
+ *
+ * with W packed once (nk_gemm_pack_weights, path-independent) into panels of NK_GEMM_NR = 16 output
+ * features: panel j holds W[16j ..< 16j+16, :] transposed, (k, 16) row-major, zero rows past n.
+ *
+ * Blocking (Goto/BLIS): K in blocks of NK_GEMM_KC; rows in blocks of MC = 12 micro-tiles, whose A
+ * block is packed once (MR-row slivers, (kc, MR) each, zero rows past m) into a per-thread buffer;
+ * for every weight panel the micro-kernel computes an MR × 16 tile over the K block, the 16-wide
+ * panel (kc × 64 bytes, ≤ 24 KiB) staying in L1 across the row block. The tile's accumulators are
+ * NK_W-lane registers: MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4), with
+ * one broadcast of a[i, p] per row and one load of the panel's row p per vector.
+ *
+ * Every output element is the same chain of fused multiply-adds, in k order from the bias (or
+ * zero), wherever its row and column fall (edge tiles run the full tile on zero-padded rows and
+ * columns and store the part that exists). So the result does not depend on how callers split the
+ * rows among threads. Epilogue NK_GEMM_GELU applies the exact GELU when the tile is stored.
+ */
+
+#include "nk_kernels.h"
+
+#if NK_W == 16
+#define NK_GEMM_MR 14
+#elif NK_W == 8
+#define NK_GEMM_MR 6
+#else
+#define NK_GEMM_MR 3
+#endif
+#define NK_GEMM_NV (NK_GEMM_NR / NK_W)
+#define NK_GEMM_MC (NK_GEMM_MR * 12)
+
+/* c (MR, 16) tile, row stride ldc: c = (init ? init : c) + Σ_p ap[p, :]ᵀ bp[p, :] over kc. */
+static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, const float *bp, float *c,
+                                                                long ldc, const float *init, int gelu) {
+    vf acc[NK_GEMM_MR][NK_GEMM_NV];
+    if (init) {
+        for (int v = 0; v < NK_GEMM_NV; v++) {
+            vf b = ld(init + v * NK_W);
+            for (int r = 0; r < NK_GEMM_MR; r++) acc[r][v] = b;
+        }
+    } else {
+        for (int r = 0; r < NK_GEMM_MR; r++)
+            for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = ld(c + r * ldc + v * NK_W);
+    }
+    for (long p = 0; p < kc; p++) {
+        vf b[NK_GEMM_NV];
+        for (int v = 0; v < NK_GEMM_NV; v++) b[v] = ld(bp + p * NK_GEMM_NR + v * NK_W);
+        for (int r = 0; r < NK_GEMM_MR; r++) {
+            const vf a = splat(ap[p * NK_GEMM_MR + r]);
+            for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = a * b[v] + acc[r][v];
+        }
+    }
+    if (gelu)
+        for (int r = 0; r < NK_GEMM_MR; r++)
+            for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = vgelu(acc[r][v]);
+    for (int r = 0; r < NK_GEMM_MR; r++)
+        for (int v = 0; v < NK_GEMM_NV; v++) st(c + r * ldc + v * NK_W, acc[r][v]);
+}
+
+/* Packs rows [0, rows) × columns [k0, k0 + kc) of a into MR-row slivers (kc, MR), zero rows past `rows`. */
+static void NK(gemm_pack_a)(float *dst, const float *a, long lda, long rows, long k0, long kc) {
+    for (long i = 0; i < rows; i += NK_GEMM_MR) {
+        const long h = rows - i < NK_GEMM_MR ? rows - i : NK_GEMM_MR;
+        for (long p = 0; p < kc; p++) {
+            const float *src = a + i * lda + k0 + p;
+            float *d = dst + p * NK_GEMM_MR;
+            for (long r = 0; r < h; r++) d[r] = src[r * lda];
+            for (long r = h; r < NK_GEMM_MR; r++) d[r] = 0;
+        }
+        dst += kc * NK_GEMM_MR;
+    }
+}
+
+long NK(nk_gemm_rows_per_tile)(void) { return NK_GEMM_MR; }
+
+long NK(nk_gemm_scratch_floats)(void) { return NK_GEMM_MC * NK_GEMM_KC; }
+
+void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
+                        long n, long k, int epilogue, float *scratch) {
+    float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
+    const float zero[NK_GEMM_NR] = {0};
+    if (m <= 0 || n <= 0) return;
+    for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
+        const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
+        const int last = p0 + kc >= k;
+        const int gelu = last && epilogue == NK_GEMM_GELU;
+        for (long i0 = 0; i0 < m; i0 += NK_GEMM_MC) {
+            const long mc = m - i0 < NK_GEMM_MC ? m - i0 : NK_GEMM_MC;
+            NK(gemm_pack_a)(scratch, a + i0 * lda, lda, mc, p0, kc);
+            for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
+                const float *bp = wp + j0 * k + p0 * NK_GEMM_NR;
+                const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
+                const float *init = p0 == 0 ? (bias ? (nw == NK_GEMM_NR ? bias + j0 : 0) : zero) : 0;
+                for (long i = 0; i < mc; i += NK_GEMM_MR) {
+                    const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
+                    float *c = out + (i0 + i) * ldc + j0;
+                    const float *ap = scratch + i * kc;
+                    if (h == NK_GEMM_MR && nw == NK_GEMM_NR) {
+                        NK(gemm_tile)(kc, ap, bp, c, ldc, init, gelu);
+                        continue;
+                    }
+                    /* An edge tile: through a full tile in `tile`, then the part that exists. */
+                    float edge_bias[NK_GEMM_NR];
+                    const float *edge_init = init;
+                    if (p0 == 0 && bias && nw < NK_GEMM_NR) {
+                        for (long j = 0; j < NK_GEMM_NR; j++) edge_bias[j] = j < nw ? bias[j0 + j] : 0;
+                        edge_init = edge_bias;
+                    }
+                    if (!edge_init)
+                        for (long r = 0; r < NK_GEMM_MR; r++)
+                            for (long j = 0; j < NK_GEMM_NR; j++)
+                                tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
+                    NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, edge_init, gelu);
+                    for (long r = 0; r < h; r++)
+                        for (long j = 0; j < nw; j++) c[r * ldc + j] = tile[r * NK_GEMM_NR + j];
+                }
+            }
+        }
+        if (k == 0) break;
+    }
+}
+
+#undef NK_GEMM_MR
+#undef NK_GEMM_NV
+#undef NK_GEMM_MC

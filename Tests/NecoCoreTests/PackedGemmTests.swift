@@ -1,0 +1,117 @@
+import CNecoKernels
+import NecoCore
+import XCTest
+import _NecoTestSupport
+
+/// libneco's own packed-weight GEMM (`Gemm.linear`, CNecoKernels `nk_gemm_linear`) on every CPU path
+/// this machine supports, against the naive Double reference and against OpenBLAS, on edge shapes
+/// (1, primes, sizes that are not multiples of the 14/6/3-row tiles, the 16-column panels or the
+/// 384-deep K blocks), with and without bias, strided output and the GELU epilogue.
+final class PackedGemmTests: XCTestCase {
+    /// Products of values in [-1, 1] summed over K ≤ 769 terms in float: the observed error against
+    /// the Double reference is ≤ 2e-5; the bound leaves 3× room and stays far below a wrong term
+    /// (≥ 1e-3 for these inputs).
+    static let atol = 6e-5, rtol = 1e-5
+
+    static let shapes: [(m: Int, n: Int, k: Int)] = [
+        (1, 1, 1), (1, 16, 1), (2, 17, 3), (3, 5, 7), (13, 31, 2), (14, 16, 384), (15, 33, 385),
+        (29, 47, 97), (97, 131, 769), (261, 48, 384), (6, 1, 13), (43, 15, 768),
+    ]
+
+    var initial = CPUFeatures.path
+    var threads = Threads.count
+    override func setUp() { initial = CPUFeatures.path; threads = Threads.count }
+    override func tearDown() { try? CPUFeatures.setPath(initial); Threads.setCount(threads) }
+
+    static func geluRef(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
+
+    func testMatchesNaiveAndOpenBLASOnEveryPath() throws {
+        var rng = TestRNG(seed: 11)
+        for path in CPUFeatures.available {
+            try CPUFeatures.setPath(path)
+            for (m, n, k) in Self.shapes {
+                let a = rng.floats(m * k), w = rng.floats(n * k), bias = rng.floats(n)
+                let packed = try PackedWeight(w, outDim: n, inDim: k)
+                for withBias in [false, true] {
+                    let ldc = n + (withBias ? 3 : 0)
+                    var ref = [Float](repeating: 0, count: m * ldc), blas = ref
+                    ref.withUnsafeMutableBufferPointer { r in
+                        Gemm.gemmReference(out: r.baseAddress!, a: a, b: w, m: m, n: n, k: k, transB: true, ldc: ldc)
+                        if withBias { for i in 0..<m { for j in 0..<n { r[i * ldc + j] += bias[j] } } }
+                    }
+                    blas.withUnsafeMutableBufferPointer { b in
+                        Gemm.gemm(out: b.baseAddress!, a: a, b: w, m: m, n: n, k: k, transB: true, ldc: ldc,
+                                  bias: withBias ? bias : nil)
+                    }
+                    // Padding columns of a strided output keep their value.
+                    var own = [Float](repeating: 7, count: m * ldc)
+                    own.withUnsafeMutableBufferPointer { o in
+                        bias.withUnsafeBufferPointer { bp in
+                            Gemm.linear(out: o.baseAddress!, input: a, weight: packed, bias: withBias ? bp.baseAddress : nil,
+                                        rows: m, ldOut: ldc)
+                        }
+                    }
+                    let what = "\(path.name) \(m)x\(n)x\(k) bias=\(withBias)"
+                    for i in 0..<m { for j in n..<ldc { XCTAssertEqual(own[i * ldc + j], 7, "\(what): padding written") } }
+                    for i in 0..<m { for j in n..<ldc { ref[i * ldc + j] = 7; blas[i * ldc + j] = 7 } }
+                    assertClose(own, ref, rtol: Self.rtol, atol: Self.atol, "\(what) vs naive")
+                    assertClose(own, blas, rtol: Self.rtol, atol: Self.atol, "\(what) vs OpenBLAS")
+                }
+            }
+        }
+    }
+
+    /// The GELU epilogue is the same function as the GELU kernel, applied to the same sums: equal bit
+    /// for bit to the product followed by `nk_gelu` on the same path, and close to Double GELU of
+    /// the naive product.
+    func testGELUEpilogue() throws {
+        var rng = TestRNG(seed: 12)
+        for path in CPUFeatures.available {
+            try CPUFeatures.setPath(path)
+            for (m, n, k) in [(1, 1, 1), (15, 33, 385), (29, 47, 97)] {
+                let a = rng.floats(m * k), w = rng.floats(n * k), bias = rng.floats(n)
+                let packed = try PackedWeight(w, outDim: n, inDim: k)
+                var fused = [Float](repeating: 0, count: m * n), plain = fused
+                Gemm.linear(out: &fused, input: a, weight: packed, bias: bias, rows: m, epilogue: .gelu)
+                Gemm.linear(out: &plain, input: a, weight: packed, bias: bias, rows: m)
+                let ref = plain.map { Float(Self.geluRef(Double($0))) }
+                nk_gelu(&plain, plain, plain.count)
+                XCTAssertEqual(fused, plain, "\(path.name) \(m)x\(n)x\(k): fused GELU differs from GEMM + GELU")
+                // GELU's erf approximation (1.5e-7) times |x|/2 plus one rounding.
+                assertClose(fused, ref, rtol: 1e-5, atol: 2e-6, "\(path.name) GELU epilogue vs Double GELU")
+            }
+        }
+    }
+
+    /// Rows or column panels go to different workers, but each output is computed the same way:
+    /// identical bits for 1, 2, 3 and 4 threads, for shapes that split by rows and by columns.
+    func testSameBitsForAnyThreadCount() throws {
+        var rng = TestRNG(seed: 13)
+        for path in CPUFeatures.available {
+            try CPUFeatures.setPath(path)
+            for (m, n, k) in [(261, 1152, 384), (2088, 64, 96), (37, 512, 200)] {
+                let a = rng.floats(m * k), w = rng.floats(n * k), bias = rng.floats(n)
+                let packed = try PackedWeight(w, outDim: n, inDim: k)
+                var first: [Float] = []
+                for t in [1, 2, 3, 4] {
+                    Threads.setCount(t)
+                    var out = [Float](repeating: 0, count: m * n)
+                    Gemm.linear(out: &out, input: a, weight: packed, bias: bias, rows: m, epilogue: .gelu)
+                    if first.isEmpty { first = out } else {
+                        XCTAssertEqual(out, first, "\(path.name) \(m)x\(n)x\(k): \(t) threads differ from 1")
+                    }
+                }
+            }
+        }
+    }
+
+    func testPackedSizesAndBadShapes() {
+        XCTAssertEqual(nk_gemm_packed_floats(16, 3), 48)
+        XCTAssertEqual(nk_gemm_packed_floats(17, 3), 96)
+        XCTAssertEqual(nk_gemm_packed_floats(-1, 3), -1)
+        XCTAssertEqual(nk_gemm_packed_floats(1 << 40, 1 << 20), -1)
+        let w = [Float](repeating: 1, count: 4)
+        XCTAssertThrowsError(try PackedWeight(w, outDim: 0, inDim: 4))
+        XCTAssertThrowsError(try PackedWeight(w, outDim: 2, inDim: 0))
+    }
+}
