@@ -68,7 +68,10 @@ final class CheckpointLoadTests: XCTestCase {
         XCTAssertEqual(m.config.layerNormEps, 1e-5)
         XCTAssertEqual(m.config.name, "tiny_reg")
         XCTAssertEqual(m.scheme, .meta)
-        // Same weights and architecture, so the same forward pass, resampling included.
+        // Same weights and architecture, so the same forward pass, resampling included (both
+        // unpacked, so both run the same GEMMs: the trainer unpacked its student).
+        XCTAssertFalse(t.student.weightsArePacked)
+        m.unpackWeights()
         XCTAssertEqual(try tokens(m), try tokens(t.student))
 
         // The exported student loads the same way and is the same model.
