@@ -24,6 +24,15 @@ void nk_gemm_pack_weights(float *dst, const float *w, long n, long k) {
     }
 }
 
+void nk_gemm_unpack_weights(float *w, const float *src, long n, long k) {
+    for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
+        const float *panel = src + j0 * k;
+        const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
+        for (long p = 0; p < k; p++)
+            for (long r = 0; r < nw; r++) w[(j0 + r) * k + p] = panel[p * NK_GEMM_NR + r];
+    }
+}
+
 /* The largest scratch any path needs: AVX-512's 14-row tiles, 12 tiles per row block. */
 #define NK_GEMM_SCRATCH_MAX (14 * 12 * NK_GEMM_KC)
 

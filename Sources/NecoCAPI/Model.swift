@@ -98,7 +98,7 @@ public func neco_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
         }
         guard let name = strdup(c.name) else { throw NecoError(.outOfMemory, "cannot copy the model name") }
         let handle = ModelHandle(model: model, imageHeight: Int(p.image_height), imageWidth: Int(p.image_width), name: name)
-        log(NECO_LOG_INFO, "loaded \(file): \(c.name) (\(c.family.rawValue)), D \(c.embedDim), \(c.depth) layers, \(c.heads) heads, \(c.registers) registers, patch \(c.patchSize), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue)")
+        log(NECO_LOG_INFO, "loaded \(file): \(c.name) (\(c.family.rawValue)), D \(c.embedDim), \(c.depth) layers, \(c.heads) heads, \(c.registers) registers, patch \(c.patchSize), \(model.parameterCount) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue)")
         out.pointee = box(handle)
     }
 }
@@ -148,7 +148,7 @@ public func neco_model_n_registers(_ model: OpaquePointer?) -> Int32 {
 
 @_cdecl("neco_model_n_params")
 public func neco_model_n_params(_ model: OpaquePointer?) -> Int64 {
-    modelValue("neco_model_n_params", model) { $0.model.params.count }
+    modelValue("neco_model_n_params", model) { $0.model.parameterCount }
 }
 
 @_cdecl("neco_model_image_height")

@@ -152,6 +152,13 @@ public final class PackedWeight: @unchecked Sendable {
         nk_gemm_pack_weights(packed, weight, outDim, inDim)
     }
 
+    /// Packs `source` again (after its values changed), into the same memory.
+    public func refresh() { nk_gemm_pack_weights(packed, source, outDim, inDim) }
+
+    /// Writes the weight back into `source` from the packed copy (exact: packing only moves values),
+    /// after its memory was released (`Memory.releasePages`).
+    public func restoreSource() { nk_gemm_unpack_weights(UnsafeMutablePointer(mutating: source), packed, outDim, inDim) }
+
     deinit { free(packed) }
 }
 
@@ -207,17 +214,24 @@ extension Gemm {
     }
 
     /// Columns [j0, j0 + cols) of rows `rows` on the calling thread (j0 a multiple of 16). When the
-    /// kernel's scratch cannot be allocated, the same block goes through OpenBLAS on the unpacked
-    /// weight instead (then rounding may differ), never a crash.
+    /// kernel's scratch cannot be allocated, a plain loop over the packed weight computes the same
+    /// block instead (slowly; the unpacked weight may have been released), never a crash.
     static func run(_ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ a: UnsafePointer<Float>, _ lda: Int,
                     _ w: PackedWeight, _ bias: UnsafePointer<Float>?, _ rows: Int, _ j0: Int, _ cols: Int,
                     _ epilogue: Epilogue) {
         let k = w.inDim
         if nk_gemm_linear(out + j0, ldc, a, lda, w.packed + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
                           epilogue.rawValue) == 0 { return }
-        product(out + j0, a, w.source + j0 * k, rows, cols, k, false, true, 1, 0, lda, k, ldc, bias.map { $0 + j0 })
-        if epilogue == .gelu {
-            for r in 0..<rows { nk_gelu(out + r * ldc + j0, out + r * ldc + j0, cols) }
+        for i in 0..<rows {
+            let o = out + i * ldc, x = a + i * lda
+            for j in j0..<(j0 + cols) {
+                // Panel j / 16 holds column j at lane j % 16 of each of its k rows.
+                let panel = w.packed + (j / 16) * 16 * k + j % 16
+                var acc = bias?[j] ?? 0
+                for p in 0..<k { acc += x[p] * panel[p * 16] }
+                o[j] = acc
+            }
+            if epilogue == .gelu { nk_gelu(o + j0, o + j0, cols) }
         }
     }
 }

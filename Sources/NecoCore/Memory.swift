@@ -79,6 +79,20 @@ public enum Memory {
     /// buffers are touched as the GEMMs need them.
     public static var blasHeadroom: Int { (160 << 20) * max(1, Threads.count) }
 
+    /// Hands the whole pages inside [p, p + bytes) back to the system (`madvise(MADV_DONTNEED)`):
+    /// they read as zeros afterwards and count in the resident set only once written again. For
+    /// private anonymous memory (what `allocate` returns for large sizes). Returns the bytes
+    /// released.
+    @discardableResult
+    public static func releasePages(_ p: UnsafeMutableRawPointer, bytes: Int) -> Int {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0, bytes > 0 else { return 0 }
+        let start = (Int(bitPattern: p) + page - 1) / page * page
+        let end = (Int(bitPattern: p) + bytes) / page * page
+        guard end > start, let base = UnsafeMutableRawPointer(bitPattern: start) else { return 0 }
+        return madvise(base, end - start, MADV_DONTNEED) == 0 ? end - start : 0
+    }
+
     /// "1.5 GB", "12 MB", "300 bytes".
     public static func describe(_ bytes: Int) -> String {
         if bytes >= 1_000_000_000 { return "\(Double(bytes / 10_000_000) / 100) GB" }

@@ -238,7 +238,10 @@ extension ViTModel {
                                 observer: StageObserver? = nil) throws {
         let c = config
         try acts.check(config: c)
-        let L = params.layout, p = params.slab
+        // Saved blocks run on the unpacked weights; unsaved ones read released Linear weights only
+        // through their packed copies (`storage` never restores them).
+        if saveActivations && acts.firstSavedBlock < c.depth { restoreReleasedWeights() }
+        let L = storage.layout, p = storage.slab
         let d = c.embedDim, rows = acts.rows, t = acts.tokens, batch = acts.batch
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         let a = acts.slab

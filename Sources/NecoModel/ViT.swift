@@ -9,15 +9,25 @@ import NecoCore
 /// embedding is added and never receive one. The model is immutable after loading; `forward` may
 /// run concurrently from several threads (each call allocates its own workspace).
 public final class ViTModel: @unchecked Sendable {
-    public let params: ViTParameters
-    public var config: ViTConfig { params.config }
+    /// The weights. Reading this property first writes back the Linear weights that `packWeights`
+    /// released (see there), so what it returns is always complete.
+    public var params: ViTParameters {
+        restoreReleasedWeights()
+        return storage
+    }
+    /// The weights as they are: the forward pass reads released Linear weights only through their
+    /// packed copies, so it uses this and never triggers a restore.
+    let storage: ViTParameters
+    public var config: ViTConfig { storage.config }
+    /// Number of parameters (without restoring released weights).
+    public var parameterCount: Int { storage.count }
     /// Where the weights came from (file path or "formula"/"random"), for reports.
     public var source: String
     /// Which key naming scheme the weights were stored in.
     public var scheme: WeightScheme
 
     public init(params: ViTParameters, source: String = "memory", scheme: WeightScheme = .meta) {
-        self.params = params
+        self.storage = params
         self.source = source
         self.scheme = scheme
     }
@@ -34,15 +44,26 @@ public final class ViTModel: @unchecked Sendable {
     /// Whether `packWeights` has run (and `unpackWeights` not since).
     public var weightsArePacked: Bool { !packedBlocks.isEmpty }
 
+    /// Whether the unpacked Linear weights are released (until `params` is read).
+    public var linearWeightsReleased: Bool { lock.withLock { released } }
+
+    private let lock = Lock()
+    private var released = false
+
     /// Packs every block's Linear weights once into the layout of libneco's own GEMM kernel
     /// (`Gemm.linear`), so that inference neither repacks them per call nor goes through OpenBLAS.
-    /// Costs as much memory again as the Linear weights (84 MB for ViT-S/14). The packed copies are
-    /// a snapshot: after changing `params`, call it again (or `unpackWeights`). Loaders call it for
-    /// the models they return unless `NECO_PACK_WEIGHTS=0`; training unpacks the models it updates.
+    ///
+    /// With `releasing` (the default) the unpacked copies' pages are handed back to the system
+    /// as each weight is packed, so packing costs no memory (84 MB would be twice the Linear
+    /// weights of ViT-S/14): the first read of `params` (export, `copy`, training, saving) writes
+    /// them back from the packed copies, exactly, and they stay. The packed copies are a snapshot:
+    /// after changing the weights, call it again (or `unpackWeights`). Loaders call it for the
+    /// models they return unless `NECO_PACK_WEIGHTS=0`; `Trainer` unpacks the student it updates.
     /// Not thread-safe against forward passes running on this model.
-    /// - Throws: `.outOfMemory` (the model then stays unpacked).
-    public func packWeights() throws {
-        let c = config, L = params.layout, p = params.slab
+    /// - Throws: `.outOfMemory` (the model then stays unpacked, its weights complete).
+    public func packWeights(releasing: Bool = true) throws {
+        unpackWeights()
+        let c = config, L = storage.layout, p = storage.slab
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         var packs: [PackedBlock] = []
         packs.reserveCapacity(L.blocks.count)
@@ -52,14 +73,39 @@ public final class ViTModel: @unchecked Sendable {
                 proj: try PackedWeight(p[blk.projW], outDim: c.embedDim, inDim: c.embedDim),
                 fc1: try PackedWeight(p[blk.fc1W], outDim: f, inDim: c.embedDim),
                 fc2: try PackedWeight(p[blk.fc2W], outDim: c.embedDim, inDim: c.mlpHidden)))
+            if releasing {
+                for w in [packs[packs.count - 1].qkv, packs[packs.count - 1].proj, packs[packs.count - 1].fc1,
+                          packs[packs.count - 1].fc2] {
+                    Memory.releasePages(UnsafeMutableRawPointer(mutating: w.source),
+                                        bytes: w.outDim * w.inDim * MemoryLayout<Float>.stride)
+                }
+            }
         }
-        packedBlocks = packs
+        lock.withLock {
+            packedBlocks = packs
+            released = releasing
+        }
     }
 
-    /// Drops the packed copies: forward passes use OpenBLAS on `params` again.
-    public func unpackWeights() { packedBlocks = [] }
+    /// Drops the packed copies (after writing back released weights): forward passes use OpenBLAS
+    /// on `params` again.
+    public func unpackWeights() {
+        restoreReleasedWeights()
+        lock.withLock { packedBlocks = [] }
+    }
 
-    /// `NECO_PACK_WEIGHTS`: "0" keeps loaded models unpacked (84 MB less for ViT-S/14, slower).
+    /// Writes released Linear weights back from their packed copies (once; thread-safe).
+    func restoreReleasedWeights() {
+        lock.withLock {
+            guard released else { return }
+            for b in packedBlocks {
+                for w in [b.qkv, b.proj, b.fc1, b.fc2] { w.restoreSource() }
+            }
+            released = false
+        }
+    }
+
+    /// `NECO_PACK_WEIGHTS`: "0" keeps loaded models unpacked (and on OpenBLAS).
     public static var packsLoadedWeights: Bool { Environment.value("NECO_PACK_WEIGHTS") != "0" }
 
     /// An independent copy of the weights (same architecture and scheme), e.g. to train without

