@@ -108,6 +108,12 @@ public final class ViTModel: @unchecked Sendable {
     /// `NECO_PACK_WEIGHTS`: "0" keeps loaded models unpacked (and on OpenBLAS).
     public static var packsLoadedWeights: Bool { Environment.value("NECO_PACK_WEIGHTS") != "0" }
 
+    /// What every model handed out for inference gets (loaders, the C ABI's trainer models, weight
+    /// interpolation): `packWeights()` unless `NECO_PACK_WEIGHTS=0`.
+    public func prepareForInference() throws {
+        if Self.packsLoadedWeights { try packWeights() }
+    }
+
     /// An independent copy of the weights (same architecture and scheme), e.g. to train without
     /// touching a shared model.
     /// - Throws: `.outOfMemory` when the parameter slab cannot be allocated.

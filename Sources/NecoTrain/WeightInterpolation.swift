@@ -26,7 +26,7 @@ public enum WeightInterpolation {
                 for i in s..<e { dst[i] = b * dst[i] + a * src[i] }
             }
         }
-        if ViTModel.packsLoadedWeights { try out.packWeights() }
+        try out.prepareForInference()
         return out
     }
 }
