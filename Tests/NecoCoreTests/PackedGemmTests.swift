@@ -25,38 +25,55 @@ final class PackedGemmTests: XCTestCase {
 
     static func geluRef(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
 
-    func testMatchesNaiveAndOpenBLASOnEveryPath() throws {
-        var rng = TestRNG(seed: 11)
+    /// One random case: a (m, k), W (n, k) and its packed copy, bias (n).
+    struct Case {
+        let path: CPUFeatures.Path
+        let m: Int, n: Int, k: Int
+        let a: [Float], w: [Float], bias: [Float]
+        let packed: PackedWeight
+        var name: String { "\(path.name) \(m)x\(n)x\(k)" }
+    }
+
+    /// Runs `body` for every shape on every CPU path this machine has, with fresh random data.
+    func forEachCase(seed: UInt64, _ shapes: [(m: Int, n: Int, k: Int)], _ body: (Case) throws -> Void) throws {
+        var rng = TestRNG(seed: seed)
         for path in CPUFeatures.available {
             try CPUFeatures.setPath(path)
-            for (m, n, k) in Self.shapes {
+            for (m, n, k) in shapes {
                 let a = rng.floats(m * k), w = rng.floats(n * k), bias = rng.floats(n)
-                let packed = try PackedWeight(w, outDim: n, inDim: k)
-                for withBias in [false, true] {
-                    let ldc = n + (withBias ? 3 : 0)
-                    var ref = [Float](repeating: 0, count: m * ldc), blas = ref
-                    ref.withUnsafeMutableBufferPointer { r in
-                        Gemm.gemmReference(out: r.baseAddress!, a: a, b: w, m: m, n: n, k: k, transB: true, ldc: ldc)
-                        if withBias { for i in 0..<m { for j in 0..<n { r[i * ldc + j] += bias[j] } } }
-                    }
-                    blas.withUnsafeMutableBufferPointer { b in
-                        Gemm.gemm(out: b.baseAddress!, a: a, b: w, m: m, n: n, k: k, transB: true, ldc: ldc,
-                                  bias: withBias ? bias : nil)
-                    }
-                    // Padding columns of a strided output keep their value.
-                    var own = [Float](repeating: 7, count: m * ldc)
-                    own.withUnsafeMutableBufferPointer { o in
-                        bias.withUnsafeBufferPointer { bp in
-                            Gemm.linear(out: o.baseAddress!, input: a, weight: packed, bias: withBias ? bp.baseAddress : nil,
-                                        rows: m, ldOut: ldc)
-                        }
-                    }
-                    let what = "\(path.name) \(m)x\(n)x\(k) bias=\(withBias)"
-                    for i in 0..<m { for j in n..<ldc { XCTAssertEqual(own[i * ldc + j], 7, "\(what): padding written") } }
-                    for i in 0..<m { for j in n..<ldc { ref[i * ldc + j] = 7; blas[i * ldc + j] = 7 } }
-                    assertClose(own, ref, rtol: Self.rtol, atol: Self.atol, "\(what) vs naive")
-                    assertClose(own, blas, rtol: Self.rtol, atol: Self.atol, "\(what) vs OpenBLAS")
+                try body(Case(path: path, m: m, n: n, k: k, a: a, w: w, bias: bias,
+                              packed: try PackedWeight(w, outDim: n, inDim: k)))
+            }
+        }
+    }
+
+    func testMatchesNaiveAndOpenBLASOnEveryPath() throws {
+        try forEachCase(seed: 11, Self.shapes) { c in
+            let (m, n, k, a, w, bias, packed) = (c.m, c.n, c.k, c.a, c.w, c.bias, c.packed)
+            for withBias in [false, true] {
+                let ldc = n + (withBias ? 3 : 0)
+                var ref = [Float](repeating: 0, count: m * ldc), blas = ref
+                ref.withUnsafeMutableBufferPointer { r in
+                    Gemm.gemmReference(out: r.baseAddress!, a: a, b: w, m: m, n: n, k: k, transB: true, ldc: ldc)
+                    if withBias { for i in 0..<m { for j in 0..<n { r[i * ldc + j] += bias[j] } } }
                 }
+                blas.withUnsafeMutableBufferPointer { b in
+                    Gemm.gemm(out: b.baseAddress!, a: a, b: w, m: m, n: n, k: k, transB: true, ldc: ldc,
+                              bias: withBias ? bias : nil)
+                }
+                // Padding columns of a strided output keep their value.
+                var own = [Float](repeating: 7, count: m * ldc)
+                own.withUnsafeMutableBufferPointer { o in
+                    bias.withUnsafeBufferPointer { bp in
+                        Gemm.linear(out: o.baseAddress!, input: a, weight: packed, bias: withBias ? bp.baseAddress : nil,
+                                    rows: m, ldOut: ldc)
+                    }
+                }
+                let what = "\(c.name) bias=\(withBias)"
+                for i in 0..<m { for j in n..<ldc { XCTAssertEqual(own[i * ldc + j], 7, "\(what): padding written") } }
+                for i in 0..<m { for j in n..<ldc { ref[i * ldc + j] = 7; blas[i * ldc + j] = 7 } }
+                assertClose(own, ref, rtol: Self.rtol, atol: Self.atol, "\(what) vs naive")
+                assertClose(own, blas, rtol: Self.rtol, atol: Self.atol, "\(what) vs OpenBLAS")
             }
         }
     }
@@ -65,41 +82,29 @@ final class PackedGemmTests: XCTestCase {
     /// for bit to the product followed by `nk_gelu` on the same path, and close to Double GELU of
     /// the naive product.
     func testGELUEpilogue() throws {
-        var rng = TestRNG(seed: 12)
-        for path in CPUFeatures.available {
-            try CPUFeatures.setPath(path)
-            for (m, n, k) in [(1, 1, 1), (15, 33, 385), (29, 47, 97)] {
-                let a = rng.floats(m * k), w = rng.floats(n * k), bias = rng.floats(n)
-                let packed = try PackedWeight(w, outDim: n, inDim: k)
-                var fused = [Float](repeating: 0, count: m * n), plain = fused
-                Gemm.linear(out: &fused, input: a, weight: packed, bias: bias, rows: m, epilogue: .gelu)
-                Gemm.linear(out: &plain, input: a, weight: packed, bias: bias, rows: m)
-                let ref = plain.map { Float(Self.geluRef(Double($0))) }
-                nk_gelu(&plain, plain, plain.count)
-                XCTAssertEqual(fused, plain, "\(path.name) \(m)x\(n)x\(k): fused GELU differs from GEMM + GELU")
-                // GELU's erf approximation (1.5e-7) times |x|/2 plus one rounding.
-                assertClose(fused, ref, rtol: 1e-5, atol: 2e-6, "\(path.name) GELU epilogue vs Double GELU")
-            }
+        try forEachCase(seed: 12, [(1, 1, 1), (15, 33, 385), (29, 47, 97)]) { c in
+            var fused = [Float](repeating: 0, count: c.m * c.n), plain = fused
+            Gemm.linear(out: &fused, input: c.a, weight: c.packed, bias: c.bias, rows: c.m, epilogue: .gelu)
+            Gemm.linear(out: &plain, input: c.a, weight: c.packed, bias: c.bias, rows: c.m)
+            let ref = plain.map { Float(Self.geluRef(Double($0))) }
+            nk_gelu(&plain, plain, plain.count)
+            XCTAssertEqual(fused, plain, "\(c.name): fused GELU differs from GEMM + GELU")
+            // GELU's erf approximation (1.5e-7) times |x|/2 plus one rounding.
+            assertClose(fused, ref, rtol: 1e-5, atol: 2e-6, "\(c.name) GELU epilogue vs Double GELU")
         }
     }
 
     /// Rows or column panels go to different workers, but each output is computed the same way:
     /// identical bits for 1, 2, 3 and 4 threads, for shapes that split by rows and by columns.
     func testSameBitsForAnyThreadCount() throws {
-        var rng = TestRNG(seed: 13)
-        for path in CPUFeatures.available {
-            try CPUFeatures.setPath(path)
-            for (m, n, k) in [(261, 1152, 384), (2088, 64, 96), (37, 512, 200)] {
-                let a = rng.floats(m * k), w = rng.floats(n * k), bias = rng.floats(n)
-                let packed = try PackedWeight(w, outDim: n, inDim: k)
-                var first: [Float] = []
-                for t in [1, 2, 3, 4] {
-                    Threads.setCount(t)
-                    var out = [Float](repeating: 0, count: m * n)
-                    Gemm.linear(out: &out, input: a, weight: packed, bias: bias, rows: m, epilogue: .gelu)
-                    if first.isEmpty { first = out } else {
-                        XCTAssertEqual(out, first, "\(path.name) \(m)x\(n)x\(k): \(t) threads differ from 1")
-                    }
+        try forEachCase(seed: 13, [(261, 1152, 384), (2088, 64, 96), (37, 512, 200)]) { c in
+            var first: [Float] = []
+            for t in [1, 2, 3, 4] {
+                Threads.setCount(t)
+                var out = [Float](repeating: 0, count: c.m * c.n)
+                Gemm.linear(out: &out, input: c.a, weight: c.packed, bias: c.bias, rows: c.m, epilogue: .gelu)
+                if first.isEmpty { first = out } else {
+                    XCTAssertEqual(out, first, "\(c.name): \(t) threads differ from 1")
                 }
             }
         }
