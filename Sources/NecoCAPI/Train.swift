@@ -284,7 +284,7 @@ public func neco_trainer_get_model(_ trainer: OpaquePointer?, _ teacher: Bool,
             throw NecoError.invalidArgument("this trainer has no teacher")
         }
         let copy = try source.copy(source: "\(teacher ? "teacher" : "student") at step \(h.run.stepsDone)")
-        try copy.prepareForInference()
+        copy.prepareForInference()
         guard let name = strdup(source.config.name) else { throw NecoError(.outOfMemory, "cannot copy the model name") }
         out.pointee = box(ModelHandle(model: copy, imageHeight: h.imageHeight, imageWidth: h.imageWidth, name: name))
     }

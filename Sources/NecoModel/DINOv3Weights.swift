@@ -280,7 +280,7 @@ enum DINOv3Loader {
             throw NecoError.format("tensor \(spec.name) holds a non-finite value (\(v))")
         }
         let model = ViTModel(params: params, source: sourceName, scheme: scheme)
-        try model.prepareForInference()
+        model.prepareForInference()
         return model
     }
 }

@@ -67,19 +67,25 @@ public final class ViTModel: @unchecked Sendable {
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         var packs: [PackedBlock] = []
         packs.reserveCapacity(L.blocks.count)
-        for blk in L.blocks {
-            packs.append(PackedBlock(
-                qkv: try PackedWeight(p[blk.qkvW], outDim: 3 * c.embedDim, inDim: c.embedDim),
-                proj: try PackedWeight(p[blk.projW], outDim: c.embedDim, inDim: c.embedDim),
-                fc1: try PackedWeight(p[blk.fc1W], outDim: f, inDim: c.embedDim),
-                fc2: try PackedWeight(p[blk.fc2W], outDim: c.embedDim, inDim: c.mlpHidden)))
-            if releasing {
-                for w in [packs[packs.count - 1].qkv, packs[packs.count - 1].proj, packs[packs.count - 1].fc1,
-                          packs[packs.count - 1].fc2] {
-                    Memory.releasePages(UnsafeMutableRawPointer(mutating: w.source),
-                                        bytes: w.outDim * w.inDim * MemoryLayout<Float>.stride)
+        do {
+            for blk in L.blocks {
+                let b = PackedBlock(
+                    qkv: try PackedWeight(p[blk.qkvW], outDim: 3 * c.embedDim, inDim: c.embedDim),
+                    proj: try PackedWeight(p[blk.projW], outDim: c.embedDim, inDim: c.embedDim),
+                    fc1: try PackedWeight(p[blk.fc1W], outDim: f, inDim: c.embedDim),
+                    fc2: try PackedWeight(p[blk.fc2W], outDim: c.embedDim, inDim: c.mlpHidden))
+                packs.append(b)
+                if releasing {
+                    for w in [b.qkv, b.proj, b.fc1, b.fc2] {
+                        Memory.releasePages(UnsafeMutableRawPointer(mutating: w.source),
+                                            bytes: w.outDim * w.inDim * MemoryLayout<Float>.stride)
+                    }
                 }
             }
+        } catch {
+            // Out of memory part way: write back what was released; the model stays unpacked.
+            if releasing { for b in packs { for w in [b.qkv, b.proj, b.fc1, b.fc2] { w.restoreSource() } } }
+            throw error
         }
         lock.withLock {
             packedBlocks = packs
@@ -109,9 +115,10 @@ public final class ViTModel: @unchecked Sendable {
     public static var packsLoadedWeights: Bool { Environment.value("NECO_PACK_WEIGHTS") != "0" }
 
     /// What every model handed out for inference gets (loaders, the C ABI's trainer models, weight
-    /// interpolation): `packWeights()` unless `NECO_PACK_WEIGHTS=0`.
-    public func prepareForInference() throws {
-        if Self.packsLoadedWeights { try packWeights() }
+    /// interpolation): `packWeights()` unless `NECO_PACK_WEIGHTS=0`. Packing is only a speed-up:
+    /// when its memory cannot be had, the model stays unpacked (complete, on OpenBLAS).
+    public func prepareForInference() {
+        if Self.packsLoadedWeights { try? packWeights() }
     }
 
     /// An independent copy of the weights (same architecture and scheme), e.g. to train without

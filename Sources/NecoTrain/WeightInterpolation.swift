@@ -26,7 +26,7 @@ public enum WeightInterpolation {
                 for i in s..<e { dst[i] = b * dst[i] + a * src[i] }
             }
         }
-        try out.prepareForInference()
+        out.prepareForInference()
         return out
     }
 }

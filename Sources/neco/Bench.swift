@@ -38,7 +38,7 @@ struct Bench: ParsableCommand {
             }
             for blk in params.layout.blocks { RoPE.maskBias(params[blk.qkvB], mode: config.qkvBias, dim: config.embedDim) }
             model = ViTModel(params: params, source: "random", scheme: .meta)
-            try model.prepareForInference()
+            model.prepareForInference()
         }
         let (h, w) = try parseSize(size)
         try model.validateInput(height: h, width: w)
