@@ -129,6 +129,32 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(merged, merged2)
     }
 
+    /// Past `Attention.scoreBudget` the scratch path runs blocks of query rows; it gives what the
+    /// whole-matrix path (saved probabilities) gives, for token counts that split evenly and not.
+    func testBlockedAttentionMatchesWholeMatrix() {
+        var rng = TestRNG(seed: 21)
+        let (heads, e) = (2, 8), d = heads * e
+        for t in [1025, 1200, 1500] {
+            XCTAssertLessThan(Attention.queryBlock(tokens: t), t, "T = \(t) is blocked")
+            let qkv = rng.floats(2 * t * 3 * d, scale: 2)
+            var whole = [Float](repeating: 0, count: 2 * t * d), blocked = whole
+            var probs = [Float](repeating: 0, count: 2 * heads * t * t)
+            var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t))
+            XCTAssertLessThanOrEqual(scratch.count, Threads.count * Attention.scoreBudget)
+            Attention.forward(out: &whole, probs: &probs, scratch: nil, qkv: qkv, batch: 2, tokens: t, heads: heads,
+                              headDim: e, scale: 0.35)
+            Attention.forward(out: &blocked, probs: nil, scratch: &scratch, qkv: qkv, batch: 2, tokens: t, heads: heads,
+                              headDim: e, scale: 0.35)
+            // Each output row is the same arithmetic on the same row of scores: a few ulps at most
+            // (OpenBLAS may order a sum differently for a different number of rows).
+            assertClose(blocked, whole, rtol: 1e-6, atol: 1e-6, "blocked attention T = \(t)")
+        }
+        XCTAssertEqual(Attention.queryBlock(tokens: 261), 261)
+        XCTAssertEqual(Attention.queryBlock(tokens: 1024), 1024)
+        XCTAssertEqual(Attention.queryBlock(tokens: 10001), 104)
+        XCTAssertEqual(Attention.queryBlock(tokens: 65536), 64)
+    }
+
     func testPatchEmbedMatchesTorchConv() throws {
         let fx = try Fixture("kernels/patch_embed.safetensors")
         let img = try fx.floats("image"), w = try fx.floats("weight"), b = try fx.floats("bias")

@@ -7,10 +7,25 @@
 /// out (B, T, D) holds the heads concatenated in head order (before the output projection).
 ///
 /// The (b, head) pairs run in parallel over `Threads.count` workers, each with single-threaded
-/// GEMMs (many small GEMMs scale better this way than one split GEMM at a time).
+/// GEMMs (many small GEMMs scale better this way than one split GEMM at a time). Without saved
+/// probabilities, a worker takes the query rows in blocks (`queryBlock`), so its scratch is
+/// (block, T) rather than (T, T) once T² passes `scoreBudget`: large inputs need no T² memory.
 public enum Attention {
-    /// Scratch floats needed when `probs` is nil: one (T, T) score matrix per worker.
-    public static func scratchCount(tokens: Int) -> Int { Threads.count * tokens * tokens }
+    /// Score-matrix floats per worker beyond which the scratch path works on blocks of query rows
+    /// (4 MiB: up to T = 1024, e.g. ViT-S/14 at 448 px, stays one block). Chosen by `neco bench
+    /// --size 700|1400 --batches 1` (T = 2501 and 10001) against 1 and 16 MiB: 1 MiB repacks k and
+    /// v too often (2.2× slower at 1400), 16 MiB is 5 % slower at 700 and 5 % faster at 1400.
+    public static let scoreBudget = 1 << 20
+
+    /// Query rows per block of the scratch path: all T while a (T, T) matrix fits `scoreBudget`,
+    /// else as many as fit (at least 64). Softmax is per row, so a block needs no other block.
+    public static func queryBlock(tokens t: Int) -> Int {
+        t * t <= scoreBudget ? max(t, 1) : min(t, max(64, scoreBudget / max(t, 1)))
+    }
+
+    /// Scratch floats needed when `probs` is nil: one (queryBlock, T) score block per worker
+    /// (at 1400 × 1400 px, T = 10001: 104 rows, 4 MiB per worker instead of 400 MB).
+    public static func scratchCount(tokens: Int) -> Int { Threads.count * queryBlock(tokens: tokens) * tokens }
 
     /// - Parameters:
     ///   - probs: if non-nil, (B, H, T, T) receives the attention probabilities (kept for backward);
@@ -31,21 +46,27 @@ public enum Attention {
                 let q = base + h * headDim
                 let k = base + d + h * headDim
                 let v = base + 2 * d + h * headDim
-                let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * t * t)
-                let t0 = profiling ? monotonicSeconds() : 0
-                // scores (T, T) = q (T, E) · kᵀ
-                Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d, parallel: false)
-                let t1 = profiling ? monotonicSeconds() : 0
-                Softmax.forwardInPlace(p, rows: t, cols: t, scale: scale)
-                let t2 = profiling ? monotonicSeconds() : 0
-                // out_h (T, E) = P (T, T) · v (T, E)
-                Gemm.gemm(out: out + b * t * d + h * headDim, a: p, b: v, m: t, n: headDim, k: t,
-                          ldb: 3 * d, ldc: d, parallel: false)
-                if profiling {
-                    let t3 = monotonicSeconds()
-                    Profile.addAttentionPhase(slot: slot, phase: 0, t1 - t0)
-                    Profile.addAttentionPhase(slot: slot, phase: 1, t2 - t1)
-                    Profile.addAttentionPhase(slot: slot, phase: 2, t3 - t2)
+                // Saved probabilities: the whole (T, T) matrix; scratch: blocks of `block` query rows.
+                let block = probs == nil ? queryBlock(tokens: t) : t
+                for r0 in stride(from: 0, to: t, by: block) {
+                    let rows = min(block, t - r0)
+                    let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * block * t)
+                    let t0 = profiling ? monotonicSeconds() : 0
+                    // scores (rows, T) = q[r0 ..< r0 + rows] (rows, E) · kᵀ
+                    Gemm.gemm(out: p, a: q + r0 * 3 * d, b: k, m: rows, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d,
+                              parallel: false)
+                    let t1 = profiling ? monotonicSeconds() : 0
+                    Softmax.forwardInPlace(p, rows: rows, cols: t, scale: scale)
+                    let t2 = profiling ? monotonicSeconds() : 0
+                    // out_h[r0 ..< r0 + rows] (rows, E) = P (rows, T) · v (T, E)
+                    Gemm.gemm(out: out + (b * t + r0) * d + h * headDim, a: p, b: v, m: rows, n: headDim, k: t,
+                              ldb: 3 * d, ldc: d, parallel: false)
+                    if profiling {
+                        let t3 = monotonicSeconds()
+                        Profile.addAttentionPhase(slot: slot, phase: 0, t1 - t0)
+                        Profile.addAttentionPhase(slot: slot, phase: 1, t2 - t1)
+                        Profile.addAttentionPhase(slot: slot, phase: 2, t3 - t2)
+                    }
                 }
             }
         }
