@@ -152,7 +152,8 @@ public final class PackedWeight: @unchecked Sendable {
         nk_gemm_pack_weights(packed, weight, outDim, inDim)
     }
 
-    /// Packs `source` again (after its values changed), into the same memory.
+    /// Packs `source` again (after its values changed), into the same memory. `source` must hold
+    /// the weight (not released pages: `ViTModel.packWeights` makes new copies instead).
     public func refresh() { nk_gemm_pack_weights(packed, source, outDim, inDim) }
 
     /// Writes the weight back into `source` from the packed copy (exact: packing only moves values),
