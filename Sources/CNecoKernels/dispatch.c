@@ -26,7 +26,6 @@
     void nk_swiglu_backward_rows_##sfx(float *, const float *, const float *, long, long);                      \
     double nk_fma_probe_##sfx(long);                                                                             \
     long nk_gemm_rows_per_tile_##sfx(void);                                                                     \
-    long nk_gemm_scratch_floats_##sfx(void);                                                                    \
     void nk_gemm_packed_##sfx(float *, long, const float *, long, const float *, const float *, long, long, long, \
                               int, float *);
 
@@ -34,7 +33,7 @@
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
      nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
-     nk_gemm_rows_per_tile_##sfx, nk_gemm_scratch_floats_##sfx, nk_gemm_packed_##sfx}
+     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx}
 
 typedef struct {
     void (*exp)(float *, const float *, long);
@@ -50,7 +49,6 @@ typedef struct {
     void (*swiglu_backward_rows)(float *, const float *, const float *, long, long);
     double (*fma_probe)(long);
     long (*gemm_rows_per_tile)(void);
-    long (*gemm_scratch_floats)(void);
     void (*gemm_packed)(float *, long, const float *, long, const float *, const float *, long, long, long, int, float *);
 } nk_table;
 

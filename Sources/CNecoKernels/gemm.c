@@ -33,8 +33,8 @@ void nk_gemm_unpack_weights(float *w, const float *src, long n, long k) {
     }
 }
 
-/* The largest scratch any path needs: AVX-512's 14-row tiles, 12 tiles per row block. */
-#define NK_GEMM_SCRATCH_MAX (14 * 12 * NK_GEMM_KC)
+/* The largest scratch any path needs: a row block of the widest tiles, one K block deep. */
+#define NK_GEMM_SCRATCH_MAX (NK_GEMM_MR_MAX * NK_GEMM_MC_TILES * NK_GEMM_KC)
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;

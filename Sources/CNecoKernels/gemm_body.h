@@ -29,7 +29,8 @@
 #define NK_GEMM_MR 3
 #endif
 #define NK_GEMM_NV (NK_GEMM_NR / NK_W)
-#define NK_GEMM_MC (NK_GEMM_MR * 12)
+#define NK_GEMM_MC (NK_GEMM_MR * NK_GEMM_MC_TILES)
+_Static_assert(NK_GEMM_MR <= NK_GEMM_MR_MAX, "gemm.c sizes the scratch for NK_GEMM_MR_MAX rows per tile");
 
 /* c (MR, 16) tile, row stride ldc: c = (init ? init : c) + Σ_p ap[p, :]ᵀ bp[p, :] over kc. */
 static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, const float *bp, float *c,
@@ -74,8 +75,6 @@ static void NK(gemm_pack_a)(float *dst, const float *a, long lda, long rows, lon
 }
 
 long NK(nk_gemm_rows_per_tile)(void) { return NK_GEMM_MR; }
-
-long NK(nk_gemm_scratch_floats)(void) { return NK_GEMM_MC * NK_GEMM_KC; }
 
 void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
                         long n, long k, int epilogue, float *scratch) {

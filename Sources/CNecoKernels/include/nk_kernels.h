@@ -84,6 +84,9 @@ double nk_fma_probe(int path, long iterations);
  * k order starting from its bias (or 0), whatever the tile it falls in: results do not depend on
  * how the rows are split among calls or threads. */
 enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
+/* Internal to gemm_body.h / gemm.c: micro-tiles per row block, and the most rows per micro-tile of
+ * any path (AVX-512's 14), which sizes the per-thread scratch. */
+enum { NK_GEMM_MC_TILES = 12, NK_GEMM_MR_MAX = 14 };
 /* Epilogues, applied to each output when it is stored. */
 enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1 };
 /* Floats of packed weights for an (n, k) matrix: n rounded up to 16, times k; -1 when too large. */
