@@ -1,6 +1,7 @@
 import ArgumentParser
 import NecoCore
 import NecoImage
+import NecoTrain
 
 /// Curves of several runs in one picture: the evaluations (`eval.csv`) of each run folder
 /// against step, e.g. two seeds of a recipe.
@@ -34,14 +35,9 @@ struct Plot: ParsableCommand {
         for (i, r) in runs.enumerated() {
             let path = r.hasSuffix(".csv") ? r : r + "/eval.csv"
             let text = String(decoding: try FileIO.readAll(path), as: UTF8.self)
-            var points: [(Double, Double)] = []
-            var wanted = metric.map { Substring($0) }
-            for line in text.split(separator: "\n").dropFirst() {
-                let f = line.split(separator: ",")
-                guard f.count == 3, let step = Double(f[0]), let v = Double(f[2]), v.isFinite else { continue }
-                if wanted == nil { wanted = f[1] }
-                if f[1] == wanted { points.append((step, v)) }
-            }
+            let rows = NeCoRun.evaluationRows(text).filter { $0.value.isFinite }
+            let wanted = metric ?? rows.first?.metric
+            let points = rows.filter { $0.metric == wanted }.map { (Double($0.step), $0.value) }
             guard !points.isEmpty else {
                 throw NecoError.format("\(path): no evaluations" + (metric.map { " of '\($0)'" } ?? "") + " (step,metric,value rows)")
             }

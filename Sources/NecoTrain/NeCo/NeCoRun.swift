@@ -271,6 +271,26 @@ public final class NeCoRun: @unchecked Sendable {
     public static let bestFile = "best.safetensors"
     /// (step, metric, value) of every evaluation.
     public static let evalFile = "eval.csv"
+
+    /// One row of `eval.csv`: `step,metric,value`.
+    public struct EvaluationRow: Sendable {
+        public let step: Int
+        public let metric: String
+        public let value: Double
+        /// The row as written.
+        public let line: String
+    }
+
+    /// The well-formed rows of an `eval.csv` text in file order (the header and malformed lines are
+    /// skipped). The first row's metric is the one that chose the best student; rows of other
+    /// metrics are `NeCoEvaluation.monitors`.
+    public static func evaluationRows(_ text: String) -> [EvaluationRow] {
+        text.split(separator: "\n").dropFirst().compactMap { line in
+            let f = line.split(separator: ",")
+            guard f.count == 3, let step = Int(f[0]), let v = Double(f[2]) else { return nil }
+            return EvaluationRow(step: step, metric: String(f[1]), value: v, line: String(line))
+        }
+    }
     /// Loss and evaluations against step, redrawn at every checkpoint.
     public static let curvesFile = "curves.png"
 
@@ -835,13 +855,11 @@ public final class NeCoRun: @unchecked Sendable {
             let text = String(decoding: try FileIO.readAll(evalPath), as: UTF8.self)
             // The first row's metric is the one that chooses the best student; the rows of
             // monitors (NeCoEvaluation.monitors) stay in the file but choose nothing.
-            var main: Substring? = nil
-            for line in text.split(separator: "\n").dropFirst() {
-                let f = line.split(separator: ",")
-                guard f.count == 3, let step = Int(f[0]), let v = Double(f[2]), step <= n else { continue }
-                if main == nil { main = f[1] }
-                if f[1] == main { evaluations.append((step, v)) }
-                rows.append(String(line))
+            var main: String? = nil
+            for r in Self.evaluationRows(text) where r.step <= n {
+                if main == nil { main = r.metric }
+                if r.metric == main { evaluations.append((r.step, r.value)) }
+                rows.append(r.line)
             }
             try FileIO.writeAtomically(evalPath, bytes: Array((rows.joined(separator: "\n") + "\n").utf8))
         }
