@@ -33,7 +33,7 @@ public enum GemmBenchmark {
         public let maxDifference: Float
     }
 
-    /// Random inputs in [-1, 1) from a fixed seed; `Threads.count` workers for every engine.
+    /// Random inputs in [-1, 1) from a fixed seed (`NecoRNG`); `Threads.count` workers for every engine.
     /// - Throws: `.outOfMemory`.
     public static func run(_ shapes: [Shape], repeats: Int) throws -> [Timing] {
         var results: [Timing] = []
@@ -44,12 +44,9 @@ public enum GemmBenchmark {
             let outBLAS = try Memory.allocate(s.rows * s.outDim, of: Float.self, "benchmark output")
             let outOwn = try Memory.allocate(s.rows * s.outDim, of: Float.self, "benchmark output")
             defer { free(x); free(w); free(bias); free(outBLAS); free(outOwn) }
-            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            var rng = NecoRNG(seed: 42)
             func fill(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-                for i in 0..<n {
-                    state = state &* 6364136223846793005 &+ 1442695040888963407
-                    p[i] = Float(state >> 40) / Float(1 << 23) - 1
-                }
+                for i in 0..<n { p[i] = rng.uniform(-1, 1) }
             }
             fill(x, s.rows * s.inDim)
             fill(w, s.outDim * s.inDim)

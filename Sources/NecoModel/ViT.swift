@@ -35,6 +35,8 @@ public final class ViTModel: @unchecked Sendable {
     /// The four Linear weights of one block, packed for `Gemm.linear`.
     public struct PackedBlock: Sendable {
         public let qkv: PackedWeight, proj: PackedWeight, fc1: PackedWeight, fc2: PackedWeight
+        /// The four, in block order.
+        public var all: [PackedWeight] { [qkv, proj, fc1, fc2] }
     }
 
     /// Packed copies of every block's Linear weights (`packWeights`), used by every forward pass
@@ -54,9 +56,9 @@ public final class ViTModel: @unchecked Sendable {
     /// (`Gemm.linear`), so that inference neither repacks them per call nor goes through OpenBLAS.
     ///
     /// With `releasing` (the default) the unpacked copies' pages are handed back to the system
-    /// as each weight is packed, so packing costs no memory (84 MB would be twice the Linear
-    /// weights of ViT-S/14): the first read of `params` (export, `copy`, training, saving) writes
-    /// them back from the packed copies, exactly, and they stay. The packed copies are a snapshot:
+    /// as each weight is packed, so packing costs no memory (keeping both would add 84 MB for
+    /// ViT-S/14): the first read of `params` (export, `copy`, training, saving) writes them back
+    /// from the packed copies, exactly, and they stay. The packed copies are a snapshot:
     /// after changing the weights, call it again (or `unpackWeights`). Loaders call it for the
     /// models they return unless `NECO_PACK_WEIGHTS=0`; `Trainer` unpacks the student it updates.
     /// Not thread-safe against forward passes running on this model.
@@ -76,7 +78,7 @@ public final class ViTModel: @unchecked Sendable {
                     fc2: try PackedWeight(p[blk.fc2W], outDim: c.embedDim, inDim: c.mlpHidden))
                 packs.append(b)
                 if releasing {
-                    for w in [b.qkv, b.proj, b.fc1, b.fc2] {
+                    for w in b.all {
                         Memory.releasePages(UnsafeMutableRawPointer(mutating: w.source),
                                             bytes: w.outDim * w.inDim * MemoryLayout<Float>.stride)
                     }
@@ -84,7 +86,7 @@ public final class ViTModel: @unchecked Sendable {
             }
         } catch {
             // Out of memory part way: write back what was released; the model stays unpacked.
-            if releasing { for b in packs { for w in [b.qkv, b.proj, b.fc1, b.fc2] { w.restoreSource() } } }
+            if releasing { for b in packs { for w in b.all { w.restoreSource() } } }
             throw error
         }
         lock.withLock {
@@ -105,7 +107,7 @@ public final class ViTModel: @unchecked Sendable {
         lock.withLock {
             guard released else { return }
             for b in packedBlocks {
-                for w in [b.qkv, b.proj, b.fc1, b.fc2] { w.restoreSource() }
+                for w in b.all { w.restoreSource() }
             }
             released = false
         }

@@ -133,15 +133,9 @@ final class ViTParityTests: XCTestCase {
         XCTAssertTrue(released.weightsArePacked)
         XCTAssertTrue(released.linearWeightsReleased)
         XCTAssertFalse(kept.linearWeightsReleased)
-        let h = 56, w = 70, t = kept.tokenCount(height: h, width: w)
+        let h = 56, w = 70
         let x = FormulaWeights.input(count: 3 * h * w)
-        func run(_ m: ViTModel) throws -> [Float] {
-            var out = [Float](repeating: 0, count: t * 384)
-            try out.withUnsafeMutableBufferPointer { o in
-                try x.withUnsafeBufferPointer { try m.forward(out: o.baseAddress!, images: $0.baseAddress!, batch: 1, height: h, width: w) }
-            }
-            return out
-        }
+        func run(_ m: ViTModel) throws -> [Float] { try Self.tokens(m, x, height: h, width: w) }
         XCTAssertEqual(try run(released), try run(kept), "the forward reads only the packed copies")
         XCTAssertTrue(released.linearWeightsReleased, "a forward does not restore")
         XCTAssertEqual(released.parameterCount, kept.parameterCount)
@@ -173,9 +167,8 @@ final class ViTParityTests: XCTestCase {
         XCTAssertEqual(try Self.tokens(model, x), expected)
     }
 
-    /// Tokens of one 28 × 42 image.
-    static func tokens(_ model: ViTModel, _ x: [Float]) throws -> [Float] {
-        let h = 28, w = 42
+    /// Tokens (T, D) of one image x (3, height, width).
+    static func tokens(_ model: ViTModel, _ x: [Float], height h: Int = 28, width w: Int = 42) throws -> [Float] {
         var out = [Float](repeating: 0, count: model.tokenCount(height: h, width: w) * model.config.embedDim)
         try out.withUnsafeMutableBufferPointer { o in
             try x.withUnsafeBufferPointer { try model.forward(out: o.baseAddress!, images: $0.baseAddress!, batch: 1, height: h, width: w) }

@@ -37,6 +37,8 @@ public enum Attention {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
+        // Saved probabilities: the whole (T, T) matrix; scratch: blocks of `block` query rows.
+        let block = probs == nil ? queryBlock(tokens: t) : t
         let profiling = Profile.enabled
         let start = profiling ? monotonicSeconds() : 0
         Threads.parallelChunks(pairs) { slot, s, e in
@@ -46,8 +48,6 @@ public enum Attention {
                 let q = base + h * headDim
                 let k = base + d + h * headDim
                 let v = base + 2 * d + h * headDim
-                // Saved probabilities: the whole (T, T) matrix; scratch: blocks of `block` query rows.
-                let block = probs == nil ? queryBlock(tokens: t) : t
                 for r0 in stride(from: 0, to: t, by: block) {
                     let rows = min(block, t - r0)
                     let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * block * t)
