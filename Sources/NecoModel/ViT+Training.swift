@@ -41,8 +41,9 @@ public struct ViTTrainableParts: Sendable, Equatable {
 ///   xMid (B, T, D)      residual after the attention branch → LN2 backward, LN2 recompute
 ///   mean2, rstd2 (B·T)  LN2 statistics
 ///   ffn (B, T, F)       first feed-forward Linear output, before GELU / SwiGLU gating (not stored
-///                       with `recomputeFeedForward`: backward recomputes it from xMid, one more
-///                       fc1 GEMM per block for 4·B·T·D fewer floats per block)
+///                       in the first `recomputedFeedForwardBlocks` saved blocks: backward
+///                       recomputes it from xMid, one more fc1 GEMM per such block for B·T·F
+///                       fewer floats)
 /// Not stored and recomputed in backward: LayerNorm outputs (from x, mean, rstd), attention
 /// probabilities and head outputs (`AttentionRecompute`), GELU / SwiGLU outputs (from `ffn`), and
 /// the branch outputs before LayerScale (never needed, see `BranchResidual`).
@@ -71,8 +72,11 @@ public final class ViTActivations: @unchecked Sendable {
     let dX: Int
     /// Whether dOut and backward's scratch exist (`backward` needs them).
     public let hasGradients: Bool
-    /// Whether backward recomputes the feed-forward pre-activation instead of reading it.
-    public let recomputesFeedForward: Bool
+    /// How many saved blocks (the lowest ones) store no feed-forward pre-activation: backward
+    /// recomputes it there.
+    public let recomputedFeedForwardBlocks: Int
+    /// Whether any block recomputes its feed-forward pre-activation.
+    public var recomputesFeedForward: Bool { recomputedFeedForwardBlocks > 0 }
     let scratch: Int
     /// (N, E/2) RoPE cos and sin tables of the last `forwardTraining` (−1 without RoPE).
     let ropeCos: Int, ropeSin: Int
@@ -88,9 +92,10 @@ public final class ViTActivations: @unchecked Sendable {
     /// - Throws: `.shape` for a size the model cannot take; `.outOfMemory`.
     /// - Parameter gradients: false for a forward-only use (inference): no dOut, no backward
     ///   scratch; `backward` then refuses these activations.
-    /// - Parameter recomputeFeedForward: store no `ffn` per block (see the type's documentation).
+    /// - Parameter recomputeFeedForwardBlocks: store no `ffn` in this many saved blocks, from
+    ///   `firstSavedBlock` up (see the type's documentation); more than the saved blocks means all.
     public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
-                gradients: Bool = true, recomputeFeedForward: Bool = false) throws {
+                gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0) throws {
         try c.validate()
         let ps = c.patchSize
         guard height >= ps, width >= ps, height % ps == 0, width % ps == 0 else {
@@ -100,6 +105,10 @@ public final class ViTActivations: @unchecked Sendable {
         guard firstSavedBlock >= 0, firstSavedBlock <= c.depth else {
             throw NecoError.invalidArgument("firstSavedBlock \(firstSavedBlock) out of range 0...\(c.depth)")
         }
+        guard recomputeFeedForwardBlocks >= 0 else {
+            throw NecoError.invalidArgument("recomputed feed-forward blocks \(recomputeFeedForwardBlocks) must not be negative")
+        }
+        let recomputed = min(recomputeFeedForwardBlocks, c.depth - firstSavedBlock)
         self.config = c
         self.batch = batch
         self.height = height
@@ -122,7 +131,7 @@ public final class ViTActivations: @unchecked Sendable {
                 v.xIn = take(rows * d); v.mean1 = take(rows); v.rstd1 = take(rows)
                 v.qkv = take(rows * 3 * d)
                 v.xMid = take(rows * d); v.mean2 = take(rows); v.rstd2 = take(rows)
-                v.ffn = recomputeFeedForward ? -1 : take(rows * f)
+                v.ffn = i < firstSavedBlock + recomputed ? -1 : take(rows * f)
             }
             views.append(v)
         }
@@ -130,13 +139,13 @@ public final class ViTActivations: @unchecked Sendable {
         xFinal = take(rows * d); meanF = take(rows); rstdF = take(rows)
         out = take(rows * d)
         hasGradients = gradients
-        recomputesFeedForward = recomputeFeedForward
+        recomputedFeedForwardBlocks = recomputed
         dOut = take(gradients ? rows * d : 0)
         branchScale = take(c.depth * 2 * batch)
         dX = take(gradients ? rows * d : 0)
         workers = Threads.count
         scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth,
-                                         gradients: gradients, recomputeFeedForward: recomputeFeedForward)
+                                         gradients: gradients, recomputeFeedForward: recomputed > 0)
         scratch = take(scratchCount)
         let ropeCount = c.rope == nil ? 0 : n * c.headDim / 2
         ropeCos = c.rope == nil ? -1 : take(ropeCount)
@@ -178,7 +187,7 @@ public final class ViTActivations: @unchecked Sendable {
     /// four (B·T, D) buffers (three without gradients), one (B·T, max(F, 4D)) buffer, a
     /// (D, max(D, H)) weight-gradient buffer (with gradients), the SwiGLU hidden (B·T, H), two
     /// (T, T) attention matrices per worker; the embedding layer reuses the same region.
-    /// With `recomputeFeedForward`, one more (B·T, F) buffer for the recomputed pre-activation.
+    /// With any block recomputing, one more (B·T, F) buffer for the recomputed pre-activation.
     static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int, gradients: Bool,
                              recomputeFeedForward: Bool) -> Int {
         let d = c.embedDim, t = 1 + c.registers + gh * gw, rows = batch * t

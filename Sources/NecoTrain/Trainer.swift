@@ -135,12 +135,19 @@ public final class Trainer: @unchecked Sendable {
     /// before clipping, so every rank applies the same EMA and AdamW update and the replicas stay
     /// identical. Default: the single process. Set it before the first step, on every rank.
     public var communicator: Communicator = SingleProcess.shared
-    /// Store no feed-forward pre-activation per block: backward recomputes it (one more fc1 GEMM
-    /// per trained block) and the activations shrink by 4·B·T·D floats per block — a third of
-    /// them for ViT-S. The gradients are bit-identical either way. Set it before a step; changing
-    /// it drops the cached buffers.
-    public var recomputeFeedForward = false {
-        didSet { if oldValue != recomputeFeedForward { cache.removeAll() } }
+    /// How many trained blocks (the lowest ones) store no feed-forward pre-activation: backward
+    /// recomputes it there, one more fc1 GEMM per such block, and the activations shrink by
+    /// B·T·F floats per block (4·B·T·D for the MLP, a third of a ViT-S block's), less one such
+    /// buffer of scratch. The gradients are bit-identical for any count. 0 (the default) stores
+    /// them all; a count over the trained blocks recomputes them all. Set it before a step;
+    /// changing it drops the cached buffers.
+    public var recomputedFeedForwardBlocks = 0 {
+        didSet { if oldValue != recomputedFeedForwardBlocks { cache.removeAll() } }
+    }
+    /// Recompute the feed-forward pre-activation in every trained block (`recomputedFeedForwardBlocks`).
+    public var recomputeFeedForward: Bool {
+        get { recomputedFeedForwardBlocks >= student.config.depth }
+        set { recomputedFeedForwardBlocks = newValue ? student.config.depth : 0 }
     }
     /// Gradients are summed over the ranks in buckets of at most this many floats (16 MiB), in
     /// slab order.
@@ -463,10 +470,10 @@ public final class Trainer: @unchecked Sendable {
         let teacherScratch: FloatSlab?
 
         init(model: ViTModel, key: BufferKey, firstSavedBlock: Int, head: HeadConfig?, teacherHead: ProjectionHead?,
-             withTeacher: Bool, recomputeFeedForward: Bool) throws {
+             withTeacher: Bool, recomputeFeedForwardBlocks: Int) throws {
             let c = model.config
             acts = try ViTActivations(config: c, batch: key.batch, height: key.height, width: key.width,
-                                      firstSavedBlock: firstSavedBlock, recomputeFeedForward: recomputeFeedForward)
+                                      firstSavedBlock: firstSavedBlock, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks)
             batch = key.batch
             gridHeight = acts.gridHeight
             gridWidth = acts.gridWidth
@@ -538,7 +545,7 @@ public final class Trainer: @unchecked Sendable {
             if n == list.count {
                 list.append(try ViewBuffers(model: student, key: k, firstSavedBlock: trainableParts.firstBlock,
                                             head: studentHead?.config, teacherHead: teacherHead, withTeacher: k.teacher,
-                                            recomputeFeedForward: recomputeFeedForward))
+                                            recomputeFeedForwardBlocks: recomputedFeedForwardBlocks))
             }
             cache[k] = list
             out.append(list[n])

@@ -95,6 +95,25 @@ struct ModelOptions: ParsableArguments {
 }
 
 /// Parses "S" or "HxW".
+/// `--recompute-ffn` / `--recompute-ffn-blocks N` of `train` and `train-bench`, shared: how
+/// many trained blocks recompute their feed-forward pre-activation (`Trainer.recomputedFeedForwardBlocks`).
+struct RecomputeOptions: ParsableArguments {
+    @Flag(help: "Recompute each trained block's feed-forward pre-activation in backward instead of storing it: about a third less activation memory for one more fc1 GEMM per block; the same numbers. Allowed with --resume.")
+    var recomputeFfn = false
+    @Option(help: "Recompute it in the lowest N trained blocks only (a memory/speed trade between none and --recompute-ffn); the same numbers. Allowed with --resume.")
+    var recomputeFfnBlocks: Int?
+
+    /// The block count for `Trainer.recomputedFeedForwardBlocks` (depth for "all").
+    func blocks(depth: Int) throws -> Int {
+        if let n = recomputeFfnBlocks {
+            guard !recomputeFfn else { throw NecoError.invalidArgument("give --recompute-ffn or --recompute-ffn-blocks, not both") }
+            guard n >= 0 else { throw NecoError.invalidArgument("--recompute-ffn-blocks \(n) must not be negative") }
+            return n
+        }
+        return recomputeFfn ? depth : 0
+    }
+}
+
 func parseSize(_ s: String) throws -> (Int, Int) {
     let parts = s.lowercased().split(separator: "x")
     if parts.count == 1, let v = Int(parts[0]), v > 0 { return (v, v) }

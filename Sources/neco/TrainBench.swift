@@ -32,8 +32,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Train only the last N blocks (0 = everything).") var last: Int = 0
     @Option(help: "Rounds of (libneco steps, PyTorch process), medians reported.") var rounds: Int = 1
     @Flag(help: "Skip the PyTorch run.") var noTorch = false
-    @Flag(help: "Recompute each block's feed-forward pre-activation in backward instead of storing it (less memory, one more fc1 GEMM per block).")
-    var recomputeFfn = false
+    @OptionGroup var recompute: RecomputeOptions
     @Flag(help: "Time a full NeCo step instead: data loading, 2 global (--size) + 4 local (--local-size) crops per image, the NeCo objective, projection heads, drop path 0.1.")
     var neco = false
     @Option(help: "Local crop size for --neco.") var localSize: Int = 98
@@ -58,7 +57,7 @@ struct TrainBench: ParsableCommand {
         config.dropPathRate = dropPath
         config.trainable = last > 0 ? .last(last) : .all
         let trainer = try Trainer(student: model, config: config)
-        trainer.recomputeFeedForward = recomputeFfn
+        trainer.recomputedFeedForwardBlocks = try recompute.blocks(depth: trainer.student.config.depth)
         // A teacher equal to the student would make the loss and every gradient zero (and later
         // denormal); perturb it by ~10 % of the weight scale, as PyTorch's side does.
         if let t = trainer.teacher {
@@ -167,7 +166,7 @@ struct TrainBench: ParsableCommand {
             })
         }
         let run = try NeCoRun(model: model, images: source, config: rc, directory: nil)
-        run.trainer.recomputeFeedForward = recomputeFfn
+        run.trainer.recomputedFeedForwardBlocks = try recompute.blocks(depth: run.trainer.student.config.depth)
         run.warn = { _ in }
         let o = rc.objective.crops
         print("train-bench --neco: ViT-S/14 reg4 (random weights), batch \(images), crops \(o.globalCrops)×\(o.globalSize) + "

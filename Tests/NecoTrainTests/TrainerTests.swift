@@ -178,6 +178,32 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// Recomputing in only some blocks changes no bit either; each further recomputed block
+    /// frees one pre-activation (the first one pays for the recompute buffer), and a count over
+    /// the trained blocks is all of them.
+    func testPartlyRecomputedFeedForward() throws {
+        let stored = try makeTrainer()
+        let expected = try train(stored, steps: 2)
+        let depth = stored.student.config.depth
+        XCTAssertGreaterThanOrEqual(depth, 2)
+        var bytes: [Int] = []
+        for n in [0, 1, 2, depth, depth + 5] {
+            let t = try makeTrainer()
+            t.recomputedFeedForwardBlocks = n
+            XCTAssertEqual(try train(t, steps: 2), expected, "\(n) blocks")
+            XCTAssertEqual(params(t), params(stored), "\(n) blocks")
+            XCTAssertEqual(t.recomputeFeedForward, n >= depth)
+            bytes.append(t.byteCount)
+        }
+        XCTAssertLessThanOrEqual(bytes[1], bytes[0], "one block: its buffer at most becomes the recompute buffer")
+        XCTAssertLessThan(bytes[2], bytes[1])
+        XCTAssertLessThan(bytes[3], bytes[2])
+        XCTAssertEqual(bytes[4], bytes[3])
+        let t = try makeTrainer()
+        t.recomputedFeedForwardBlocks = -1
+        XCTAssertThrowsError(try train(t, steps: 1))
+    }
+
     /// Two inputs of the same shape keep separate activations: the step equals one input holding
     /// both batches (same loss and gradients up to summation order).
     func testInputsOfTheSameShape() throws {
