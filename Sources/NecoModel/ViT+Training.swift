@@ -96,6 +96,54 @@ public final class ViTActivations: @unchecked Sendable {
     ///   `firstSavedBlock` up (see the type's documentation); more than the saved blocks means all.
     public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
                 gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0) throws {
+        let l = try Self.layout(config: c, batch: batch, height: height, width: width, firstSavedBlock: firstSavedBlock,
+                                gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks)
+        config = c
+        self.batch = batch
+        self.height = height
+        self.width = width
+        gridHeight = l.gridHeight
+        gridWidth = l.gridWidth
+        tokens = l.tokens
+        rows = l.rows
+        self.firstSavedBlock = firstSavedBlock
+        blocks = l.blocks
+        xFinal = l.xFinal; meanF = l.meanF; rstdF = l.rstdF; out = l.out
+        hasGradients = gradients
+        recomputedFeedForwardBlocks = l.recomputed
+        dOut = l.dOut
+        branchScale = l.branchScale
+        dX = l.dX
+        workers = Threads.count
+        scratchCount = l.scratchCount
+        scratch = l.scratch
+        ropeCos = l.ropeCos
+        ropeSin = l.ropeSin
+        slab = try FloatSlab(count: l.total)
+        resetBranchScales()
+    }
+
+    /// Bytes `init` with these arguments would allocate (at the current `Threads.count`), without
+    /// allocating; it throws what `init` would throw for bad arguments.
+    public static func byteCount(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
+                                 gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0) throws -> Int {
+        let l = try layout(config: c, batch: batch, height: height, width: width, firstSavedBlock: firstSavedBlock,
+                           gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks)
+        return l.total * MemoryLayout<Float>.stride
+    }
+
+    /// Offsets (in floats) of every view in the slab, and its size.
+    struct Layout {
+        var gridHeight = 0, gridWidth = 0, tokens = 0, rows = 0, recomputed = 0
+        var blocks: [BlockViews] = []
+        var xFinal = 0, meanF = 0, rstdF = 0, out = 0, dOut = 0, branchScale = 0, dX = 0
+        var scratch = 0, scratchCount = 0, ropeCos = -1, ropeSin = -1
+        var total = 0
+    }
+
+    /// The one place that checks the arguments and lays out the slab (`init`, `byteCount`).
+    static func layout(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int,
+                       gradients: Bool, recomputeFeedForwardBlocks: Int) throws -> Layout {
         try c.validate()
         let ps = c.patchSize
         guard height >= ps, width >= ps, height % ps == 0, width % ps == 0 else {
@@ -108,50 +156,43 @@ public final class ViTActivations: @unchecked Sendable {
         guard recomputeFeedForwardBlocks >= 0 else {
             throw NecoError.invalidArgument("recomputed feed-forward blocks \(recomputeFeedForwardBlocks) must not be negative")
         }
-        let recomputed = min(recomputeFeedForwardBlocks, c.depth - firstSavedBlock)
-        self.config = c
-        self.batch = batch
-        self.height = height
-        self.width = width
-        gridHeight = height / ps
-        gridWidth = width / ps
-        let n = gridHeight * gridWidth
+        var l = Layout()
+        l.recomputed = min(recomputeFeedForwardBlocks, c.depth - firstSavedBlock)
+        l.gridHeight = height / ps
+        l.gridWidth = width / ps
+        let n = l.gridHeight * l.gridWidth
         guard n <= 65536 else { throw NecoError.shape("input \(height)×\(width) is too large") }
-        tokens = 1 + c.registers + n
-        rows = batch * tokens
-        self.firstSavedBlock = firstSavedBlock
+        l.tokens = 1 + c.registers + n
+        let rows = batch * l.tokens
+        l.rows = rows
         let d = c.embedDim
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         var total = 0
         func take(_ count: Int) -> Int { let o = total; total += count; return o }
-        var views: [BlockViews] = []
         for i in 0..<c.depth {
             var v = BlockViews()
             if i >= firstSavedBlock {
                 v.xIn = take(rows * d); v.mean1 = take(rows); v.rstd1 = take(rows)
                 v.qkv = take(rows * 3 * d)
                 v.xMid = take(rows * d); v.mean2 = take(rows); v.rstd2 = take(rows)
-                v.ffn = i < firstSavedBlock + recomputed ? -1 : take(rows * f)
+                v.ffn = i < firstSavedBlock + l.recomputed ? -1 : take(rows * f)
             }
-            views.append(v)
+            l.blocks.append(v)
         }
-        blocks = views
-        xFinal = take(rows * d); meanF = take(rows); rstdF = take(rows)
-        out = take(rows * d)
-        hasGradients = gradients
-        recomputedFeedForwardBlocks = recomputed
-        dOut = take(gradients ? rows * d : 0)
-        branchScale = take(c.depth * 2 * batch)
-        dX = take(gradients ? rows * d : 0)
-        workers = Threads.count
-        scratchCount = Self.scratchCount(config: c, batch: batch, gridHeight: gridHeight, gridWidth: gridWidth,
-                                         gradients: gradients, recomputeFeedForward: recomputed > 0)
-        scratch = take(scratchCount)
-        let ropeCount = c.rope == nil ? 0 : n * c.headDim / 2
-        ropeCos = c.rope == nil ? -1 : take(ropeCount)
-        ropeSin = c.rope == nil ? -1 : take(ropeCount)
-        slab = try FloatSlab(count: total)
-        resetBranchScales()
+        l.xFinal = take(rows * d); l.meanF = take(rows); l.rstdF = take(rows)
+        l.out = take(rows * d)
+        l.dOut = take(gradients ? rows * d : 0)
+        l.branchScale = take(c.depth * 2 * batch)
+        l.dX = take(gradients ? rows * d : 0)
+        l.scratchCount = scratchCount(config: c, batch: batch, gridHeight: l.gridHeight, gridWidth: l.gridWidth,
+                                      gradients: gradients, recomputeFeedForward: l.recomputed > 0)
+        l.scratch = take(l.scratchCount)
+        if c.rope != nil {
+            l.ropeCos = take(n * c.headDim / 2)
+            l.ropeSin = take(n * c.headDim / 2)
+        }
+        l.total = total
+        return l
     }
 
     /// Sets every stochastic-depth scale to 1 (no drop path).

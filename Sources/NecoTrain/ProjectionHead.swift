@@ -111,18 +111,32 @@ public final class HeadActivations: @unchecked Sendable {
         try c.validate()
         self.config = c
         self.rows = rows
+        let l = Self.layout(config: c, rows: rows)
+        input = l.input; pre = l.pre; out = l.out; norms = l.norms; dOut = l.dOut
+        scratchA = l.scratchA; scratchB = l.scratchB; scratchY = l.scratchY
+        slab = try FloatSlab(count: l.total)
+    }
+
+    /// Bytes `init` would allocate for `rows` rows, without allocating.
+    public static func byteCount(config c: HeadConfig, rows: Int) -> Int {
+        layout(config: c, rows: rows).total * MemoryLayout<Float>.stride
+    }
+
+    /// Offsets (in floats) of the views, and the slab's size (`init`, `byteCount`).
+    static func layout(config c: HeadConfig, rows: Int)
+        -> (input: Int, pre: [Int], out: Int, norms: Int, dOut: Int, scratchA: Int, scratchB: Int, scratchY: Int, total: Int) {
         var total = 0
         func take(_ n: Int) -> Int { let o = total; total += n; return o }
-        input = take(rows * c.inDim)
-        pre = (0..<(c.layers - 1)).map { _ in take(rows * c.hiddenDim) }
-        out = take(rows * c.outDim)
-        norms = take(rows)
-        dOut = take(rows * c.outDim)
-        let chunk = min(rows, Self.chunkRows)
-        scratchA = take(chunk * c.hiddenDim)
-        scratchB = take(chunk * c.hiddenDim)
-        scratchY = take(chunk * c.outDim)
-        slab = try FloatSlab(count: total)
+        let input = take(rows * c.inDim)
+        let pre = (0..<(c.layers - 1)).map { _ in take(rows * c.hiddenDim) }
+        let out = take(rows * c.outDim)
+        let norms = take(rows)
+        let dOut = take(rows * c.outDim)
+        let chunk = min(rows, chunkRows)
+        let scratchA = take(chunk * c.hiddenDim)
+        let scratchB = take(chunk * c.hiddenDim)
+        let scratchY = take(chunk * c.outDim)
+        return (input, pre, out, norms, dOut, scratchA, scratchB, scratchY, total)
     }
 }
 

@@ -144,6 +144,19 @@ public final class Trainer: @unchecked Sendable {
     public var recomputedFeedForwardBlocks = 0 {
         didSet { if oldValue != recomputedFeedForwardBlocks { cache.removeAll() } }
     }
+    /// An upper bound in bytes on the training state (`stateByteCount` plus the activation
+    /// buffers of a step's inputs), or nil (the default) for none. Under a limit, a step
+    /// recomputes the feed-forward pre-activation in as few blocks as fit, and never fewer than
+    /// `recomputedFeedForwardBlocks` (`recomputedFeedForwardBlocksInUse` tells which); buffers of
+    /// input shapes the step does not use are dropped. When even every trained block recomputing
+    /// does not fit, the step throws `.outOfMemory` before allocating anything. The process needs
+    /// more than this: code, OpenBLAS's buffers, the data.
+    public var memoryLimit: Int? = nil {
+        didSet { if oldValue != memoryLimit { cache.removeAll() } }
+    }
+    /// The feed-forward recompute count of the cached buffers (what `memoryLimit` chose, or
+    /// `recomputedFeedForwardBlocks`).
+    public private(set) var recomputedFeedForwardBlocksInUse = 0
     /// Recompute the feed-forward pre-activation in every trained block (`recomputedFeedForwardBlocks`).
     public var recomputeFeedForward: Bool {
         get { recomputedFeedForwardBlocks >= student.config.depth }
@@ -235,6 +248,44 @@ public final class Trainer: @unchecked Sendable {
         var bytes = n * 4
         for list in cache.values { for b in list { bytes += b.byteCount } }
         return bytes
+    }
+
+    /// Bytes of the training state that does not depend on the inputs: the student's weights and
+    /// the trainer's slabs (gradients, moments, teacher, heads) — `byteCount` without activations.
+    public var stateByteCount: Int {
+        let n = student.parameterCount + gradients.count + optimizer.m.count + optimizer.v.count
+            + (teacher?.params.count ?? 0) + (studentHead?.count ?? 0) + (teacherHead?.count ?? 0)
+        return n * MemoryLayout<Float>.stride
+    }
+
+    /// Bytes of the activation buffers a step on `inputs` uses with the feed-forward
+    /// pre-activation recomputed in `recomputedBlocks` trained blocks, computed without allocating.
+    public func activationByteCount(for inputs: [TrainingInput], recomputedBlocks: Int) throws -> Int {
+        var total = 0
+        for inp in inputs {
+            let k = key(inp)
+            total += try ViewBuffers.byteCount(model: student, key: k, firstSavedBlock: trainableParts.firstBlock,
+                                               head: studentHead?.config, teacherHead: teacherHead, withTeacher: k.teacher,
+                                               recomputeFeedForwardBlocks: recomputedBlocks)
+        }
+        return total
+    }
+
+    /// The recompute count for a step on `inputs`: `recomputedFeedForwardBlocks`, or under
+    /// `memoryLimit` the smallest count from there that fits.
+    func recomputeCount(for inputs: [TrainingInput]) throws -> Int {
+        guard let limit = memoryLimit else { return recomputedFeedForwardBlocks }
+        let state = stateByteCount
+        let saved = student.config.depth - trainableParts.firstBlock
+        let first = min(max(recomputedFeedForwardBlocks, 0), saved)
+        var need = 0
+        for n in first...saved {
+            need = try state + activationByteCount(for: inputs, recomputedBlocks: n)
+            if need <= limit { return n }
+        }
+        throw NecoError(.outOfMemory, "training needs \(Memory.describe(need)) (weights, optimizer state and this step's "
+                        + "activations, with every trained block recomputing its feed-forward pre-activation); "
+                        + "the memory limit is \(Memory.describe(limit))")
     }
 
     /// The activations the last step kept for the `occurrence`-th input of this shape
@@ -482,32 +533,40 @@ public final class Trainer: @unchecked Sendable {
             patchRows = key.batch * gridHeight * gridWidth
             embedDim = c.embedDim
             outDim = head?.outDim ?? c.embedDim
-            let d = c.embedDim
-            if let head {
-                self.head = try HeadActivations(config: head, rows: patchRows)
-                studentEmbedding = nil
-                studentGradient = nil
-                dPatches = try FloatSlab(count: patchRows * d)
-            } else {
-                self.head = nil
-                studentEmbedding = try FloatSlab(count: patchRows * d)
-                studentGradient = try FloatSlab(count: patchRows * d)
-                dPatches = nil
-            }
-            if withTeacher {
-                teacherEmbedding = try FloatSlab(count: patchRows * outDim)
-                if let teacherHead {
-                    teacherPatches = try FloatSlab(count: patchRows * d)
-                    teacherScratch = try FloatSlab(count: teacherHead.inferenceScratchCount(rows: patchRows))
-                } else {
-                    teacherPatches = nil
-                    teacherScratch = nil
-                }
-            } else {
-                teacherEmbedding = nil
-                teacherPatches = nil
-                teacherScratch = nil
-            }
+            let rows = patchRows
+            self.head = try head.map { try HeadActivations(config: $0, rows: rows) }
+            let n = Self.slabCounts(model: model, patchRows: rows, head: head, teacherHead: teacherHead, withTeacher: withTeacher)
+            func slab(_ count: Int) throws -> FloatSlab? { count > 0 ? try FloatSlab(count: count) : nil }
+            studentEmbedding = try slab(n.studentEmbedding)
+            studentGradient = try slab(n.studentGradient)
+            dPatches = try slab(n.dPatches)
+            teacherEmbedding = try slab(n.teacherEmbedding)
+            teacherPatches = try slab(n.teacherPatches)
+            teacherScratch = try slab(n.teacherScratch)
+        }
+
+        /// Floats of the slabs besides the activations (0: not allocated).
+        static func slabCounts(model: ViTModel, patchRows: Int, head: HeadConfig?, teacherHead: ProjectionHead?, withTeacher: Bool)
+            -> (studentEmbedding: Int, studentGradient: Int, dPatches: Int, teacherEmbedding: Int, teacherPatches: Int,
+                teacherScratch: Int) {
+            let d = model.config.embedDim, outDim = head?.outDim ?? d
+            let student = head == nil ? patchRows * d : 0
+            return (student, student, head == nil ? 0 : patchRows * d, withTeacher ? patchRows * outDim : 0,
+                    withTeacher && teacherHead != nil ? patchRows * d : 0,
+                    withTeacher ? teacherHead?.inferenceScratchCount(rows: patchRows) ?? 0 : 0)
+        }
+
+        /// Bytes `init` would allocate, without allocating (the activations at the current thread count).
+        static func byteCount(model: ViTModel, key: BufferKey, firstSavedBlock: Int, head: HeadConfig?,
+                              teacherHead: ProjectionHead?, withTeacher: Bool, recomputeFeedForwardBlocks: Int) throws -> Int {
+            let c = model.config
+            let acts = try ViTActivations.byteCount(config: c, batch: key.batch, height: key.height, width: key.width,
+                                                    firstSavedBlock: firstSavedBlock,
+                                                    recomputeFeedForwardBlocks: recomputeFeedForwardBlocks)
+            let patchRows = key.batch * (key.height / c.patchSize) * (key.width / c.patchSize)
+            let n = slabCounts(model: model, patchRows: patchRows, head: head, teacherHead: teacherHead, withTeacher: withTeacher)
+            let floats = n.studentEmbedding + n.studentGradient + n.dPatches + n.teacherEmbedding + n.teacherPatches + n.teacherScratch
+            return acts + (head.map { HeadActivations.byteCount(config: $0, rows: patchRows) } ?? 0) + floats * MemoryLayout<Float>.stride
         }
 
         func view(_ p: UnsafePointer<Float>) -> EmbeddingView {
@@ -534,6 +593,16 @@ public final class Trainer: @unchecked Sendable {
     /// One buffer set per input: inputs of the same shape get distinct sets (their activations
     /// must all survive until backward).
     func buffers(for inputs: [TrainingInput]) throws -> [ViewBuffers] {
+        let recompute = try recomputeCount(for: inputs)
+        if recompute != recomputedFeedForwardBlocksInUse {
+            cache.removeAll()
+            recomputedFeedForwardBlocksInUse = recompute
+        }
+        if memoryLimit != nil {
+            // Only this step's shapes are counted against the limit: drop the others.
+            let keys = Set(inputs.map(key))
+            for k in Array(cache.keys) where !keys.contains(k) { cache[k] = nil }
+        }
         var used: [BufferKey: Int] = [:]
         var out: [ViewBuffers] = []
         for inp in inputs {
@@ -545,10 +614,14 @@ public final class Trainer: @unchecked Sendable {
             if n == list.count {
                 list.append(try ViewBuffers(model: student, key: k, firstSavedBlock: trainableParts.firstBlock,
                                             head: studentHead?.config, teacherHead: teacherHead, withTeacher: k.teacher,
-                                            recomputeFeedForwardBlocks: recomputedFeedForwardBlocks))
+                                            recomputeFeedForwardBlocks: recompute))
             }
             cache[k] = list
             out.append(list[n])
+        }
+        if memoryLimit != nil {
+            // Sets left from steps with more inputs of a shape are not counted either.
+            for (k, n) in used { if let list = cache[k], list.count > n { cache[k] = Array(list[..<n]) } }
         }
         return out
     }

@@ -95,22 +95,31 @@ struct ModelOptions: ParsableArguments {
 }
 
 /// Parses "S" or "HxW".
-/// `--recompute-ffn` / `--recompute-ffn-blocks N` of `train` and `train-bench`, shared: how
-/// many trained blocks recompute their feed-forward pre-activation (`Trainer.recomputedFeedForwardBlocks`).
-struct RecomputeOptions: ParsableArguments {
+/// The memory options of `train` and `train-bench`, shared: `--recompute-ffn`,
+/// `--recompute-ffn-blocks N` (`Trainer.recomputedFeedForwardBlocks`) and `--memory-limit MiB`
+/// (`Trainer.memoryLimit`).
+struct TrainingMemoryOptions: ParsableArguments {
     @Flag(help: "Recompute each trained block's feed-forward pre-activation in backward instead of storing it: about a third less activation memory for one more fc1 GEMM per block; the same numbers. Allowed with --resume.")
     var recomputeFfn = false
     @Option(help: "Recompute it in the lowest N trained blocks only (a memory/speed trade between none and --recompute-ffn); the same numbers. Allowed with --resume.")
     var recomputeFfnBlocks: Int?
+    @Option(help: ArgumentHelp("Keep the training state (weights, optimizer state, activations) within this many MiB, recomputing the feed-forward pre-activation in as few blocks as that needs; the same numbers. Allowed with --resume.",
+                               discussion: "The process needs somewhat more: code, OpenBLAS's buffers, the images."))
+    var memoryLimit: Int?
 
-    /// The block count for `Trainer.recomputedFeedForwardBlocks` (depth for "all").
-    func blocks(depth: Int) throws -> Int {
+    /// Sets the trainer's recompute count and memory limit.
+    func apply(to trainer: Trainer) throws {
+        var blocks = recomputeFfn ? trainer.student.config.depth : 0
         if let n = recomputeFfnBlocks {
             guard !recomputeFfn else { throw NecoError.invalidArgument("give --recompute-ffn or --recompute-ffn-blocks, not both") }
             guard n >= 0 else { throw NecoError.invalidArgument("--recompute-ffn-blocks \(n) must not be negative") }
-            return n
+            blocks = n
         }
-        return recomputeFfn ? depth : 0
+        if let m = memoryLimit {
+            guard m >= 1, m <= 1 << 30 else { throw NecoError.invalidArgument("--memory-limit \(m) MiB is out of range 1...\(1 << 30)") }
+        }
+        trainer.recomputedFeedForwardBlocks = blocks
+        trainer.memoryLimit = memoryLimit.map { $0 << 20 }
     }
 }
 

@@ -59,7 +59,7 @@ struct Train: ParsableCommand {
     @Option(help: "Save a checkpoint every N steps (0 = only on stop and at the end).") var checkpointEvery: Int = 50
     @Option(help: "Per-step log in RUN_DIR: csv, jsonl or none.") var log: String = "csv"
     @Flag(help: "No progress line; one log line per step instead.") var quiet = false
-    @OptionGroup var recompute: RecomputeOptions
+    @OptionGroup var memory: TrainingMemoryOptions
     @Option(help: ArgumentHelp("Pause after this many steps, saving a checkpoint (e.g. before a job's time limit); continue with --resume.",
                                discussion: "Allowed with --resume too."))
     var pauseAfter: Int?
@@ -105,7 +105,7 @@ struct Train: ParsableCommand {
             }
             guard changed.isEmpty else {
                 throw NecoError.invalidArgument("--resume takes every setting from the checkpoint; drop \(changed.joined(separator: ", ")) "
-                                                + "(only --data, --threads, --max-image-pixels, --load-truncated-images, --quiet, --pause-after, --recompute-ffn(-blocks) and the --eval-bench/--eval-data/--eval-size/"
+                                                + "(only --data, --threads, --max-image-pixels, --load-truncated-images, --quiet, --pause-after, --recompute-ffn(-blocks), --memory-limit and the --eval-bench/--eval-data/--eval-size/"
                                                 + "--eval-augment-epochs options may be given)")
             }
             let folder = data.map { d in { () throws -> TrainingImages in .folder(try ImageFolder(root: d)) } }
@@ -132,7 +132,7 @@ struct Train: ParsableCommand {
                   + "lr \(c.trainer.lrBackbone)/\(c.trainer.lrHead), \(Threads.count) threads, "
                   + "trainable \(run.trainer.trainableCount) parameters")
         }
-        run.trainer.recomputedFeedForwardBlocks = try recompute.blocks(depth: run.trainer.student.config.depth)
+        try memory.apply(to: run.trainer)
         if run.isFinished {
             print("the run is already finished (\(run.totalSteps) steps)")
             return

@@ -32,7 +32,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Train only the last N blocks (0 = everything).") var last: Int = 0
     @Option(help: "Rounds of (libneco steps, PyTorch process), medians reported.") var rounds: Int = 1
     @Flag(help: "Skip the PyTorch run.") var noTorch = false
-    @OptionGroup var recompute: RecomputeOptions
+    @OptionGroup var memory: TrainingMemoryOptions
     @Flag(help: "Time a full NeCo step instead: data loading, 2 global (--size) + 4 local (--local-size) crops per image, the NeCo objective, projection heads, drop path 0.1.")
     var neco = false
     @Option(help: "Local crop size for --neco.") var localSize: Int = 98
@@ -57,7 +57,7 @@ struct TrainBench: ParsableCommand {
         config.dropPathRate = dropPath
         config.trainable = last > 0 ? .last(last) : .all
         let trainer = try Trainer(student: model, config: config)
-        trainer.recomputedFeedForwardBlocks = try recompute.blocks(depth: trainer.student.config.depth)
+        try memory.apply(to: trainer)
         // A teacher equal to the student would make the loss and every gradient zero (and later
         // denormal); perturb it by ~10 % of the weight scale, as PyTorch's side does.
         if let t = trainer.teacher {
@@ -117,10 +117,12 @@ struct TrainBench: ParsableCommand {
         let cpuMed = oursCPU.sorted()[oursCPU.count / 2]
         print("CPU s per step   " + fmt(cpuMed, 3) + (torchMed["cpu_s"].map { String(repeating: " ", count: max(1, 12 - fmt(cpuMed, 3).count)) + fmt($0, 3) } ?? ""))
         print("views/s \(fmt(vps, 3)), peak RSS \(fmt(rss, 0)) MiB (after init \(fmt(rssInit, 0)) MiB), "
-              + "trainer buffers \(fmt(Double(trainer.byteCount) / 1048576, 0)) MiB, load average now \(loadAverage())")
+              + "trainer buffers \(fmt(Double(trainer.byteCount) / 1048576, 0)) MiB, feed-forward recomputed in "
+              + "\(trainer.recomputedFeedForwardBlocksInUse) blocks, load average now \(loadAverage())")
         print("NECO_TRAIN views=\(n) step_s=\(fmt(med.total, 3)) views_per_s=\(fmt(vps, 3)) "
               + "teacher_fwd_s=\(fmt(med.teacherForward, 3)) student_fwd_s=\(fmt(med.studentForward, 3)) "
-              + "backward_s=\(fmt(med.backward, 3)) optimizer_s=\(fmt(med.optimizer, 3)) peak_rss_mib=\(fmt(rss, 0))")
+              + "backward_s=\(fmt(med.backward, 3)) optimizer_s=\(fmt(med.optimizer, 3)) peak_rss_mib=\(fmt(rss, 0)) "
+              + "recomputed_blocks=\(trainer.recomputedFeedForwardBlocksInUse)")
         guard !noTorch else { return }
         guard let line = torchRound?.line, let tv = torchMed["views_per_s"], let trss = torchMed["peak_rss_mib"] else {
             print("PyTorch: not run (no reference environment; scripts/setup.sh --reference creates it)")
@@ -166,7 +168,7 @@ struct TrainBench: ParsableCommand {
             })
         }
         let run = try NeCoRun(model: model, images: source, config: rc, directory: nil)
-        run.trainer.recomputedFeedForwardBlocks = try recompute.blocks(depth: run.trainer.student.config.depth)
+        try memory.apply(to: run.trainer)
         run.warn = { _ in }
         let o = rc.objective.crops
         print("train-bench --neco: ViT-S/14 reg4 (random weights), batch \(images), crops \(o.globalCrops)×\(o.globalSize) + "
@@ -203,7 +205,8 @@ struct TrainBench: ParsableCommand {
         print("NECO_STEP images=\(images) step_s=\(fmt(total, 3)) images_per_s=\(fmt(Double(images) / total, 3)) "
               + "data_s=\(fmt(m.dataSeconds, 3)) teacher_fwd_s=\(fmt(t.teacherForward, 3)) student_fwd_s=\(fmt(t.studentForward, 3)) "
               + "neco_loss_s=\(fmt(t.loss, 3)) backward_s=\(fmt(t.backward, 3)) optimizer_s=\(fmt(t.optimizer, 3)) "
-              + "neco_share=\(fmt(t.loss / total, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0))")
+              + "neco_share=\(fmt(t.loss / total, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0)) "
+              + "recomputed_blocks=\(run.trainer.recomputedFeedForwardBlocksInUse)")
     }
 
     /// ViT-S/14 with 4 registers and weights uniform in ±0.02 from a 64-bit LCG (its state is

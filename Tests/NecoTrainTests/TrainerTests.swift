@@ -204,6 +204,49 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try train(t, steps: 1))
     }
 
+    /// Under a memory limit the trainer recomputes in as few blocks as fit: the byte count it
+    /// predicts is what it allocates, the trajectory is bit-identical, and a limit nothing fits
+    /// is refused before anything is allocated.
+    func testMemoryLimitChoosesTheRecomputeCount() throws {
+        let free = try makeTrainer()
+        let expected = try train(free, steps: 2)
+        let inputs = Inputs(step: 0).list
+        let depth = free.student.config.depth
+        let bytes = try (0...depth).map { try free.activationByteCount(for: inputs, recomputedBlocks: $0) }
+        XCTAssertLessThan(bytes[depth], bytes[0])
+        // The prediction is the allocation.
+        XCTAssertEqual(free.byteCount + free.student.parameterCount * 4, free.stateByteCount + bytes[0])
+        for n in 0...depth {
+            let t = try makeTrainer()
+            // Just enough for n blocks recomputing (and not for fewer, when fewer need more).
+            t.memoryLimit = t.stateByteCount + bytes[n]
+            XCTAssertEqual(try train(t, steps: 2), expected, "limit for \(n) blocks")
+            XCTAssertEqual(params(t), params(free))
+            let chosen = t.recomputedFeedForwardBlocksInUse
+            XCTAssertLessThanOrEqual(chosen, n)
+            XCTAssertEqual(bytes[chosen], bytes[..<(chosen + 1)].min(), "the smallest count that fits")
+            XCTAssertLessThanOrEqual(t.byteCount + t.student.parameterCount * 4, t.memoryLimit!)
+            XCTAssertEqual(t.byteCount + t.student.parameterCount * 4, t.stateByteCount + bytes[chosen])
+        }
+        // A floor from recomputedFeedForwardBlocks is kept.
+        let floor = try makeTrainer()
+        floor.memoryLimit = Int.max
+        floor.recomputedFeedForwardBlocks = 2
+        XCTAssertEqual(try train(floor, steps: 1), Array(expected.prefix(1)))
+        XCTAssertEqual(floor.recomputedFeedForwardBlocksInUse, 2)
+        // Too small for anything: a clear error, nothing allocated, and the trainer still works.
+        let tight = try makeTrainer()
+        let before = tight.byteCount
+        tight.memoryLimit = tight.stateByteCount + bytes[depth] - 1
+        XCTAssertThrowsError(try train(tight, steps: 1)) { e in
+            XCTAssertEqual((e as? NecoError)?.kind, .outOfMemory)
+            XCTAssertTrue("\(e)".contains("memory limit"), "\(e)")
+        }
+        XCTAssertEqual(tight.byteCount, before)
+        tight.memoryLimit = nil
+        XCTAssertEqual(try train(tight, steps: 2), expected)
+    }
+
     /// Two inputs of the same shape keep separate activations: the step equals one input holding
     /// both batches (same loss and gradients up to summation order).
     func testInputsOfTheSameShape() throws {
