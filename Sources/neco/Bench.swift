@@ -30,14 +30,8 @@ struct Bench: ParsableCommand {
                 }
                 config = c
             }
-            let params = try ViTParameters(config: config)
-            var state: UInt64 = 42
-            for i in 0..<params.count {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
-            }
-            for blk in params.layout.blocks { RoPE.maskBias(params[blk.qkvB], mode: config.qkvBias, dim: config.embedDim) }
-            model = ViTModel(params: params, source: "random", scheme: .meta)
+            var rng = NecoRNG(seed: 42)
+            model = try randomBenchmarkModel(config: config, rng: &rng)
             model.prepareForInference()
         }
         let (h, w) = try parseSize(size)
@@ -146,4 +140,14 @@ struct Bench: ParsableCommand {
             }
         }
     }
+}
+
+/// A model of `config` with every weight uniform in ±0.02 from `rng` (the qkv bias masked where
+/// the model fixes it at zero): the random weights of `bench` and `train-bench`, whose cost
+/// equals trained weights'.
+func randomBenchmarkModel(config: ViTConfig, rng: inout NecoRNG) throws -> ViTModel {
+    let params = try ViTParameters(config: config)
+    for i in 0..<params.count { params.slab.base[i] = rng.uniform(-0.02, 0.02) }
+    for blk in params.layout.blocks { RoPE.maskBias(params[blk.qkvB], mode: config.qkvBias, dim: config.embedDim) }
+    return ViTModel(params: params, source: "random", scheme: .meta)
 }

@@ -49,8 +49,8 @@ struct TrainBench: ParsableCommand {
         guard rounds >= 1 else { throw NecoError.invalidArgument("--rounds must be ≥ 1") }
         guard last >= 0, last <= 12 else { throw NecoError.invalidArgument("--last must be in 0...12") }
         let n = images * views
-        var state: UInt64 = 42
-        let model = try Self.randomViTSmall(state: &state)
+        var rng = NecoRNG(seed: 42)
+        let model = try randomBenchmarkModel(config: .dinov2Small(registers: 4), rng: &rng)
         try model.validateInput(height: size, width: size)
         var config = TrainerConfig(totalSteps: 1000)
         config.projectionHead = head
@@ -61,10 +61,7 @@ struct TrainBench: ParsableCommand {
         // A teacher equal to the student would make the loss and every gradient zero (and later
         // denormal); perturb it by ~10 % of the weight scale, as PyTorch's side does.
         if let t = trainer.teacher {
-            for i in 0..<t.params.count {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                t.params.slab.base[i] += (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.004
-            }
+            for i in 0..<t.params.count { t.params.slab.base[i] += rng.uniform(-0.002, 0.002) }
         }
         let rssInit = peakRSSMiB()
         var pixels = [Float](repeating: 0, count: n * 3 * size * size)
@@ -138,8 +135,8 @@ struct TrainBench: ParsableCommand {
     func runNeCo() throws {
         guard images >= 2, images <= 256 else { throw NecoError.invalidArgument("--images must be in 2...256 for --neco") }
         guard steps >= 1 else { throw NecoError.invalidArgument("--steps must be ≥ 1") }
-        var state: UInt64 = 42
-        let model = try Self.randomViTSmall(state: &state)
+        var rng = NecoRNG(seed: 42)
+        let model = try randomBenchmarkModel(config: .dinov2Small(registers: 4), rng: &rng)
         var rc = NeCoRunConfig(totalSteps: 1000)
         rc.batchSize = images
         rc.objective.crops.globalSize = size
@@ -207,17 +204,6 @@ struct TrainBench: ParsableCommand {
               + "neco_loss_s=\(fmt(t.loss, 3)) backward_s=\(fmt(t.backward, 3)) optimizer_s=\(fmt(t.optimizer, 3)) "
               + "neco_share=\(fmt(t.loss / total, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0)) "
               + "recomputed_blocks=\(run.trainer.recomputedFeedForwardBlocksInUse)")
-    }
-
-    /// ViT-S/14 with 4 registers and weights uniform in ±0.02 from a 64-bit LCG (its state is
-    /// left in `state` for further draws); the cost of a step equals trained weights'.
-    static func randomViTSmall(state: inout UInt64) throws -> ViTModel {
-        let params = try ViTParameters(config: ViTConfig.dinov2Small(registers: 4))
-        for i in 0..<params.count {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            params.slab.base[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.04
-        }
-        return ViTModel(params: params, source: "random", scheme: .meta)
     }
 
     /// User + system CPU seconds of this process so far.
