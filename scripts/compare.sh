@@ -11,7 +11,8 @@
 # counts the forward's multiply-adds x2 (libneco's count, the same for every engine); % of peak is
 # against the FMA peak that `neco bench` measures on the same threads. Peak RSS is each process's
 # maximum. The training step is `neco train-bench` (8 images x 2 views at 224, MSE between student
-# and EMA-teacher patch tokens, AdamW) against scripts/bench_train_torch.py, also interleaved.
+# and EMA-teacher patch tokens, AdamW) against scripts/bench_train_torch.py, also interleaved, and
+# once more with `--memory-limit $NECO_TRAIN_LIMIT` (default 980 MiB of state: RSS within 1 GiB).
 # Needs the PyTorch venv (NECO_REF_VENV, default ~/.cache/neco-ref) and the tools venv with
 # onnxruntime (~/.cache/neco/venv; scripts/setup.sh makes it).
 # The last line is: RATIO ort_b1=... ort_b8=... torch_b1=... torch_b8=... torch_train=...
@@ -21,6 +22,7 @@ THREADS=${1:-2}
 ROUNDS=${2:-3}
 REF=${NECO_REF_VENV:-$HOME/.cache/neco-ref}
 TOOLS=${NECO_TOOLS_VENV:-$HOME/.cache/neco/venv}
+LIMIT=${NECO_TRAIN_LIMIT:-980}   # MiB of training state for the second libneco training row (RSS within 1 GiB)
 swift build -c release --product neco >/dev/null
 NECO=.build/release/neco
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -44,11 +46,12 @@ done
 for r in $(seq "$ROUNDS"); do
   echo "round $r/$ROUNDS: training step"
   "$NECO" train-bench --threads "$THREADS" --steps 3 --no-torch | grep '^NECO_TRAIN' >> "$tmp/neco_train"
+  "$NECO" train-bench --threads "$THREADS" --steps 3 --no-torch --memory-limit "$LIMIT" | grep '^NECO_TRAIN' >> "$tmp/neco_train_limit"
   "$REF/bin/python" scripts/bench_train_torch.py --threads "$THREADS" --steps 3 | grep '^TORCH_TRAIN' >> "$tmp/torch_train"
 done
-python3 - "$tmp" "$flops" <<'PY'
+python3 - "$tmp" "$flops" "$LIMIT" <<'PY'
 import os, re, statistics, sys
-tmp, gflop_img = sys.argv[1], float(sys.argv[2])
+tmp, gflop_img, limit = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 def rows(name):
     out = []
     path = os.path.join(tmp, name)
@@ -80,6 +83,12 @@ tv = statistics.median(r["views_per_s"] for r in tt)
 train_gflop_view = 4 * gflop_img  # per view: teacher forward + student forward + backward (2x forward)
 print(f"\ntraining step (16 views at 224):   views/s  step s   RSS MiB")
 print(f"  libneco                         {nv:>7.2f} {statistics.median(r['step_s'] for r in nt):>7.2f} {max(r['peak_rss_mib'] for r in nt):>9.0f}")
+nl = rows("neco_train_limit")
+if nl:
+    lv = statistics.median(r["views_per_s"] for r in nl)
+    blocks = ",".join(sorted({str(int(r.get("recomputed_blocks", 0))) for r in nl}))
+    print(f"  libneco --memory-limit {limit:<9}{lv:>7.2f} {statistics.median(r['step_s'] for r in nl):>7.2f} "
+          f"{max(r['peak_rss_mib'] for r in nl):>9.0f}   ({blocks} blocks recompute; {lv / tv:.2f}x PyTorch)")
 print(f"  PyTorch                         {tv:>7.2f} {statistics.median(r['step_s'] for r in tt):>7.2f} {max(r['peak_rss_mib'] for r in tt):>9.0f}")
 ratio["torch_train"] = nv / tv
 print(f"  libneco / PyTorch {nv / tv:.2f}; GFLOP/s (4x forward per view) libneco {nv * train_gflop_view:.1f} "
