@@ -501,9 +501,12 @@ extension ViTModel {
                 GELU.backwardInPlace(grad: s.f, input: ffn, rows: rows, cols: f, columnSum: grads + blk.fc1B)
                 dFFN = s.f
             }
-            // ffn = fc1(LN2(xMid)):  recompute LN2, then dLN (zeroed) and the fc1 gradients
-            LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
-                              bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+            // ffn = fc1(LN2(xMid)):  LN2 (still in s.y where the pre-activation was recomputed above;
+            // nothing since wrote s.y), then dLN (zeroed) and the fc1 gradients
+            if v.ffn >= 0 {
+                LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
+                                  bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+            }
             s.d1.update(repeating: 0, count: rows * d)
             Linear.backward(dInput: s.d1, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
                             weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f)
