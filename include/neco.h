@@ -664,6 +664,18 @@ typedef struct neco_train_params {
     int64_t head_only_steps;  /* the first N steps train the projection head alone (backbone
                                  learning rate 0), 0...T-1, as `neco train --head-only-steps`.
                                  A struct_size that ends before it (an older header) reads 0. Default 0 */
+    int64_t memory_limit_mib; /* > 0: keep the training state (weights, optimizer state and one
+                                 step's activations) within this many MiB, 1...2^30, by recomputing
+                                 each trained block's feed-forward pre-activation in backward in as
+                                 few blocks as that needs (the same numbers, somewhat slower; `neco
+                                 train --memory-limit`). A step that cannot fit even with every
+                                 block recomputing fails with NECO_ERR_OOM before it allocates.
+                                 The process needs somewhat more (code, BLAS buffers, the images).
+                                 0 = no limit. A struct_size that ends before it reads 0. Default 0 */
+    int32_t recompute_ffn_blocks; /* recompute it in (at least) the lowest N trained blocks,
+                                     0...4096; N >= the trained blocks = all of them (`neco train
+                                     --recompute-ffn-blocks`). A struct_size that ends before it
+                                     reads 0. Default 0 */
 } neco_train_params;
 
 NECO_API neco_train_params neco_train_default_params(void);

@@ -120,7 +120,9 @@ static const size_t train_ends[] = {
     NECO_END(neco_train_params, grad_clip), NECO_END(neco_train_params, seed),
     NECO_END(neco_train_params, run_dir), NECO_END(neco_train_params, checkpoint_every),
     NECO_END(neco_train_params, head_hidden_dim), NECO_END(neco_train_params, head_out_dim),
-    NECO_END(neco_train_params, epochs), NECO_END(neco_train_params, head_only_steps), sizeof(neco_train_params)};
+    NECO_END(neco_train_params, epochs), NECO_END(neco_train_params, head_only_steps),
+    NECO_END(neco_train_params, memory_limit_mib), NECO_END(neco_train_params, recompute_ffn_blocks),
+    sizeof(neco_train_params)};
 static const size_t export_ends[] = {
     NECO_END(neco_export_params, input_size), NECO_END(neco_export_params, height),
     NECO_END(neco_export_params, width), NECO_END(neco_export_params, external_data),

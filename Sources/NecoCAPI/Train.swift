@@ -40,7 +40,8 @@ public func neco_train_default_params() -> neco_train_params {
                       sort_net: Int32(NECO_SORT_BITONIC.rawValue), relaxation: Int32(NECO_RELAX_CAUCHY.rawValue),
                       steepness: 100, teacher_steepness: 0, log_floor: 0, lr_backbone: 1e-5, lr_head: 1e-4, warmup_steps: 0,
                       drop_path: 0.1, train_last_blocks: 0, freeze_first_blocks: 0, grad_clip: 0, seed: 0, run_dir: nil,
-                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256, epochs: 0, head_only_steps: 0)
+                      checkpoint_every: 50, head_hidden_dim: 2048, head_out_dim: 256, epochs: 0, head_only_steps: 0,
+                      memory_limit_mib: 0, recompute_ffn_blocks: 0)
 }
 
 /// The run configuration for C params, every field range-checked (NeCoRunConfig.validate checks
@@ -76,6 +77,8 @@ func runConfig(_ p: neco_train_params) throws -> (NeCoRunConfig, String?) {
     try check(p.checkpoint_every >= 0, "checkpoint_every = \(p.checkpoint_every) must be ≥ 0")
     try check(p.head_hidden_dim >= 1 && p.head_hidden_dim <= 65536 && p.head_out_dim >= 1 && p.head_out_dim <= 65536,
               "head_hidden_dim / head_out_dim = \(p.head_hidden_dim) / \(p.head_out_dim) out of range 1...65536")
+    try check(p.memory_limit_mib >= 0 && p.memory_limit_mib <= 1 << 30, "memory_limit_mib = \(p.memory_limit_mib) out of range 0...2^30 (0 = no limit)")
+    try check(p.recompute_ffn_blocks >= 0 && p.recompute_ffn_blocks <= 4096, "recompute_ffn_blocks = \(p.recompute_ffn_blocks) out of range 0...4096")
 
     // With epochs, the longest run stands in until the images give the real length (makeTrainer).
     var c = NeCoRunConfig(totalSteps: p.epochs > 0 ? Int(TrainLimits.maxSteps) : Int(p.total_steps))
@@ -146,6 +149,8 @@ private func makeTrainer(_ model: OpaquePointer?, _ images: () throws -> Trainin
         return (try m.model.copy(), source, config)
     }
     run.warn = { message in log(NECO_LOG_WARN, message) }
+    run.trainer.recomputedFeedForwardBlocks = Int(p.recompute_ffn_blocks)
+    run.trainer.memoryLimit = p.memory_limit_mib > 0 ? Int(p.memory_limit_mib) << 20 : nil
     out.pointee = box(TrainerHandle(run: run, imageHeight: m.imageHeight, imageWidth: m.imageWidth))
 }
 

@@ -148,4 +148,52 @@ final class CAPITrainTests: XCTestCase {
         XCTAssertTrue(out.loss.isFinite)
         NecoCAPI.neco_trainer_free(tr)
     }
+
+    /// memory_limit_mib and recompute_ffn_blocks: checked, applied to the trainer, a limit too
+    /// small for any recompute count fails the step with NECO_ERR_OOM and changes nothing, and
+    /// the recompute count changes no number; an older header's struct_size reads both as 0.
+    func testMemoryParams() throws {
+        var p = params(steps: 3)
+        for (limit, blocks) in [(Int64(-1), Int32(0)), (Int64(1) << 31, 0), (0, -1), (0, 5000)] {
+            p.memory_limit_mib = limit
+            p.recompute_ffn_blocks = blocks
+            let (st, tr) = trainer(p)
+            XCTAssertEqual(st, NECO_ERR_INVALID_ARG, "\(limit) \(blocks)")
+            XCTAssertNil(tr)
+        }
+        var st = NECO_OK, tr: OpaquePointer?
+        var out = neco_train_progress()
+        var losses: [Float] = []
+        for (blocks, limit): (Int32, Int64) in [(0, 0), (1, 0), (100, 0), (0, 4096)] {
+            p = params(steps: 3)
+            p.recompute_ffn_blocks = blocks
+            p.memory_limit_mib = limit
+            (st, tr) = trainer(p)
+            XCTAssertEqual(st, NECO_OK)
+            XCTAssertEqual(NecoCAPI.neco_trainer_step(tr, &out), NECO_OK, String(cString: neco_last_error()))
+            losses.append(out.loss)
+            NecoCAPI.neco_trainer_free(tr)
+        }
+        XCTAssertEqual(losses[1], losses[0])
+        XCTAssertEqual(losses[2], losses[0])
+        XCTAssertEqual(losses[3], losses[0])
+        // A limit below the weights alone.
+        p = params(steps: 3)
+        p.memory_limit_mib = 1
+        p.head_hidden_dim = 512  // the head's weights and moments alone take more than 1 MiB
+        (st, tr) = trainer(p)
+        XCTAssertEqual(st, NECO_OK)
+        XCTAssertEqual(NecoCAPI.neco_trainer_step(tr, &out), NECO_ERR_OOM)
+        XCTAssertTrue(String(cString: neco_last_error()).contains("memory limit"), String(cString: neco_last_error()))
+        XCTAssertEqual(NecoCAPI.neco_trainer_step_count(tr), 0)
+        NecoCAPI.neco_trainer_free(tr)
+        // An older header: struct_size ending at head_only_steps.
+        p = params(steps: 3)
+        p.memory_limit_mib = 99_999_999_999  // beyond the caller's struct: never read
+        p.struct_size = MemoryLayout<neco_train_params>.offset(of: \.memory_limit_mib)!
+        (st, tr) = trainer(p)
+        XCTAssertEqual(st, NECO_OK, String(cString: neco_last_error()))
+        XCTAssertEqual(NecoCAPI.neco_trainer_step(tr, &out), NECO_OK, String(cString: neco_last_error()))
+        NecoCAPI.neco_trainer_free(tr)
+    }
 }

@@ -1107,6 +1107,10 @@ int main(int argc, char ** argv) {
         BAD_TRAIN_PARAM(b.sort_net = 2, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.relaxation = 6, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.relaxation = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.memory_limit_mib = -1, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.memory_limit_mib = INT64_MAX, NECO_ERR_INVALID_ARG); /* would overflow in bytes */
+        BAD_TRAIN_PARAM(b.recompute_ffn_blocks = INT32_MIN, NECO_ERR_INVALID_ARG);
+        BAD_TRAIN_PARAM(b.recompute_ffn_blocks = INT32_MAX, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.steepness = 0, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.steepness = -1, NECO_ERR_INVALID_ARG);
         BAD_TRAIN_PARAM(b.steepness = NAN, NECO_ERR_INVALID_ARG);
