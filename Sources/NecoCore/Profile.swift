@@ -1,4 +1,5 @@
-/// Time per kernel class of the inference forward, for `neco bench --profile`.
+/// Time per kernel class of the forward (`neco bench --profile`) and of training's backward
+/// (`neco train-bench --profile`).
 ///
 /// Off by default: then each probe costs one branch. When on, `measure` adds the wall time of its
 /// body to its class, and `Attention.forward` adds its workers' thread time per phase (scores
@@ -7,7 +8,8 @@
 public enum Profile {
     public enum Kind: Int, CaseIterable, Sendable {
         case patchEmbed, gemmQKV, gemmProj, gemmFC1, gemmFC2, attnScores, attnSoftmax, attnValues,
-             layerNorm, activation, residual, copies
+             layerNorm, activation, residual, copies,
+             backwardLinear, backwardAttention, backwardRecompute, backwardElementwise, backwardEmbedding
 
         public var label: String {
             switch self {
@@ -23,6 +25,11 @@ public enum Profile {
             case .activation: "GELU (SwiGLU)"
             case .residual: "LayerScale + residual"
             case .copies: "tokens, positions, copies"
+            case .backwardLinear: "backward GEMMs dX, dW (Linear)"
+            case .backwardAttention: "backward attention (P recomputed)"
+            case .backwardRecompute: "backward recompute LN, GELU, fc1"
+            case .backwardElementwise: "backward LN, GELU, residual, sums"
+            case .backwardEmbedding: "backward patch embedding"
             }
         }
     }

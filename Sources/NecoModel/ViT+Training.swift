@@ -450,8 +450,10 @@ extension ViTModel {
         let normDW = trainable.embeddingsAndNorm ? grads + L.normW : s.g
         let normDB = trainable.embeddingsAndNorm ? grads + L.normB : s.g + d
         if !trainable.embeddingsAndNorm { s.g.update(repeating: 0, count: 2 * d) }
-        LayerNorm.backward(dInput: dX, dWeight: normDW, dBias: normDB, dOut: a[acts.dOut], input: a[acts.xFinal],
-                           weight: p[L.normW], mean: a[acts.meanF], rstd: a[acts.rstdF], rows: rows, dim: d)
+        Profile.measure(.backwardElementwise) {
+            LayerNorm.backward(dInput: dX, dWeight: normDW, dBias: normDB, dOut: a[acts.dOut], input: a[acts.xFinal],
+                               weight: p[L.normW], mean: a[acts.meanF], rstd: a[acts.rstdF], rows: rows, dim: d)
+        }
 
         // 3. Blocks, last to first. dX holds dL/d(block output) on entry and dL/d(block input) on exit.
         for i in stride(from: c.depth - 1, through: trainable.firstBlock, by: -1) {
@@ -467,80 +469,118 @@ extension ViTModel {
                 ffn = a[v.ffn]
             } else {
                 // ffn = fc1(LN2(xMid)), recomputed: the same calls as the forward, so the same bits.
-                LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
-                                  bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
-                Linear.forward(out: s.ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+                Profile.measure(.backwardRecompute) {
+                    LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
+                                      bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+                    Linear.forward(out: s.ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+                }
                 ffn = s.ffn
             }
 
             // xOut = xMid + s_b·ls2 ⊙ fc2(act):  recompute act, then dAct (overwrites act), dZ, dZγ.
             let hidden: UnsafeMutablePointer<Float>
             if c.ffn == .swiglu {
-                SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: hw)
+                Profile.measure(.backwardRecompute) {
+                    SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: hw)
+                }
                 hidden = s.hidden
             } else {
-                GELU.forward(out: s.f, input: ffn, count: rows * f)
+                Profile.measure(.backwardRecompute) {
+                    GELU.forward(out: s.f, input: ffn, count: rows * f)
+                }
                 hidden = s.f
             }
-            BranchResidual.backwardScale(dZ: s.d2, dZGamma: s.d3, dOut: dX, gamma: ls2, sampleScale: sc2,
-                                         batch: batch, tokens: t, dim: d)
-            BranchResidual.backwardParams(dWeight: grads + blk.fc2W, dBias: grads + blk.fc2B, dGamma: dLS2, dZ: s.d2,
-                                          input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], gamma: ls2,
-                                          gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: hw)
+            Profile.measure(.backwardElementwise) {
+                BranchResidual.backwardScale(dZ: s.d2, dZGamma: s.d3, dOut: dX, gamma: ls2, sampleScale: sc2,
+                                             batch: batch, tokens: t, dim: d)
+            }
+            Profile.measure(.backwardLinear) {
+                BranchResidual.backwardParams(dWeight: grads + blk.fc2W, dBias: grads + blk.fc2B, dGamma: dLS2, dZ: s.d2,
+                                              input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], gamma: ls2,
+                                              gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: hw)
+            }
             // dAct (rows, H) = dZγ · W_fc2   [written once, over the recomputed activation]
-            BranchResidual.backwardInput(dInput: hidden, dZGamma: s.d3, weight: p[blk.fc2W], rows: rows, dim: d,
-                                         inDim: hw, overwrite: true)
+            Profile.measure(.backwardLinear) {
+                BranchResidual.backwardInput(dInput: hidden, dZGamma: s.d3, weight: p[blk.fc2W], rows: rows, dim: d,
+                                             inDim: hw, overwrite: true)
+            }
             // act = GELU(ffn) | SwiGLU(ffn):  dFFN (rows, F)
             let dFFN: UnsafeMutablePointer<Float>
             if c.ffn == .swiglu {
                 s.f.update(repeating: 0, count: rows * f)
-                SwiGLU.backward(dGates: s.f, dHidden: s.hidden, gates: ffn, rows: rows, width: hw)
+                Profile.measure(.backwardElementwise) {
+                    SwiGLU.backward(dGates: s.f, dHidden: s.hidden, gates: ffn, rows: rows, width: hw)
+                }
                 dFFN = s.f
             } else {
                 // dFFN = dAct ⊙ gelu'(ffn), with fc1's bias gradient (its column sums) in the same pass
-                GELU.backwardInPlace(grad: s.f, input: ffn, rows: rows, cols: f, columnSum: grads + blk.fc1B)
+                Profile.measure(.backwardElementwise) {
+                    GELU.backwardInPlace(grad: s.f, input: ffn, rows: rows, cols: f, columnSum: grads + blk.fc1B)
+                }
                 dFFN = s.f
             }
             // ffn = fc1(LN2(xMid)):  LN2 (still in s.y where the pre-activation was recomputed above;
             // nothing since wrote s.y), then dLN (zeroed) and the fc1 gradients
             if v.ffn >= 0 {
-                LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
-                                  bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+                Profile.measure(.backwardRecompute) {
+                    LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
+                                      bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
+                }
             }
             s.d1.update(repeating: 0, count: rows * d)
-            Linear.backward(dInput: s.d1, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
-                            weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f)
-            if c.ffn == .swiglu { BranchResidual.columnSum(into: grads + blk.fc1B, dFFN, rows: rows, cols: f) }
+            Profile.measure(.backwardLinear) {
+                Linear.backward(dInput: s.d1, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
+                                weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f)
+            }
+            if c.ffn == .swiglu {
+                Profile.measure(.backwardElementwise) { BranchResidual.columnSum(into: grads + blk.fc1B, dFFN, rows: rows, cols: f) }
+            }
             // LN2: dX (= dL/dxMid after this) += LN backward
-            LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm2W, dBias: grads + blk.norm2B, dOut: s.d1,
-                               input: a[v.xMid], weight: p[blk.norm2W], mean: a[v.mean2], rstd: a[v.rstd2],
-                               rows: rows, dim: d)
+            Profile.measure(.backwardElementwise) {
+                LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm2W, dBias: grads + blk.norm2B, dOut: s.d1,
+                                   input: a[v.xMid], weight: p[blk.norm2W], mean: a[v.mean2], rstd: a[v.rstd2],
+                                   rows: rows, dim: d)
+            }
 
             // xMid = xIn + s_b·ls1 ⊙ proj(heads):  dHeads (d1), dZ (d2), dZγ (d3)
-            BranchResidual.backwardScale(dZ: s.d2, dZGamma: s.d3, dOut: dX, gamma: ls1, sampleScale: sc1,
-                                         batch: batch, tokens: t, dim: d)
-            BranchResidual.backwardInput(dInput: s.d1, dZGamma: s.d3, weight: p[blk.projW], rows: rows, dim: d,
-                                         inDim: d, overwrite: true)
+            Profile.measure(.backwardElementwise) {
+                BranchResidual.backwardScale(dZ: s.d2, dZGamma: s.d3, dOut: dX, gamma: ls1, sampleScale: sc1,
+                                             batch: batch, tokens: t, dim: d)
+            }
+            Profile.measure(.backwardLinear) {
+                BranchResidual.backwardInput(dInput: s.d1, dZGamma: s.d3, weight: p[blk.projW], rows: rows, dim: d,
+                                             inDim: d, overwrite: true)
+            }
             // heads = attention(qkv): dQKV (f[D...4D], zeroed) += …, heads recomputed into f[0..<D]
             let headsBuf = s.f, dQKV = s.f + rows * d
             dQKV.update(repeating: 0, count: rows * 3 * d)
-            AttentionRecompute.backward(dQKV: dQKV, headsOut: headsBuf, dOut: s.d1, qkv: a[v.qkv], scratch: s.attn,
-                                        batch: batch, tokens: t, heads: c.heads, headDim: c.headDim, scale: scale)
+            Profile.measure(.backwardAttention) {
+                AttentionRecompute.backward(dQKV: dQKV, headsOut: headsBuf, dOut: s.d1, qkv: a[v.qkv], scratch: s.attn,
+                                            batch: batch, tokens: t, heads: c.heads, headDim: c.headDim, scale: scale)
+            }
             if c.rope != nil {
                 // dq, dk of the rotated q, k → of the Linear's output (the transposed rotation)
-                RoPE.apply(qkv: dQKV, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
-                           prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim, inverse: true)
+                Profile.measure(.backwardAttention) {
+                    RoPE.apply(qkv: dQKV, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
+                               prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim, inverse: true)
+                }
             }
-            BranchResidual.backwardParams(dWeight: grads + blk.projW, dBias: grads + blk.projB, dGamma: dLS1, dZ: s.d2,
-                                          input: headsBuf, weight: p[blk.projW], bias: p[blk.projB], gamma: ls1,
-                                          gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: d)
+            Profile.measure(.backwardLinear) {
+                BranchResidual.backwardParams(dWeight: grads + blk.projW, dBias: grads + blk.projB, dGamma: dLS1, dZ: s.d2,
+                                              input: headsBuf, weight: p[blk.projW], bias: p[blk.projB], gamma: ls1,
+                                              gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: d)
+            }
             // qkv = Linear(LN1(xIn)):  recompute LN1, dLN (into the heads buffer, zeroed)
-            LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xIn], weight: p[blk.norm1W],
-                              bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
+            Profile.measure(.backwardRecompute) {
+                LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xIn], weight: p[blk.norm1W],
+                                  bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
+            }
             let dLN = headsBuf
             dLN.update(repeating: 0, count: rows * d)
-            Linear.backward(dInput: dLN, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
-                            weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
+            Profile.measure(.backwardLinear) {
+                Linear.backward(dInput: dLN, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
+                                weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
+            }
             // qkv bias: the query and value thirds are column sums of dQKV. The key third's exact
             // gradient is 0 (a constant added to every key shifts each softmax row by a constant,
             // which softmax ignores: Σ_j dK_j = Σ_i q_i · Σ_j dS_ij = 0), so it is left untouched;
@@ -548,28 +588,36 @@ extension ViTModel {
             // its own magnitude into lr-sized steps (NECO-SPEC §4.7).
             let keyBias = grads + blk.qkvB + d
             let keyBiasBefore = Array(UnsafeBufferPointer(start: keyBias, count: d))
-            BranchResidual.columnSum(into: grads + blk.qkvB, dQKV, rows: rows, cols: 3 * d)
+            Profile.measure(.backwardElementwise) {
+                BranchResidual.columnSum(into: grads + blk.qkvB, dQKV, rows: rows, cols: 3 * d)
+            }
             // With RoPE the keys of the patch tokens are rotated per position, so a key bias is no
             // longer a constant shift and does get a gradient: kept for a full (trainable) key bias.
             if c.rope == nil || c.qkvBias != .full { keyBias.update(from: keyBiasBefore, count: d) }
             // Parts the model fixes at zero (DINOv3's masked key bias, or no qkv bias) get none.
             RoPE.maskBias(grads + blk.qkvB, mode: c.qkvBias, dim: d)
             // LN1: dX (= dL/dxIn after this) += LN backward
-            LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm1W, dBias: grads + blk.norm1B, dOut: dLN,
-                               input: a[v.xIn], weight: p[blk.norm1W], mean: a[v.mean1], rstd: a[v.rstd1],
-                               rows: rows, dim: d)
+            Profile.measure(.backwardElementwise) {
+                LayerNorm.backward(dInput: dX, dWeight: grads + blk.norm1W, dBias: grads + blk.norm1B, dOut: dLN,
+                                   input: a[v.xIn], weight: p[blk.norm1W], mean: a[v.mean1], rstd: a[v.rstd1],
+                                   rows: rows, dim: d)
+            }
         }
 
         // 1–2. Tokens.
         if needEmbeddings {
             if trainable.embeddingsAndNorm {
-                Embeddings.backward(grads: grads, dImages: dImages, dX: dX, images: images, params: p, layout: L,
-                                    batch: batch, height: acts.height, width: acts.width, scratch: a[acts.scratch])
+                Profile.measure(.backwardEmbedding) {
+                    Embeddings.backward(grads: grads, dImages: dImages, dX: dX, images: images, params: p, layout: L,
+                                        batch: batch, height: acts.height, width: acts.width, scratch: a[acts.scratch])
+                }
             } else if let dImages {
                 // Image gradient only: route the parameter gradients of the embedding to scratch.
                 let dummy = try FloatSlab(count: L.total)
-                Embeddings.backward(grads: dummy.base, dImages: dImages, dX: dX, images: images, params: p, layout: L,
-                                    batch: batch, height: acts.height, width: acts.width, scratch: a[acts.scratch])
+                Profile.measure(.backwardEmbedding) {
+                    Embeddings.backward(grads: dummy.base, dImages: dImages, dX: dX, images: images, params: p, layout: L,
+                                        batch: batch, height: acts.height, width: acts.width, scratch: a[acts.scratch])
+                }
             }
         }
     }

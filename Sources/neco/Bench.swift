@@ -100,15 +100,8 @@ struct Bench: ParsableCommand {
                     total += monotonicSeconds() - t0
                 }
                 Profile.enabled = false
-                let rows = Profile.report()
-                let accounted = rows.reduce(0) { $0 + $1.1 }
                 print("  profile, batch \(b) (wall time per forward, mean of \(repeats); a GEMM row includes its bias fill):")
-                for (kind, sec) in rows.sorted(by: { $0.1 > $1.1 }) {
-                    print("    " + pad(kind.label, 30) + pad(fmt(sec / Double(repeats) * 1000, 2) + " ms", 12)
-                          + fmt(100 * sec / total, 1) + " %")
-                }
-                print("    " + pad("other (dispatch, gaps)", 30) + pad(fmt((total - accounted) / Double(repeats) * 1000, 2) + " ms", 12)
-                      + fmt(100 * (total - accounted) / total, 1) + " %")
+                printProfile(total: total, runs: repeats, other: "other (dispatch, gaps)")
             }
         }
     }
@@ -150,4 +143,17 @@ func randomBenchmarkModel(config: ViTConfig, rng: inout NecoRNG) throws -> ViTMo
     for i in 0..<params.count { params.slab.base[i] = rng.uniform(-0.02, 0.02) }
     for blk in params.layout.blocks { RoPE.maskBias(params[blk.qkvB], mode: config.qkvBias, dim: config.embedDim) }
     return ViTModel(params: params, source: "random", scheme: .meta)
+}
+
+/// The rows of `Profile.report()` that took time, largest first, per run (in ms) and as shares of
+/// `total` seconds over `runs` runs, then what no class accounts for as `other`.
+func printProfile(total: Double, runs: Int, other: String) {
+    let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(1, n - s.count)) }
+    let rows = Profile.report().filter { $0.1 > 0 }
+    let accounted = rows.reduce(0) { $0 + $1.1 }
+    for (kind, sec) in rows.sorted(by: { $0.1 > $1.1 }) {
+        print("    " + pad(kind.label, 36) + pad(fmt(sec / Double(runs) * 1000, 2) + " ms", 12) + fmt(100 * sec / total, 1) + " %")
+    }
+    print("    " + pad(other, 36) + pad(fmt((total - accounted) / Double(runs) * 1000, 2) + " ms", 12)
+          + fmt(100 * (total - accounted) / total, 1) + " %")
 }

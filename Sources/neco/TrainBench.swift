@@ -32,6 +32,8 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Train only the last N blocks (0 = everything).") var last: Int = 0
     @Option(help: "Rounds of (libneco steps, PyTorch process), medians reported.") var rounds: Int = 1
     @Flag(help: "Skip the PyTorch run.") var noTorch = false
+    @Flag(help: "After the timed steps, run --steps more with libneco's time per kernel class recorded (forward and backward) and print it.")
+    var profile = false
     @OptionGroup var memory: TrainingMemoryOptions
     @Flag(help: "Time a full NeCo step instead: data loading, 2 global (--size) + 4 local (--local-size) crops per image, the NeCo objective, projection heads, drop path 0.1.")
     var neco = false
@@ -120,6 +122,22 @@ struct TrainBench: ParsableCommand {
               + "teacher_fwd_s=\(fmt(med.teacherForward, 3)) student_fwd_s=\(fmt(med.studentForward, 3)) "
               + "backward_s=\(fmt(med.backward, 3)) optimizer_s=\(fmt(med.optimizer, 3)) peak_rss_mib=\(fmt(rss, 0)) "
               + "recomputed_blocks=\(trainer.recomputedFeedForwardBlocksInUse)")
+        if profile {
+            Profile.reset()
+            Profile.enabled = true
+            var total = 0.0
+            try pixels.withUnsafeBufferPointer { px in
+                let input = TrainingInput(images: px.baseAddress!, batch: n, height: size, width: size, teacher: true)
+                for _ in 0..<steps {
+                    let t0 = monotonicSeconds()
+                    _ = try trainer.step([input], loss: DenseMSE.studentTeacherObjective)
+                    total += monotonicSeconds() - t0
+                }
+            }
+            Profile.enabled = false
+            print("profile (wall time per step, mean of \(steps); teacher and student forward in the forward classes):")
+            printProfile(total: total, runs: steps, other: "other (loss, optimizer, gaps)")
+        }
         guard !noTorch else { return }
         guard let line = torchRound?.line, let tv = torchMed["views_per_s"], let trss = torchMed["peak_rss_mib"] else {
             print("PyTorch: not run (no reference environment; scripts/setup.sh --reference creates it)")
