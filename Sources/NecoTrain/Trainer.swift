@@ -159,7 +159,7 @@ public final class Trainer: @unchecked Sendable {
     public private(set) var recomputedFeedForwardBlocksInUse = 0
     /// Recompute the feed-forward pre-activation in every trained block (`recomputedFeedForwardBlocks`).
     public var recomputeFeedForward: Bool {
-        get { recomputedFeedForwardBlocks >= student.config.depth }
+        get { recomputedFeedForwardBlocks >= student.config.depth - trainableParts.firstBlock }
         set { recomputedFeedForwardBlocks = newValue ? student.config.depth : 0 }
     }
     /// Gradients are summed over the ranks in buckets of at most this many floats (16 MiB), in

@@ -107,18 +107,21 @@ struct TrainingMemoryOptions: ParsableArguments {
                                discussion: "The process needs somewhat more: code, OpenBLAS's buffers, the images."))
     var memoryLimit: Int?
 
-    /// Sets the trainer's recompute count and memory limit.
-    func apply(to trainer: Trainer) throws {
-        var blocks = recomputeFfn ? trainer.student.config.depth : 0
+    /// Refuses contradictory or out-of-range values (before anything is loaded or created).
+    func check() throws {
         if let n = recomputeFfnBlocks {
             guard !recomputeFfn else { throw NecoError.invalidArgument("give --recompute-ffn or --recompute-ffn-blocks, not both") }
             guard n >= 0 else { throw NecoError.invalidArgument("--recompute-ffn-blocks \(n) must not be negative") }
-            blocks = n
         }
         if let m = memoryLimit {
             guard m >= 1, m <= 1 << 30 else { throw NecoError.invalidArgument("--memory-limit \(m) MiB is out of range 1...\(1 << 30)") }
         }
-        trainer.recomputedFeedForwardBlocks = blocks
+    }
+
+    /// Sets the trainer's recompute count and memory limit.
+    func apply(to trainer: Trainer) throws {
+        try check()
+        trainer.recomputedFeedForwardBlocks = recomputeFfnBlocks ?? (recomputeFfn ? trainer.student.config.depth : 0)
         trainer.memoryLimit = memoryLimit.map { $0 << 20 }
     }
 }

@@ -76,6 +76,7 @@ struct Train: ParsableCommand {
     var evalAugmentEpochs: Int = 0
 
     func run() throws {
+        try memory.check()
         signal(SIGINT) { _ in
             if interruptRequested != 0 { _exit(130) }
             interruptRequested = 1

@@ -41,6 +41,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Image folder for --neco (default: synthetic 320×256 images in memory).") var data: String?
 
     func run() throws {
+        try memory.check()
         if let t = threads {
             guard t >= 1 && t <= 256 else { throw NecoError.invalidArgument("--threads must be in 1...256") }
             Threads.setCount(t)

@@ -116,5 +116,11 @@ final class CLITests: XCTestCase {
         try assertOneLineError(["train"] + tiny + ["--data", fixturePath("image"), "--out", tmp + "/run-qc", "--queue-counter", "both"],
                                contains: "--queue-counter must be shared or per-queue")
         try assertOneLineError(["eval", "--bench", "ranks"], contains: "unknown --bench 'ranks'")
+        let train = ["train"] + tiny + ["--data", fixturePath("image"), "--out", tmp + "/run-mem"]
+        try assertOneLineError(train + ["--recompute-ffn", "--recompute-ffn-blocks", "2"], contains: "not both")
+        try assertOneLineError(train + ["--recompute-ffn-blocks=-1"], contains: "must not be negative")
+        try assertOneLineError(train + ["--memory-limit", "0"], contains: "--memory-limit 0 MiB is out of range")
+        try assertOneLineError(["train-bench", "--memory-limit", "99999999999"], contains: "out of range")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/run-mem"), "refused before the run folder is made")
     }
 }
