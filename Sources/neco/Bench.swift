@@ -81,9 +81,8 @@ struct Bench: ParsableCommand {
             let ips = Double(b) / med
             let gflops = ips * flopsPerImage / 1e9
             let pct = peak > 0 ? 100 * gflops / peak : 0
-            let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(1, n - s.count)) }
-            print(pad("\(b)", 8) + pad(fmt(ips, 2), 8) + pad(fmt(med * 1000, 1), 11) + pad(fmt(gflops, 1), 10)
-                  + pad(fmt(pct, 1), 9) + pad(fmt(cpuPerImage, 3), 12) + fmt(peakRSSMiB(), 0))
+            print(column("\(b)", 8) + column(fmt(ips, 2), 8) + column(fmt(med * 1000, 1), 11) + column(fmt(gflops, 1), 10)
+                  + column(fmt(pct, 1), 9) + column(fmt(cpuPerImage, 3), 12) + fmt(peakRSSMiB(), 0))
             print("BENCH batch=\(b) img_per_s=\(fmt(ips, 3)) ms_per_batch=\(fmt(med * 1000, 1)) gflops=\(fmt(gflops, 1)) "
                   + "pct_peak=\(fmt(pct, 1)) cpu_s_per_img=\(fmt(cpuPerImage, 4)) peak_rss_mib=\(fmt(peakRSSMiB(), 0))")
             if profile {
@@ -110,10 +109,9 @@ struct Bench: ParsableCommand {
     func runGemm(model: ViTModel, batches: [Int], height: Int, width: Int, peak: Double) throws {
         let c = model.config, d = c.embedDim
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
-        let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(1, n - s.count)) }
         print("GEMM GFLOP/s, best of \(repeats) (own/BLAS = own kernel, weights packed once, over OpenBLAS)")
-        print(pad("layer", 12) + pad("rows x out x in", 20) + pad("OpenBLAS", 10) + pad("own", 10)
-              + pad("own+pack", 10) + pad("own/BLAS", 10) + "% peak (own)")
+        print(column("layer", 12) + column("rows x out x in", 20) + column("OpenBLAS", 10) + column("own", 10)
+              + column("own+pack", 10) + column("own/BLAS", 10) + "% peak (own)")
         for b in batches {
             let rows = b * model.tokenCount(height: height, width: width)
             let shapes = [GemmBenchmark.Shape(name: "qkv", rows: rows, outDim: 3 * d, inDim: d),
@@ -124,8 +122,8 @@ struct Bench: ParsableCommand {
                 let s = t.shape
                 let blas = s.flops / t.openBLAS / 1e9, own = s.flops / t.packedOnce / 1e9
                 let perCall = s.flops / t.packedPerCall / 1e9
-                print(pad(s.name, 12) + pad("\(s.rows)x\(s.outDim)x\(s.inDim)", 20) + pad(fmt(blas, 1), 10)
-                      + pad(fmt(own, 1), 10) + pad(fmt(perCall, 1), 10) + pad(fmt(own / blas, 3), 10)
+                print(column(s.name, 12) + column("\(s.rows)x\(s.outDim)x\(s.inDim)", 20) + column(fmt(blas, 1), 10)
+                      + column(fmt(own, 1), 10) + column(fmt(perCall, 1), 10) + column(fmt(own / blas, 3), 10)
                       + (peak > 0 ? fmt(100 * own / peak, 1) : "-"))
                 print("GEMM layer=\(s.name) batch=\(b) rows=\(s.rows) out=\(s.outDim) in=\(s.inDim) blas_gflops=\(fmt(blas, 1)) "
                       + "own_gflops=\(fmt(own, 1)) own_pack_gflops=\(fmt(perCall, 1)) ratio=\(fmt(own / blas, 3)) "
@@ -148,12 +146,11 @@ func randomBenchmarkModel(config: ViTConfig, rng: inout NecoRNG) throws -> ViTMo
 /// The rows of `Profile.report()` that took time, largest first, per run (in ms) and as shares of
 /// `total` seconds over `runs` runs, then what no class accounts for as `other`.
 func printProfile(total: Double, runs: Int, other: String) {
-    let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(1, n - s.count)) }
     let rows = Profile.report().filter { $0.1 > 0 }
     let accounted = rows.reduce(0) { $0 + $1.1 }
     for (kind, sec) in rows.sorted(by: { $0.1 > $1.1 }) {
-        print("    " + pad(kind.label, 36) + pad(fmt(sec / Double(runs) * 1000, 2) + " ms", 12) + fmt(100 * sec / total, 1) + " %")
+        print("    " + column(kind.label, 36) + column(fmt(sec / Double(runs) * 1000, 2) + " ms", 12) + fmt(100 * sec / total, 1) + " %")
     }
-    print("    " + pad(other, 36) + pad(fmt((total - accounted) / Double(runs) * 1000, 2) + " ms", 12)
+    print("    " + column(other, 36) + column(fmt((total - accounted) / Double(runs) * 1000, 2) + " ms", 12)
           + fmt(100 * (total - accounted) / total, 1) + " %")
 }

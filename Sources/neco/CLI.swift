@@ -158,6 +158,9 @@ func processCPUSeconds() -> Double {
     return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
 }
 
+/// `s` left-aligned in a column `width` characters wide, with at least one space after it.
+func column(_ s: String, _ width: Int) -> String { s + String(repeating: " ", count: max(1, width - s.count)) }
+
 func fmt(_ v: Double, _ digits: Int = 2) -> String {
     var p: Double = 1
     for _ in 0..<digits { p *= 10 }

@@ -61,10 +61,9 @@ struct Demo: ParsableCommand {
             if let dot = name.lastIndex(of: ".") { name = String(name[..<dot]) }
             let picPath = out + "/" + name + "_pca.png"
             try PNGWriter.write(pic, to: picPath)
-            let col = { (s: String, w: Int) in s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
-            print(col(name, 22) + col("\(f.inputHeight)x\(f.inputWidth)", 10) + col("\(f.gridHeight)x\(f.gridWidth)", 8)
-                  + col(fmt(dt * 1000, 0), 6) + col(fmt(normSum / Double(f.patchesPerImage), 2), 10)
-                  + col(fmt(simSum / Double(max(simCount, 1)), 3), 9) + picPath)
+            print(column(name, 22) + column("\(f.inputHeight)x\(f.inputWidth)", 10) + column("\(f.gridHeight)x\(f.gridWidth)", 8)
+                  + column(fmt(dt * 1000, 0), 6) + column(fmt(normSum / Double(f.patchesPerImage), 2), 10)
+                  + column(fmt(simSum / Double(max(simCount, 1)), 3), 9) + picPath)
         }
         print("")
         print("\(files.count) images in \(fmt(totalTime, 2)) s (\(fmt(Double(files.count) / totalTime, 2)) img/s), peak RSS \(fmt(peakRSSMiB(), 0)) MiB")

@@ -249,14 +249,13 @@ struct Eval: ParsableCommand {
     }
 
     func printTable(_ results: [[EvalRow]], classes: [String], models: [ViTModel]) {
-        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
         func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
         print("")
-        var header = pad("protocol", 12) + pad("setting", 44) + lpad("mIoU A", 8)
+        var header = column("protocol", 12) + column("setting", 44) + lpad("mIoU A", 8)
         if results.count > 1 { header += lpad("mIoU B", 8) + lpad("B - A", 8) }
         print(header)
         for (i, row) in results[0].enumerated() {
-            var line = pad(row.protocolName, 12) + pad(row.setting, 44) + lpad(fmt(100 * row.mIoU, 1), 8)
+            var line = column(row.protocolName, 12) + column(row.setting, 44) + lpad(fmt(100 * row.mIoU, 1), 8)
             if results.count > 1 {
                 let b = results[1][i]
                 line += lpad(fmt(100 * b.mIoU, 1), 8) + lpad((b.mIoU >= row.mIoU ? "+" : "") + fmt(100 * (b.mIoU - row.mIoU), 1), 8)
@@ -272,9 +271,9 @@ struct Eval: ParsableCommand {
             for (mi, rows) in results.enumerated() {
                 print("")
                 print("per-class IoU, model \(mi == 0 ? "A" : "B")")
-                print(pad("class", 18) + rows.map { lpad($0.protocolName == "cluster" ? String($0.setting.split(separator: " ").first ?? "") : $0.protocolName, 12) }.joined())
+                print(column("class", 18) + rows.map { lpad($0.protocolName == "cluster" ? String($0.setting.split(separator: " ").first ?? "") : $0.protocolName, 12) }.joined())
                 for (c, name) in classes.enumerated() {
-                    print(pad(name, 18) + rows.map { lpad(fmt(100 * $0.perClass[c], 1), 12) }.joined())
+                    print(column(name, 18) + rows.map { lpad(fmt(100 * $0.perClass[c], 1), 12) }.joined())
                 }
             }
         }

@@ -110,12 +110,10 @@ struct TrainBench: ParsableCommand {
                                ("student forward", med.studentForward, "student_fwd_s"),
                                ("loss", med.loss, ""), ("backward", med.backward, "backward_s"),
                                ("clip+EMA+AdamW", med.optimizer, "optimizer_s"), ("step", med.total, "step_s")] {
-            var line = name + String(repeating: " ", count: max(1, 17 - name.count)) + fmt(v, 3)
-            if let t = torchMed[key] { line += String(repeating: " ", count: max(1, 12 - fmt(v, 3).count)) + fmt(t, 3) }
-            print(line)
+            print(column(name, 17) + (torchMed[key].map { column(fmt(v, 3), 12) + fmt($0, 3) } ?? fmt(v, 3)))
         }
         let cpuMed = oursCPU.sorted()[oursCPU.count / 2]
-        print("CPU s per step   " + fmt(cpuMed, 3) + (torchMed["cpu_s"].map { String(repeating: " ", count: max(1, 12 - fmt(cpuMed, 3).count)) + fmt($0, 3) } ?? ""))
+        print(column("CPU s per step", 17) + (torchMed["cpu_s"].map { column(fmt(cpuMed, 3), 12) + fmt($0, 3) } ?? fmt(cpuMed, 3)))
         print("views/s \(fmt(vps, 3)), peak RSS \(fmt(rss, 0)) MiB (after init \(fmt(rssInit, 0)) MiB), "
               + "trainer buffers \(fmt(Double(trainer.byteCount) / 1048576, 0)) MiB, feed-forward recomputed in "
               + "\(trainer.recomputedFeedForwardBlocksInUse) blocks, load average now \(loadAverage())")
