@@ -139,11 +139,9 @@ public final class Trainer: @unchecked Sendable {
     /// recomputes it there, one more fc1 GEMM per such block, and the activations shrink by
     /// B·T·F floats per block (4·B·T·D for the MLP, a third of a ViT-S block's), less one such
     /// buffer of scratch. The gradients are bit-identical for any count. 0 (the default) stores
-    /// them all; a count over the trained blocks recomputes them all. Set it before a step;
-    /// changing it drops the cached buffers.
-    public var recomputedFeedForwardBlocks = 0 {
-        didSet { if oldValue != recomputedFeedForwardBlocks { cache.removeAll() } }
-    }
+    /// them all; a count over the trained blocks recomputes them all. Set it before a step: the
+    /// next step rebuilds the cached buffers when the count they were made with differs.
+    public var recomputedFeedForwardBlocks = 0
     /// An upper bound in bytes on the training state (`stateByteCount` plus the activation
     /// buffers of a step's inputs), or nil (the default) for none. Under a limit, a step
     /// recomputes the feed-forward pre-activation in as few blocks as fit, and never fewer than
@@ -151,11 +149,9 @@ public final class Trainer: @unchecked Sendable {
     /// input shapes the step does not use are dropped. When even every trained block recomputing
     /// does not fit, the step throws `.outOfMemory` before allocating anything. The process needs
     /// more than this: code, OpenBLAS's buffers, the data.
-    public var memoryLimit: Int? = nil {
-        didSet { if oldValue != memoryLimit { cache.removeAll() } }
-    }
+    public var memoryLimit: Int? = nil
     /// The feed-forward recompute count of the cached buffers (what `memoryLimit` chose, or
-    /// `recomputedFeedForwardBlocks`).
+    /// `recomputedFeedForwardBlocks`); `buffers(for:)` drops the cache when a step needs another.
     public private(set) var recomputedFeedForwardBlocksInUse = 0
     /// Recompute the feed-forward pre-activation in every trained block (`recomputedFeedForwardBlocks`).
     public var recomputeFeedForward: Bool {

@@ -118,9 +118,9 @@ struct TrainingMemoryOptions: ParsableArguments {
         }
     }
 
-    /// Sets the trainer's recompute count and memory limit.
-    func apply(to trainer: Trainer) throws {
-        try check()
+    /// Sets the trainer's recompute count and memory limit (the values passed `check()` when the
+    /// command started).
+    func apply(to trainer: Trainer) {
         trainer.recomputedFeedForwardBlocks = recomputeFfnBlocks ?? (recomputeFfn ? trainer.student.config.depth : 0)
         trainer.memoryLimit = memoryLimit.map { $0 << 20 }
     }

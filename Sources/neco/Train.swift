@@ -133,7 +133,7 @@ struct Train: ParsableCommand {
                   + "lr \(c.trainer.lrBackbone)/\(c.trainer.lrHead), \(Threads.count) threads, "
                   + "trainable \(run.trainer.trainableCount) parameters")
         }
-        try memory.apply(to: run.trainer)
+        memory.apply(to: run.trainer)
         if run.isFinished {
             print("the run is already finished (\(run.totalSteps) steps)")
             return

@@ -60,7 +60,7 @@ struct TrainBench: ParsableCommand {
         config.dropPathRate = dropPath
         config.trainable = last > 0 ? .last(last) : .all
         let trainer = try Trainer(student: model, config: config)
-        try memory.apply(to: trainer)
+        memory.apply(to: trainer)
         // A teacher equal to the student would make the loss and every gradient zero (and later
         // denormal); perturb it by ~10 % of the weight scale, as PyTorch's side does.
         if let t = trainer.teacher {
@@ -182,7 +182,7 @@ struct TrainBench: ParsableCommand {
             })
         }
         let run = try NeCoRun(model: model, images: source, config: rc, directory: nil)
-        try memory.apply(to: run.trainer)
+        memory.apply(to: run.trainer)
         run.warn = { _ in }
         let o = rc.objective.crops
         print("train-bench --neco: ViT-S/14 reg4 (random weights), batch \(images), crops \(o.globalCrops)×\(o.globalSize) + "
