@@ -271,6 +271,8 @@ public final class NeCoRun: @unchecked Sendable {
     public static let bestFile = "best.safetensors"
     /// (step, metric, value) of every evaluation.
     public static let evalFile = "eval.csv"
+    /// Loss and evaluations against step, redrawn at every checkpoint.
+    public static let curvesFile = "curves.png"
 
     /// One row of `eval.csv`: `step,metric,value`.
     public struct EvaluationRow: Sendable {
@@ -291,8 +293,6 @@ public final class NeCoRun: @unchecked Sendable {
             return EvaluationRow(step: step, metric: String(f[1]), value: v, line: String(line))
         }
     }
-    /// Loss and evaluations against step, redrawn at every checkpoint.
-    public static let curvesFile = "curves.png"
 
     /// A model path as the CLI's `--model` and neco_model_load take it: a run folder stands for
     /// its checkpoint (whose student loads as the model); any other path is returned as is.
