@@ -27,7 +27,7 @@
     double nk_fma_probe_##sfx(long);                                                                             \
     long nk_gemm_rows_per_tile_##sfx(void);                                                                     \
     void nk_gemm_packed_##sfx(float *, long, const float *, long, const float *, const float *, long, long, long, \
-                              int, float *);
+                              int, const float *, long, const float *, float *);
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
@@ -49,7 +49,8 @@ typedef struct {
     void (*swiglu_backward_rows)(float *, const float *, const float *, long, long);
     double (*fma_probe)(long);
     long (*gemm_rows_per_tile)(void);
-    void (*gemm_packed)(float *, long, const float *, long, const float *, const float *, long, long, long, int, float *);
+    void (*gemm_packed)(float *, long, const float *, long, const float *, const float *, long, long, long, int,
+                        const float *, long, const float *, float *);
 } nk_table;
 
 NK_DECLARE(portable)
@@ -181,8 +182,9 @@ void nk_swiglu_backward_rows(float *dgates, const float *dhidden, const float *g
 }
 long nk_gemm_rows_per_tile(void) { return T()->gemm_rows_per_tile(); }
 void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
-                           long n, long k, int epilogue, float *scratch) {
-    T()->gemm_packed(out, ldc, a, lda, wp, bias, m, n, k, epilogue, scratch);
+                           long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
+                           float *scratch) {
+    T()->gemm_packed(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, scratch);
 }
 double nk_fma_probe(int path, long iterations) {
     if (!nk_cpu_supported(path)) return 0;

@@ -54,9 +54,9 @@ static float *thread_scratch(void) {
 }
 
 int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
-                   long k, int epilogue) {
+                   long k, int epilogue, const float *residual, long ldr, const float *gamma) {
     float *s = thread_scratch();
     if (!s) return -1;
-    nk_gemm_packed_active(out, ldc, a, lda, wp, bias, m, n, k, epilogue, s);
+    nk_gemm_packed_active(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, s);
     return 0;
 }

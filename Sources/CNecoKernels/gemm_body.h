@@ -16,7 +16,10 @@
  * Every output element is the same chain of fused multiply-adds, in k order from the bias (or
  * zero), wherever its row and column fall (edge tiles run the full tile on zero-padded rows and
  * columns and store the part that exists). So the result does not depend on how callers split the
- * rows among threads. Epilogue NK_GEMM_GELU applies the exact GELU when the tile is stored.
+ * rows among threads. Epilogues, applied when the last K block's tile is stored:
+ *   NK_GEMM_GELU      the exact GELU;
+ *   NK_GEMM_RESIDUAL  out = residual + gamma ⊙ z (z the product plus bias; gamma NULL: residual + z),
+ *                     the product and the sum each rounded, as BranchResidual computes them.
  */
 
 #include "nk_kernels.h"
@@ -32,9 +35,22 @@
 #define NK_GEMM_MC (NK_GEMM_MR * NK_GEMM_MC_TILES)
 _Static_assert(NK_GEMM_MR <= NK_GEMM_MR_MAX, "gemm.c sizes the scratch for NK_GEMM_MR_MAX rows per tile");
 
-/* c (MR, 16) tile, row stride ldc: c = (init ? init : c) + Σ_p ap[p, :]ᵀ bp[p, :] over kc. */
+/* x + g ⊙ z and x + z with two roundings: never contracted into a fused multiply-add, so that the
+ * fused residual equals the separate residual kernel bit for bit. */
+static inline __attribute__((always_inline)) vf NK(residual_vec)(vf x, vf z, const float *g) {
+#pragma clang fp contract(off)
+    return g ? x + ld(g) * z : x + z;
+}
+static inline __attribute__((always_inline)) float NK(residual_one)(float x, float z, const float *g) {
+#pragma clang fp contract(off)
+    return g ? x + *g * z : x + z;
+}
+
+/* c (MR, 16) tile, row stride ldc: c = (init ? init : c) + Σ_p ap[p, :]ᵀ bp[p, :] over kc, then the
+ * epilogue `epi` (NK_GEMM_RESIDUAL reads res (MR, 16), row stride ldr, and gamma (16) or NULL). */
 static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, const float *bp, float *c,
-                                                                long ldc, const float *init, int gelu) {
+                                                                long ldc, const float *init, int epi,
+                                                                const float *res, long ldr, const float *gamma) {
     vf acc[NK_GEMM_MR][NK_GEMM_NV];
     if (init) {
         for (int v = 0; v < NK_GEMM_NV; v++) {
@@ -53,9 +69,13 @@ static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const f
             for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = a * b[v] + acc[r][v];
         }
     }
-    if (gelu)
+    if (epi == NK_GEMM_GELU)
         for (int r = 0; r < NK_GEMM_MR; r++)
             for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = vgelu(acc[r][v]);
+    else if (epi == NK_GEMM_RESIDUAL)
+        for (int r = 0; r < NK_GEMM_MR; r++)
+            for (int v = 0; v < NK_GEMM_NV; v++)
+                acc[r][v] = NK(residual_vec)(ld(res + r * ldr + v * NK_W), acc[r][v], gamma ? gamma + v * NK_W : 0);
     for (int r = 0; r < NK_GEMM_MR; r++)
         for (int v = 0; v < NK_GEMM_NV; v++) st(c + r * ldc + v * NK_W, acc[r][v]);
 }
@@ -77,14 +97,15 @@ static void NK(gemm_pack_a)(float *dst, const float *a, long lda, long rows, lon
 long NK(nk_gemm_rows_per_tile)(void) { return NK_GEMM_MR; }
 
 void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
-                        long n, long k, int epilogue, float *scratch) {
+                        long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
+                        float *scratch) {
     float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
     const float zero[NK_GEMM_NR] = {0};
     if (m <= 0 || n <= 0) return;
     for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
         const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
         const int last = p0 + kc >= k;
-        const int gelu = last && epilogue == NK_GEMM_GELU;
+        const int epi = last ? epilogue : NK_GEMM_NONE;
         for (long i0 = 0; i0 < m; i0 += NK_GEMM_MC) {
             const long mc = m - i0 < NK_GEMM_MC ? m - i0 : NK_GEMM_MC;
             NK(gemm_pack_a)(scratch, a + i0 * lda, lda, mc, p0, kc);
@@ -96,8 +117,10 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                     const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
                     float *c = out + (i0 + i) * ldc + j0;
                     const float *ap = scratch + i * kc;
+                    const float *res = epi == NK_GEMM_RESIDUAL ? residual + (i0 + i) * ldr + j0 : 0;
+                    const float *g = epi == NK_GEMM_RESIDUAL && gamma ? gamma + j0 : 0;
                     if (h == NK_GEMM_MR && nw == NK_GEMM_NR) {
-                        NK(gemm_tile)(kc, ap, bp, c, ldc, init, gelu);
+                        NK(gemm_tile)(kc, ap, bp, c, ldc, init, epi, res, ldr, g);
                         continue;
                     }
                     /* An edge tile: through a full tile in `tile`, then the part that exists. */
@@ -111,9 +134,13 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                         for (long r = 0; r < NK_GEMM_MR; r++)
                             for (long j = 0; j < NK_GEMM_NR; j++)
                                 tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
-                    NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, edge_init, gelu);
+                    /* The residual is added below, reading only the part that exists. */
+                    NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, edge_init, epi == NK_GEMM_GELU ? epi : NK_GEMM_NONE,
+                                  0, 0, 0);
                     for (long r = 0; r < h; r++)
-                        for (long j = 0; j < nw; j++) c[r * ldc + j] = tile[r * NK_GEMM_NR + j];
+                        for (long j = 0; j < nw; j++)
+                            c[r * ldc + j] = res ? NK(residual_one)(res[r * ldr + j], tile[r * NK_GEMM_NR + j], g ? g + j : 0)
+                                                 : tile[r * NK_GEMM_NR + j];
                 }
             }
         }

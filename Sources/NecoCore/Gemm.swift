@@ -169,6 +169,10 @@ extension Gemm {
         case none = 0
         /// The exact (erf) GELU, the same function as `GELU.forward`.
         case gelu = 1
+        /// out = residual + γ ⊙ z (z = input · Wᵀ + bias; residual + z without γ): the end of a
+        /// residual branch with LayerScale, the same arithmetic as `BranchResidual.forward` with a
+        /// sample scale of 1 (product and sum each rounded). Needs `residual` (`linear`'s argument).
+        case residual = 2
     }
 
     /// out (rows, outDim) = epilogue(input (rows, inDim) · Wᵀ + bias) with W packed once: libneco's
@@ -180,13 +184,19 @@ extension Gemm {
     /// equal numbers of micro-tiles (at batch 1, 261 rows make 19 AVX-512 tiles, so columns).
     /// - Parameters:
     ///   - bias: (outDim) or nil.
+    ///   - residual: for `.residual`, (rows, outDim) with row stride `ldOut`; it must not overlap
+    ///     `out` (a long K writes partial sums to `out` before the residual is added).
+    ///   - layerScale: for `.residual`, γ (outDim) or nil.
     ///   - ldOut: row stride of `out` (default outDim); `out` must not overlap `input`.
     ///   - parallel: pass `false` inside a parallel region.
     public static func linear(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: PackedWeight,
                               bias: UnsafePointer<Float>?, rows: Int, epilogue: Epilogue = .none,
+                              residual: UnsafePointer<Float>? = nil, layerScale: UnsafePointer<Float>? = nil,
                               ldOut: Int? = nil, parallel: Bool = true) {
         let n = weight.outDim, k = weight.inDim, ldc = ldOut ?? n
         if rows <= 0 { return }
+        precondition((epilogue == .residual) == (residual != nil), "Gemm.linear: .residual goes with a residual")
+        let epi = Fused(kind: epilogue, residual: residual, gamma: layerScale)
         let workers = parallel && rows * n * k >= parallelThreshold ? Threads.count : 1
         let mr = nk_gemm_rows_per_tile()
         let rowTiles = (rows + mr - 1) / mr, panels = (n + 15) / 16
@@ -194,13 +204,14 @@ extension Gemm {
         let byRows = (rowTiles + workers - 1) / workers * panels
         let byCols = (panels + workers - 1) / workers * rowTiles
         if workers <= 1 {
-            run(out, ldc, input, k, weight, bias, rows, 0, n, epilogue)
+            run(out, ldc, input, k, weight, bias, rows, 0, n, epi)
         } else if byRows <= byCols {
             let block = (rowTiles + workers - 1) / workers * mr
             Threads.parallelFor((rows + block - 1) / block) { s, e in
                 for part in s..<e {
                     let i0 = part * block
-                    run(out + i0 * ldc, ldc, input + i0 * k, k, weight, bias, min(block, rows - i0), 0, n, epilogue)
+                    run(out + i0 * ldc, ldc, input + i0 * k, k, weight, bias, min(block, rows - i0), 0, n,
+                        epi.rows(from: i0, stride: ldc))
                 }
             }
         } else {
@@ -208,9 +219,20 @@ extension Gemm {
             Threads.parallelFor((n + block - 1) / block) { s, e in
                 for part in s..<e {
                     let j0 = part * block
-                    run(out, ldc, input, k, weight, bias, rows, j0, min(block, n - j0), epilogue)
+                    run(out, ldc, input, k, weight, bias, rows, j0, min(block, n - j0), epi)
                 }
             }
+        }
+    }
+
+    /// An epilogue with its operands: the residual (rows, n) shares `out`'s row stride.
+    struct Fused {
+        let kind: Epilogue
+        let residual: UnsafePointer<Float>?
+        let gamma: UnsafePointer<Float>?
+        /// The same epilogue for the rows from `i0` on.
+        func rows(from i0: Int, stride: Int) -> Fused {
+            Fused(kind: kind, residual: residual.map { $0 + i0 * stride }, gamma: gamma)
         }
     }
 
@@ -219,10 +241,10 @@ extension Gemm {
     /// block instead (slowly; the unpacked weight may have been released), never a crash.
     static func run(_ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ a: UnsafePointer<Float>, _ lda: Int,
                     _ w: PackedWeight, _ bias: UnsafePointer<Float>?, _ rows: Int, _ j0: Int, _ cols: Int,
-                    _ epilogue: Epilogue) {
+                    _ epi: Fused) {
         let k = w.inDim
         if nk_gemm_linear(out + j0, ldc, a, lda, w.packed + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
-                          epilogue.rawValue) == 0 { return }
+                          epi.kind.rawValue, epi.residual.map { $0 + j0 }, ldc, epi.gamma.map { $0 + j0 }) == 0 { return }
         for i in 0..<rows {
             let o = out + i * ldc, x = a + i * lda
             for j in j0..<(j0 + cols) {
@@ -230,9 +252,10 @@ extension Gemm {
                 let panel = w.packed + (j / 16) * 16 * k + j % 16
                 var acc = bias?[j] ?? 0
                 for p in 0..<k { acc += x[p] * panel[p * 16] }
+                if let r = epi.residual { acc = epi.gamma.map { r[i * ldc + j] + $0[j] * acc } ?? r[i * ldc + j] + acc }
                 o[j] = acc
             }
-            if epilogue == .gelu { nk_gelu(o + j0, o + j0, cols) }
+            if epi.kind == .gelu { nk_gelu(o + j0, o + j0, cols) }
         }
     }
 }

@@ -349,13 +349,21 @@ extension ViTModel {
             }
             Attention.forward(out: s.d1, probs: nil, scratch: s.attn, qkv: qkv, batch: batch, tokens: t,
                               heads: c.heads, headDim: c.headDim, scale: scale)
+            // Packed, with every sample's branch kept at scale 1 (inference), the residual and
+            // LayerScale are the GEMM's epilogue: proj stores xIn + γ₁ ⊙ (attn·Wᵀ + b) into xMid.
+            let fusedResidual = pk != nil && (0..<batch).allSatisfy { sc1[$0] == 1 && sc2[$0] == 1 }
             Profile.measure(.gemmProj) {
-                if let pk { Gemm.linear(out: s.y, input: s.d1, weight: pk.proj, bias: p[blk.projB], rows: rows) }
+                if let pk, fusedResidual {
+                    Gemm.linear(out: xMid, input: s.d1, weight: pk.proj, bias: p[blk.projB], rows: rows,
+                                epilogue: .residual, residual: xIn, layerScale: ls1)
+                } else if let pk { Gemm.linear(out: s.y, input: s.d1, weight: pk.proj, bias: p[blk.projB], rows: rows) }
                 else { Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d) }
             }
-            Profile.measure(.residual) {
-                BranchResidual.forward(out: xMid, residual: xIn, branch: s.y, gamma: ls1, sampleScale: sc1,
-                                       batch: batch, tokens: t, dim: d)
+            if !fusedResidual {
+                Profile.measure(.residual) {
+                    BranchResidual.forward(out: xMid, residual: xIn, branch: s.y, gamma: ls1, sampleScale: sc1,
+                                           batch: batch, tokens: t, dim: d)
+                }
             }
 
             Profile.measure(.layerNorm) {
@@ -384,13 +392,18 @@ extension ViTModel {
                 hidden = ffn
             }
             Profile.measure(.gemmFC2) {
-                if let pk { Gemm.linear(out: s.y, input: hidden, weight: pk.fc2, bias: p[blk.fc2B], rows: rows) }
+                if let pk, fusedResidual {
+                    Gemm.linear(out: xOut, input: hidden, weight: pk.fc2, bias: p[blk.fc2B], rows: rows,
+                                epilogue: .residual, residual: xMid, layerScale: ls2)
+                } else if let pk { Gemm.linear(out: s.y, input: hidden, weight: pk.fc2, bias: p[blk.fc2B], rows: rows) }
                 else { Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
                                       inDim: c.mlpHidden, outDim: d) }
             }
-            Profile.measure(.residual) {
-                BranchResidual.forward(out: xOut, residual: xMid, branch: s.y, gamma: ls2, sampleScale: sc2,
-                                       batch: batch, tokens: t, dim: d)
+            if !fusedResidual {
+                Profile.measure(.residual) {
+                    BranchResidual.forward(out: xOut, residual: xMid, branch: s.y, gamma: ls2, sampleScale: sc2,
+                                           batch: batch, tokens: t, dim: d)
+                }
             }
             observer?("block\(i)", UnsafeBufferPointer(start: xOut, count: rows * d))
         }

@@ -6,7 +6,7 @@ import _NecoTestSupport
 /// libneco's own packed-weight GEMM (`Gemm.linear`, CNecoKernels `nk_gemm_linear`) on every CPU path
 /// this machine supports, against the naive Double reference and against OpenBLAS, on edge shapes
 /// (1, primes, sizes that are not multiples of the 14/6/3-row tiles, the 16-column panels or the
-/// 384-deep K blocks), with and without bias, strided output and the GELU epilogue.
+/// 384-deep K blocks), with and without bias, strided output, and the GELU and residual epilogues.
 final class PackedGemmTests: XCTestCase {
     /// Products of values in [-1, 1] summed over K ≤ 769 terms in float: the observed error against
     /// the Double reference is ≤ 2e-5; the bound leaves 3× room and stays far below a wrong term
@@ -91,6 +91,47 @@ final class PackedGemmTests: XCTestCase {
             XCTAssertEqual(fused, plain, "\(c.name): fused GELU differs from GEMM + GELU")
             // GELU's erf approximation (1.5e-7) times |x|/2 plus one rounding.
             assertClose(fused, ref, rtol: 1e-5, atol: 2e-6, "\(c.name) GELU epilogue vs Double GELU")
+        }
+    }
+
+    /// The residual epilogue is the residual kernel applied to the same sums: out = residual + γ ⊙ z
+    /// equals the product followed by `Residual.addScaled` bit for bit (no fused multiply-add in the
+    /// epilogue), with and without γ, on strided rows, for K longer than one 384-deep block (partial
+    /// sums pass through `out` first), and for 1 and 2 threads (row and column splits), on every path.
+    func testResidualEpilogue() throws {
+        try forEachCase(seed: 14, [(1, 1, 1), (15, 33, 385), (29, 47, 97), (43, 15, 768), (261, 384, 1536)]) { c in
+            var rng = TestRNG(seed: UInt64(c.m * 1000 + c.n))
+            let ld = c.n + 5
+            let residual = rng.floats(c.m * ld), gamma = rng.floats(c.n)
+            for withGamma in [false, true] {
+                var plain = [Float](repeating: 0, count: c.m * ld)
+                Gemm.linear(out: &plain, input: c.a, weight: c.packed, bias: c.bias, rows: c.m, ldOut: ld)
+                var expected = residual
+                expected.withUnsafeMutableBufferPointer { e in
+                    gamma.withUnsafeBufferPointer { g in
+                        for i in 0..<c.m {
+                            Residual.addScaled(residual: e.baseAddress! + i * ld, branch: plain.withUnsafeBufferPointer { $0.baseAddress! + i * ld },
+                                               gamma: withGamma ? g.baseAddress : nil, rows: 1, dim: c.n)
+                        }
+                    }
+                }
+                for t in [1, 2] {
+                    Threads.setCount(t)
+                    // Padding columns keep their value (7), as the residual's padding is not read.
+                    var fused = [Float](repeating: 7, count: c.m * ld)
+                    residual.withUnsafeBufferPointer { r in
+                        gamma.withUnsafeBufferPointer { g in
+                            Gemm.linear(out: &fused, input: c.a, weight: c.packed, bias: c.bias, rows: c.m,
+                                        epilogue: .residual, residual: r.baseAddress, layerScale: withGamma ? g.baseAddress : nil,
+                                        ldOut: ld)
+                        }
+                    }
+                    for i in 0..<c.m { for j in c.n..<ld { expected[i * ld + j] = 7 } }
+                    let first = fused.indices.first { fused[$0].bitPattern != expected[$0].bitPattern }
+                    XCTAssertNil(first, "\(c.name) γ=\(withGamma) \(t) threads: fused residual differs at element "
+                                 + "\(first ?? 0): \(first.map { fused[$0] } ?? 0) vs \(first.map { expected[$0] } ?? 0)")
+                }
+            }
         }
     }
 

@@ -87,8 +87,10 @@ enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
 /* Internal to gemm_body.h / gemm.c: micro-tiles per row block, and the most rows per micro-tile of
  * any path (AVX-512's 14), which sizes the per-thread scratch. */
 enum { NK_GEMM_MC_TILES = 12, NK_GEMM_MR_MAX = 14 };
-/* Epilogues, applied to each output when it is stored. */
-enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1 };
+/* Epilogues, applied to each output when it is stored. NK_GEMM_RESIDUAL: out = residual + gamma ⊙ z
+ * (z = a · Wᵀ + bias; residual + z when gamma is NULL), the product and the sum each rounded (no fused
+ * multiply-add), residual (m, n) with row stride ldr, gamma (n); out must not overlap residual. */
+enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1, NK_GEMM_RESIDUAL = 2 };
 /* Floats of packed weights for an (n, k) matrix: n rounded up to 16, times k; -1 when too large. */
 long nk_gemm_packed_floats(long n, long k);
 /* dst (nk_gemm_packed_floats(n, k)) = w (n, k) in panels of 16 output features, each (k, 16). */
@@ -99,13 +101,15 @@ void nk_gemm_unpack_weights(float *w, const float *src, long n, long k);
  * among threads use multiples of it so that no thread computes padding rows needlessly. */
 long nk_gemm_rows_per_tile(void);
 /* out = epilogue(a · Wᵀ + bias), on the calling thread with its own scratch (allocated on the
- * thread's first call, freed when it exits). bias may be NULL. Returns 0, or -1 when the scratch
- * cannot be allocated (nothing is written then). */
+ * thread's first call, freed when it exits). bias may be NULL; residual, ldr and gamma are read only
+ * by NK_GEMM_RESIDUAL (else NULL, 0, NULL). Returns 0, or -1 when the scratch cannot be allocated
+ * (nothing is written then). */
 int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
-                   long k, int epilogue);
+                   long k, int epilogue, const float *residual, long ldr, const float *gamma);
 /* The active path's kernel with a caller-provided scratch (internal to gemm.c). */
 void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
-                           long n, long k, int epilogue, float *scratch);
+                           long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
+                           float *scratch);
 
 #ifdef __cplusplus
 }
