@@ -17,6 +17,7 @@
     void nk_gelu_backward_##sfx(float *, const float *, const float *, long);                                   \
     void nk_gelu_grad_rows_##sfx(float *, const float *, long, long, float *);                                  \
     void nk_softmax_rows_##sfx(float *, long, long, float);                                                     \
+    void nk_softmax_rows_padded_##sfx(float *, long, long, long, float);                                        \
     void nk_softmax_backward_rows_##sfx(float *, const float *, const float *, long, long, float, int);          \
     void nk_layernorm_rows_##sfx(float *, float *, float *, const float *, const float *, const float *, long,   \
                                  long, float);                                                                  \
@@ -31,7 +32,7 @@
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
-     nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
+     nk_softmax_rows_padded_##sfx, nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
      nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx}
 
@@ -41,6 +42,7 @@ typedef struct {
     void (*gelu_backward)(float *, const float *, const float *, long);
     void (*gelu_grad_rows)(float *, const float *, long, long, float *);
     void (*softmax_rows)(float *, long, long, float);
+    void (*softmax_rows_padded)(float *, long, long, long, float);
     void (*softmax_backward_rows)(float *, const float *, const float *, long, long, float, int);
     void (*layernorm_rows)(float *, float *, float *, const float *, const float *, const float *, long, long, float);
     void (*layernorm_backward_rows)(float *, const float *, const float *, const float *, const float *,
@@ -164,6 +166,9 @@ void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *co
     T()->gelu_grad_rows(g, x, rows, cols, colsum);
 }
 void nk_softmax_rows(float *x, long rows, long cols, float scale) { T()->softmax_rows(x, rows, cols, scale); }
+void nk_softmax_rows_padded(float *x, long rows, long cols, long ld, float scale) {
+    T()->softmax_rows_padded(x, rows, cols, ld, scale);
+}
 void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
                               int accumulate) {
     T()->softmax_backward_rows(dx, dy, y, rows, cols, scale, accumulate);

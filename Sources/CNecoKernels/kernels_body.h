@@ -163,6 +163,38 @@ void NK(nk_softmax_rows)(float *x, long rows, long cols, float scale) {
     }
 }
 
+/* nk_softmax_rows on rows of `stride` floats (at least cols rounded up to 16): the partial vector at the
+ * end of a row is a full load and store, the lanes past cols masked out of the maximum and the
+ * sum, so every result equals nk_softmax_rows' bit for bit; columns [cols, stride) are overwritten. */
+void NK(nk_softmax_rows_padded)(float *x, long rows, long cols, long stride, float scale) {
+    const long full = cols / NK_W * NK_W, m = cols - full;
+    vi lane;
+    for (int i = 0; i < NK_W; i++) lane[i] = i;
+    const vi keep = lane < (vi)(int)m; /* all ones in the lanes of the partial vector that exist */
+    const vf ninf = splat(-__builtin_inff());
+    for (long r = 0; r < rows; r++) {
+        float *row = x + r * stride;
+        vf mx = ninf;
+        for (long j = 0; j < full; j += NK_W) mx = vmax(mx, ld(row + j));
+        if (m) mx = vmax(mx, (vf)(((vi)ld(row + full) & keep) | ((vi)ninf & ~keep)));
+        const vf shift = splat(hmax(mx) * scale);
+        vf sum = splat(0);
+        for (long j = 0; j < full; j += NK_W) {
+            vf e = vexp(ld(row + j) * scale - shift);
+            st(row + j, e);
+            sum += e;
+        }
+        if (m) {
+            /* Lanes past cols may hold anything (even NaN): they are stored to the padding only. */
+            vf e = vexp((vf)((vi)ld(row + full) & keep) * scale - shift);
+            st(row + full, e);
+            sum += (vf)((vi)e & keep);
+        }
+        const vf inv = splat(1.0f / hsum(sum));
+        for (long j = 0; j < full + (m ? NK_W : 0); j += NK_W) st(row + j, ld(row + j) * inv);
+    }
+}
+
 void NK(nk_softmax_backward_rows)(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
                                   int accumulate) {
     const long full = cols / NK_W * NK_W, m = cols - full;

@@ -89,7 +89,7 @@ final class LayerGradTests: XCTestCase {
         let scale = 1 / Float(e).squareRoot()
         let qkv = Buf(r.floats(batch * t * 3 * d, scale: 1.5)), g = r.floats(batch * t * d), gb = Buf(g)
         let out = Buf(zeros: batch * t * d), probs = Buf(zeros: batch * heads * t * t)
-        let scratch = Buf(zeros: AttentionRecompute.scratchCount(tokens: t))
+        let scratch = Buf(zeros: max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t)))
         func loss() -> Double {
             Attention.forward(out: out.p, probs: nil, scratch: scratch.p, qkv: qkv.p, batch: batch, tokens: t, heads: heads,
                               headDim: e, scale: scale)

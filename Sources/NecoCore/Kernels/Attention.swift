@@ -9,7 +9,8 @@
 /// The (b, head) pairs run in parallel over `Threads.count` workers, each with single-threaded
 /// GEMMs (many small GEMMs scale better this way than one split GEMM at a time). Without saved
 /// probabilities, a worker takes the query rows in blocks (`queryBlock`), so its scratch is
-/// (block, T) rather than (T, T) once T² passes `scoreBudget`: large inputs need no T² memory.
+/// (block, T) rather than (T, T) once T² passes `scoreBudget`: large inputs need no T² memory;
+/// its score rows are padded to whole vectors (`scoreStride`).
 public enum Attention {
     /// Score-matrix floats per worker beyond which the scratch path works on blocks of query rows
     /// (4 MiB: up to T = 1024, e.g. ViT-S/14 at 448 px, stays one block). Chosen by `neco bench
@@ -17,15 +18,23 @@ public enum Attention {
     /// v too often (2.2× slower at 1400), 16 MiB is 5 % slower at 700 and 5 % faster at 1400.
     public static let scoreBudget = 1 << 20
 
-    /// Query rows per block of the scratch path: all T while a (T, T) matrix fits `scoreBudget`,
-    /// else as many as fit (at least 64). Softmax is per row, so a block needs no other block.
+    /// Row stride of the scratch path's score rows: T rounded up to 16 floats, so that every row
+    /// starts on a 64-byte line and its last partial vector is a whole one (`Softmax`'s padded form).
+    public static func scoreStride(tokens t: Int) -> Int { (max(t, 1) + 15) / 16 * 16 }
+
+    /// Query rows per block of the scratch path: all T while a (T, scoreStride) matrix fits
+    /// `scoreBudget`, else as many as fit (at least 64). Softmax is per row, so a block needs no
+    /// other block.
     public static func queryBlock(tokens t: Int) -> Int {
-        t * t <= scoreBudget ? max(t, 1) : min(t, max(64, scoreBudget / max(t, 1)))
+        let stride = scoreStride(tokens: t)
+        return t * stride <= scoreBudget ? max(t, 1) : min(t, max(64, scoreBudget / stride))
     }
 
-    /// Scratch floats needed when `probs` is nil: one (queryBlock, T) score block per worker
-    /// (at 1400 × 1400 px, T = 10001: 104 rows, 4 MiB per worker instead of 400 MB).
-    public static func scratchCount(tokens: Int) -> Int { Threads.count * queryBlock(tokens: tokens) * tokens }
+    /// Scratch floats needed when `probs` is nil: one (queryBlock, scoreStride) score block per
+    /// worker (at 1400 × 1400 px, T = 10001: 104 rows, 4 MiB per worker instead of 400 MB).
+    public static func scratchCount(tokens: Int) -> Int {
+        Threads.count * queryBlock(tokens: tokens) * scoreStride(tokens: tokens)
+    }
 
     /// - Parameters:
     ///   - probs: if non-nil, (B, H, T, T) receives the attention probabilities (kept for backward);
@@ -37,8 +46,10 @@ public enum Attention {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
-        // Saved probabilities: the whole (T, T) matrix; scratch: blocks of `block` query rows.
+        // Saved probabilities: the whole (T, T) matrix; scratch: blocks of `block` query rows, each
+        // row `ldp` floats long (T padded to whole vectors).
         let block = probs == nil ? queryBlock(tokens: t) : t
+        let ldp = probs == nil ? scoreStride(tokens: t) : t
         let profiling = Profile.enabled
         let start = profiling ? monotonicSeconds() : 0
         Threads.parallelChunks(pairs) { slot, s, e in
@@ -50,17 +61,18 @@ public enum Attention {
                 let v = base + 2 * d + h * headDim
                 for r0 in stride(from: 0, to: t, by: block) {
                     let rows = min(block, t - r0)
-                    let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * block * t)
+                    let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * block * ldp)
                     let t0 = profiling ? monotonicSeconds() : 0
                     // scores (rows, T) = q[r0 ..< r0 + rows] (rows, E) · kᵀ
                     Gemm.gemm(out: p, a: q + r0 * 3 * d, b: k, m: rows, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d,
-                              parallel: false)
+                              ldc: ldp, parallel: false)
                     let t1 = profiling ? monotonicSeconds() : 0
-                    Softmax.forwardInPlace(p, rows: rows, cols: t, scale: scale)
+                    if probs == nil { Softmax.forwardInPlace(p, rows: rows, cols: t, stride: ldp, scale: scale) }
+                    else { Softmax.forwardInPlace(p, rows: rows, cols: t, scale: scale) }
                     let t2 = profiling ? monotonicSeconds() : 0
                     // out_h[r0 ..< r0 + rows] (rows, E) = P (rows, T) · v (T, E)
                     Gemm.gemm(out: out + (b * t + r0) * d + h * headDim, a: p, b: v, m: rows, n: headDim, k: t,
-                              ldb: 3 * d, ldc: d, parallel: false)
+                              lda: ldp, ldb: 3 * d, ldc: d, parallel: false)
                     if profiling {
                         let t3 = monotonicSeconds()
                         Profile.addAttentionPhase(slot: slot, phase: 0, t1 - t0)

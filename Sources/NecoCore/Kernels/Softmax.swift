@@ -10,6 +10,14 @@ public enum Softmax {
         nk_softmax_rows(x, rows, cols, scale)
     }
 
+    /// The same on rows of `stride` floats, at least `cols` rounded up to 16, whose columns
+    /// [cols, stride) are scratch (overwritten): each row's end runs as a whole vector. Equal to
+    /// the unpadded form bit for bit.
+    @inlinable
+    public static func forwardInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int, scale: Float = 1) {
+        nk_softmax_rows_padded(x, rows, cols, stride, scale)
+    }
+
     /// Backward of y = softmax(scale · x) for one row set, given the saved probabilities y:
     /// dx[r, j] (+)= scale · y[r, j] · (dy[r, j] − Σ_k dy[r, k] · y[r, k]).
     /// Writes (`=`) into `dInput` when `accumulate == false` (the caller documents it); `dInput`
