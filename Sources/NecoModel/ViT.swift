@@ -176,12 +176,19 @@ public final class ViTModel: @unchecked Sendable {
 
     /// Multiply-adds ×2 of one forward at H×W (linear layers, patch embedding and attention).
     public func flops(height: Int, width: Int) -> Double {
+        flopsByKind(height: height, width: width).values.reduce(0, +)
+    }
+
+    /// `flops` split by the profile's kernel classes (per image): the four Linear layers of every
+    /// block, the two attention products, and the patch embedding.
+    public func flopsByKind(height: Int, width: Int) -> [Profile.Kind: Double] {
         let c = config
         let n = Double((height / c.patchSize) * (width / c.patchSize))
-        let t = n + 1 + Double(c.registers), d = Double(c.embedDim)
-        let ffn = c.ffn == .swiglu ? 3 * Double(c.mlpHidden) : 2 * Double(c.mlpHidden)
-        let perBlock = t * d * 3 * d + t * d * d + t * d * ffn + 2 * t * t * d
-        let patch = n * d * Double(c.inChannels * c.patchSize * c.patchSize)
-        return 2 * (patch + Double(c.depth) * perBlock)
+        let t = n + 1 + Double(c.registers), d = Double(c.embedDim), depth = Double(c.depth)
+        let hidden = Double(c.mlpHidden), fc1Out = c.ffn == .swiglu ? 2 * hidden : hidden
+        return [.patchEmbed: 2 * n * d * Double(c.inChannels * c.patchSize * c.patchSize),
+                .gemmQKV: 2 * depth * t * d * 3 * d, .gemmProj: 2 * depth * t * d * d,
+                .gemmFC1: 2 * depth * t * d * fc1Out, .gemmFC2: 2 * depth * t * hidden * d,
+                .attnScores: 2 * depth * t * t * d, .attnValues: 2 * depth * t * t * d]
     }
 }

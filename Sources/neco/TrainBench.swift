@@ -135,7 +135,18 @@ struct TrainBench: ParsableCommand {
             }
             Profile.enabled = false
             print("profile (wall time per step, mean of \(steps); teacher and student forward in the forward classes):")
-            printProfile(total: total, runs: steps, other: "other (loss, optimizer, gaps)")
+            // Multiply-adds per step: two forwards (teacher, student) of n views; with every part
+            // trained, backward's Linear GEMMs are dX and dW of each (twice the forward's), and its
+            // attention is four products plus the recomputed scores.
+            let perView = model.flopsByKind(height: size, width: size)
+            var flops = perView.mapValues { 2 * Double(n) * $0 }
+            if last == 0 {
+                let linear: [Profile.Kind] = [.gemmQKV, .gemmProj, .gemmFC1, .gemmFC2]
+                flops[.backwardLinear] = linear.reduce(0) { $0 + 2 * Double(n) * (perView[$1] ?? 0) }
+                flops[.backwardAttention] = 5 * Double(n) * (perView[.attnScores] ?? 0)
+            }
+            printProfile(total: total, runs: steps, other: "other (loss, optimizer, gaps)", flops: flops,
+                         peak: CPUFeatures.measurePeakGFLOPS())
         }
         guard !noTorch else { return }
         guard let line = torchRound?.line, let tv = torchMed["views_per_s"], let trss = torchMed["peak_rss_mib"] else {

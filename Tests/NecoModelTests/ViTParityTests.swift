@@ -125,6 +125,25 @@ final class ViTParityTests: XCTestCase {
 
     /// Packing releases the unpacked Linear weights; the forward runs on the packed copies alone, and
     /// reading `params` writes the weights back exactly (bit for bit the file's values).
+    /// The multiply-adds that `neco bench` divides by: ViT-S/14 with 4 registers at 224 px is
+    /// 12.46 GFLOP (T = 261 tokens, D = 384, 12 blocks), split as qkv : proj : fc1 : fc2 = 3 : 1 : 4 : 4,
+    /// two equal attention products, and the patch embedding's 256 × 588 × 384.
+    func testFlopsByKind() throws {
+        let model = ViTModel(params: try ViTParameters(config: .dinov2Small(registers: 4)))
+        let k = model.flopsByKind(height: 224, width: 224)
+        let proj = 2.0 * 12 * 261 * 384 * 384
+        XCTAssertEqual(k[.gemmProj], proj)
+        XCTAssertEqual(k[.gemmQKV], 3 * proj)
+        XCTAssertEqual(k[.gemmFC1], 4 * proj)
+        XCTAssertEqual(k[.gemmFC2], 4 * proj)
+        XCTAssertEqual(k[.attnScores], 2.0 * 12 * 261 * 261 * 384)
+        XCTAssertEqual(k[.attnValues], k[.attnScores])
+        XCTAssertEqual(k[.patchEmbed], 2.0 * 256 * 588 * 384)
+        XCTAssertEqual(k.count, 7)
+        XCTAssertEqual(model.flops(height: 224, width: 224), k.values.reduce(0, +))
+        XCTAssertEqual(model.flops(height: 224, width: 224) / 1e9, 12.46, accuracy: 0.005)
+    }
+
     func testPackedWeightsReleaseAndRestore() throws {
         let kept = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
         try kept.packWeights(releasing: false)
