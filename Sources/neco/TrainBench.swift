@@ -137,13 +137,13 @@ struct TrainBench: ParsableCommand {
             print("profile (wall time per step, mean of \(steps); teacher and student forward in the forward classes):")
             // Multiply-adds per step: two forwards (teacher, student) of n views; with every part
             // trained, backward's Linear GEMMs are dX and dW of each (twice the forward's), and its
-            // attention is four products plus the recomputed scores.
+            // attention six products (the recomputed scores and heads, dV, dP, dQ, dK).
             let perView = model.flopsByKind(height: size, width: size)
             var flops = perView.mapValues { 2 * Double(n) * $0 }
             if last == 0 {
                 let linear: [Profile.Kind] = [.gemmQKV, .gemmProj, .gemmFC1, .gemmFC2]
                 flops[.backwardLinear] = linear.reduce(0) { $0 + 2 * Double(n) * (perView[$1] ?? 0) }
-                flops[.backwardAttention] = 5 * Double(n) * (perView[.attnScores] ?? 0)
+                flops[.backwardAttention] = 6 * Double(n) * (perView[.attnScores] ?? 0)
             }
             printProfile(total: total, runs: steps, other: "other (loss, optimizer, gaps)", flops: flops,
                          peak: CPUFeatures.measurePeakGFLOPS())
