@@ -7,7 +7,8 @@ import NecoCore
 ///
 /// Token order: [CLS, r1 … rR, patch tokens row-major]. Registers are inserted after the position
 /// embedding is added and never receive one. The model is immutable after loading; `forward` may
-/// run concurrently from several threads (each call allocates its own workspace).
+/// run concurrently from several threads (each call takes a workspace of its own, see
+/// `keptWorkspaceBytes`).
 public final class ViTModel: @unchecked Sendable {
     /// The weights. Reading this property first writes back the Linear weights that `packWeights`
     /// released (see there), so what it returns is always complete.
@@ -132,6 +133,54 @@ public final class ViTModel: @unchecked Sendable {
         return ViTModel(params: p, source: source ?? self.source, scheme: scheme)
     }
 
+    /// Bytes of inference workspace (`ViTActivations` without gradients) a model keeps between
+    /// `forward` calls, so that a warm forward allocates and zero-fills nothing. Batch 8 of ViT-S/14
+    /// at 224 px needs 30 MiB; a workspace over the limit is freed after its call.
+    public static let keptWorkspaceBytes = 64 << 20
+
+    /// Workspaces not in use, least recently returned first (at most `keptWorkspaceBytes` in all).
+    private var idleWorkspaces: [ViTActivations] = []
+    private let workspaceLock = Lock()
+
+    /// Bytes held by idle inference workspaces.
+    public var workspaceByteCount: Int { workspaceLock.withLock { idleWorkspaces.reduce(0) { $0 + $1.byteCount } } }
+
+    /// Frees the idle inference workspaces (the next forward allocates again).
+    public func releaseWorkspaces() { workspaceLock.withLock { idleWorkspaces.removeAll() } }
+
+    /// An idle workspace for this input shape and thread count, or a new one: `forward` runs
+    /// `forwardTraining(saveActivations: false)` on it and hands it back with `returnWorkspace`.
+    /// A reused one has its stochastic-depth scales reset to 1 and its RoPE transform to the
+    /// identity; everything else is whatever the last user left (the forward writes it before
+    /// reading it).
+    public func takeWorkspace(batch: Int, height: Int, width: Int) throws -> ViTActivations {
+        let workers = Threads.count
+        let idle = workspaceLock.withLock { () -> ViTActivations? in
+            guard let i = idleWorkspaces.lastIndex(where: {
+                $0.batch == batch && $0.height == height && $0.width == width && $0.workers >= workers
+            }) else { return nil }
+            return idleWorkspaces.remove(at: i)
+        }
+        if let idle {
+            // What a forward reads without writing: no drop path, no RoPE augmentation.
+            idle.resetBranchScales()
+            idle.ropeTransform = RoPECoordinateTransform()
+            return idle
+        }
+        return try ViTActivations(config: config, batch: batch, height: height, width: width,
+                                  firstSavedBlock: config.depth, gradients: false)
+    }
+
+    /// Keeps `acts` for a later forward, dropping the least recently used over the limit.
+    public func returnWorkspace(_ acts: ViTActivations) {
+        guard acts.byteCount <= Self.keptWorkspaceBytes else { return }
+        workspaceLock.withLock {
+            idleWorkspaces.append(acts)
+            var total = idleWorkspaces.reduce(0) { $0 + $1.byteCount }
+            while total > Self.keptWorkspaceBytes { total -= idleWorkspaces.removeFirst().byteCount }
+        }
+    }
+
     /// Checks an input size; throws `.shape` with a clear message.
     public func validateInput(height: Int, width: Int) throws {
         let p = config.patchSize
@@ -166,8 +215,8 @@ public final class ViTModel: @unchecked Sendable {
                         batch: Int, height: Int, width: Int, observer: StageObserver? = nil) throws {
         try validateInput(height: height, width: width)
         guard batch >= 1, batch <= 4096 else { throw NecoError.shape("batch size \(batch) out of range 1...4096") }
-        let acts = try ViTActivations(config: config, batch: batch, height: height, width: width,
-                                      firstSavedBlock: config.depth, gradients: false)
+        let acts = try takeWorkspace(batch: batch, height: height, width: width)
+        defer { returnWorkspace(acts) }
         // OpenBLAS's own buffers must fit too before any GEMM starts (it would retry a failed mmap forever).
         try Memory.reserve(Memory.blasHeadroom, of: UInt8.self, "a \(batch)×\(height)×\(width) forward (BLAS work buffers)")
         try forwardTraining(acts, images: images, saveActivations: false, observer: observer)

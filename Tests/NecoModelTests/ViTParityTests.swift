@@ -186,6 +186,38 @@ final class ViTParityTests: XCTestCase {
         XCTAssertEqual(try Self.tokens(model, x), expected)
     }
 
+    /// A warm forward reuses the workspace of the last one of its shape: whatever that workspace
+    /// holds (here NaN in every float) does not reach the result, which is bit for bit that of a
+    /// fresh workspace. Shapes get workspaces of their own; the kept bytes stay under the limit.
+    func testWorkspaceReuseReadsNothingStale() throws {
+        let model = try WeightLoader.load(source: FormulaWeights.vits14Reg4(), options: LoadOptions(), sourceName: "formula")
+        let x = FormulaWeights.input(count: 3 * 56 * 70)
+        let fresh = try Self.tokens(model, x)
+        XCTAssertGreaterThan(model.workspaceByteCount, 0, "the workspace is kept")
+        let kept = try model.takeWorkspace(batch: 1, height: 28, width: 42)
+        kept.slab.base.update(repeating: .nan, count: kept.slab.count)
+        model.returnWorkspace(kept)
+        XCTAssertTrue(try Self.tokens(model, x) == fresh, "a poisoned workspace gives the same bits")
+        let wide = try Self.tokens(model, x, height: 56, width: 70)
+        XCTAssertFalse(wide.contains { !$0.isFinite })
+        let other = try model.takeWorkspace(batch: 1, height: 56, width: 70)
+        other.slab.base.update(repeating: .nan, count: other.slab.count)
+        model.returnWorkspace(other)
+        XCTAssertTrue(try Self.tokens(model, x, height: 56, width: 70) == wide)
+        XCTAssertTrue(try Self.tokens(model, x) == fresh)
+        XCTAssertLessThanOrEqual(model.workspaceByteCount, ViTModel.keptWorkspaceBytes)
+        model.releaseWorkspaces()
+        XCTAssertEqual(model.workspaceByteCount, 0)
+        XCTAssertTrue(try Self.tokens(model, x) == fresh)
+        // A workspace larger than the limit is not kept.
+        let big = try ViTActivations(config: model.config, batch: 64, height: 224, width: 224,
+                                     firstSavedBlock: model.config.depth, gradients: false)
+        XCTAssertGreaterThan(big.byteCount, ViTModel.keptWorkspaceBytes)
+        model.releaseWorkspaces()
+        model.returnWorkspace(big)
+        XCTAssertEqual(model.workspaceByteCount, 0)
+    }
+
     /// Tokens (T, D) of one image x (3, height, width).
     static func tokens(_ model: ViTModel, _ x: [Float], height h: Int = 28, width w: Int = 42) throws -> [Float] {
         var out = [Float](repeating: 0, count: model.tokenCount(height: h, width: w) * model.config.embedDim)
