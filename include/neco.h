@@ -288,6 +288,15 @@ typedef enum neco_family {
 /* A neco_family; 0 for a NULL model. */
 NECO_API int32_t neco_model_family(const neco_model * model);
 
+/* Inference workspace. A model keeps the working memory of its last calls (at most 64 MiB; a
+ * batch-8 ViT-S/14 extraction at 224x224 keeps 30 MiB), so that repeated calls allocate nothing
+ * and the process's peak memory does not depend on how malloc places freed blocks.
+ * neco_model_workspace_bytes says how much is kept now (0 for a NULL model);
+ * neco_model_release_workspaces frees it (the next call allocates again; NULL is a no-op). Both
+ * may run while other threads extract with the same model: a running call keeps its own. */
+NECO_API int64_t neco_model_workspace_bytes(const neco_model * model);
+NECO_API void neco_model_release_workspaces(neco_model * model);
+
 /* Images ---------------------------------------------------------------------------------- */
 
 /* Opaque decoded picture, RGB8 (H, W, 3). Immutable; may be shared across threads. */

@@ -217,6 +217,9 @@ public:
     std::int32_t image_width() const noexcept { return neco_model_image_width(get()); }
     std::string name() const { return neco_model_name(get()); }  // copied: outlives the model
     neco_family family() const noexcept { return static_cast<neco_family>(neco_model_family(get())); }
+    /// Working memory kept between calls (neco_model_workspace_bytes), and freeing it now.
+    std::int64_t workspace_bytes() const noexcept { return neco_model_workspace_bytes(get()); }
+    void release_workspaces() noexcept { neco_model_release_workspaces(p_.get()); }
 
     neco_feature_shape shape_rgb(std::int32_t height, std::int32_t width,
                                  const neco_extract_params & params = neco_extract_default_params()) const {

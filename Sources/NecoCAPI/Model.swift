@@ -179,3 +179,20 @@ public func neco_model_family(_ model: OpaquePointer?) -> Int32 {
         Int($0.model.config.family == .dinov3 ? NECO_FAMILY_DINOV3.rawValue : NECO_FAMILY_DINOV2.rawValue)
     }
 }
+
+@_cdecl("neco_model_workspace_bytes")
+public func neco_model_workspace_bytes(_ model: OpaquePointer?) -> Int64 {
+    modelValue("neco_model_workspace_bytes", model) { $0.model.workspaceByteCount }
+}
+
+@_cdecl("neco_model_release_workspaces")
+public func neco_model_release_workspaces(_ model: OpaquePointer?) {
+    guard model != nil else { return }
+    do {
+        try unbox(model, "model", as: ModelHandle.self).model.releaseWorkspaces()
+    } catch let e as NecoError {
+        note("neco_model_release_workspaces", e.message)
+    } catch {
+        note("neco_model_release_workspaces", "\(error)")
+    }
+}

@@ -151,6 +151,8 @@ final class CAPITests: XCTestCase {
         defer { NecoCAPI.neco_index_free(ix) }
         XCTAssertEqual(NecoCAPI.neco_model_embed_dim(ix), 0)
         XCTAssertEqual(lastError(), "neco_model_embed_dim: model is not a neco_model (it is a neco_index)")
+        NecoCAPI.neco_model_release_workspaces(ix)
+        XCTAssertEqual(lastError(), "neco_model_release_workspaces: model is not a neco_model (it is a neco_index)")
         NecoCAPI.neco_model_free(ix)    // refused: the index stays alive
         XCTAssertEqual(NecoCAPI.neco_index_dim(ix), 8)
         NecoCAPI.neco_model_free(nil)
@@ -186,6 +188,23 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(patches, f.patches)
         XCTAssertEqual(cls, f.cls)
         XCTAssertEqual(regs, f.registerTokens)
+
+        // The call's workspace stays with the model until released; the next call allocates again
+        // and gives the same features.
+        XCTAssertGreaterThan(NecoCAPI.neco_model_workspace_bytes(m), 0)
+        NecoCAPI.neco_model_release_workspaces(m)
+        XCTAssertEqual(NecoCAPI.neco_model_workspace_bytes(m), 0)
+        var again = [Float](repeating: .nan, count: patches.count)
+        let st2 = again.withUnsafeMutableBufferPointer { pp in
+            var out = neco_feature_buffers(patches_capacity: pp.count, cls_capacity: 0, registers_capacity: 0,
+                                           patches: pp.baseAddress, cls: nil, registers: nil)
+            return x.withUnsafeBufferPointer { NecoCAPI.neco_extract_nchw(m, $0.baseAddress, Int32(b), Int32(h), Int32(w), nil, &out) }
+        }
+        XCTAssertEqual(st2, NECO_OK, lastError())
+        XCTAssertEqual(again, f.patches)
+        XCTAssertEqual(NecoCAPI.neco_model_workspace_bytes(nil), 0)
+        XCTAssertEqual(lastError(), "neco_model_workspace_bytes: model is NULL")
+        NecoCAPI.neco_model_release_workspaces(nil)
     }
 
     /// RGB input: Preprocess (Pillow-style resize + ImageNet normalisation), then the extractor;

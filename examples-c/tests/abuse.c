@@ -397,6 +397,8 @@ int main(int argc, char ** argv) {
     TRUE_(neco_model_name(model) != NULL && strlen(neco_model_name(model)) > 0);
     TRUE_(neco_model_family(model) == NECO_FAMILY_DINOV2);
     EXPECT_GETTER_FAILS(neco_model_family(NULL), 0);
+    EXPECT_GETTER_FAILS(neco_model_workspace_bytes(NULL), 0);
+    neco_model_release_workspaces(NULL); /* a no-op */
     EXPECT_GETTER_FAILS(neco_model_embed_dim(NULL), 0);
     EXPECT_GETTER_FAILS(neco_model_patch_size(NULL), 0);
     EXPECT_GETTER_FAILS(neco_model_n_layers(NULL), 0);
