@@ -166,8 +166,8 @@ void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *co
     T()->gelu_grad_rows(g, x, rows, cols, colsum);
 }
 void nk_softmax_rows(float *x, long rows, long cols, float scale) { T()->softmax_rows(x, rows, cols, scale); }
-void nk_softmax_rows_padded(float *x, long rows, long cols, long ld, float scale) {
-    T()->softmax_rows_padded(x, rows, cols, ld, scale);
+void nk_softmax_rows_padded(float *x, long rows, long cols, long stride, float scale) {
+    T()->softmax_rows_padded(x, rows, cols, stride, scale);
 }
 void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
                               int accumulate) {

@@ -145,8 +145,7 @@ func randomBenchmarkModel(config: ViTConfig, rng: inout NecoRNG) throws -> ViTMo
 }
 
 /// The rows of `Profile.report()` that took time, largest first, per run (in ms) and as shares of
-/// `total` seconds over `runs` runs, then what no class accounts for as `other`.
-/// The profile's classes, slowest first, as wall time per run and share of the run; classes with
+/// `total` seconds over `runs` runs, then what no class accounts for as `other`. Classes with
 /// known multiply-adds (`flops`, per run) also get GFLOP/s and, with a measured `peak`, % of it.
 func printProfile(total: Double, runs: Int, other: String, flops: [Profile.Kind: Double] = [:], peak: Double = 0) {
     let rows = Profile.report().filter { $0.1 > 0 }
@@ -154,7 +153,7 @@ func printProfile(total: Double, runs: Int, other: String, flops: [Profile.Kind:
     for (kind, sec) in rows.sorted(by: { $0.1 > $1.1 }) {
         var line = "    " + column(kind.label, 36) + column(fmt(sec / Double(runs) * 1000, 2) + " ms", 12)
             + column(fmt(100 * sec / total, 1) + " %", 9)
-        if let f = flops[kind], sec > 0 {
+        if let f = flops[kind] {
             let rate = f * Double(runs) / sec / 1e9
             line += column(fmt(rate, 1) + " GFLOP/s", 16) + (peak > 0 ? fmt(100 * rate / peak, 1) + " % of peak" : "")
         }

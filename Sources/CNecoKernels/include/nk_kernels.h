@@ -53,9 +53,10 @@ void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *co
 
 /* In place per row: x[r, :] = softmax(scale * x[r, :]) (stabilised by the row maximum). */
 void nk_softmax_rows(float *x, long rows, long cols, float scale);
-/* The same on rows of stride ld ≥ cols rounded up to 16, whose columns [cols, ld) are scratch
- * (overwritten): the end of each row runs as a whole vector. Equal to nk_softmax_rows bit for bit. */
-void nk_softmax_rows_padded(float *x, long rows, long cols, long ld, float scale);
+/* The same on rows `stride` floats apart, stride ≥ cols rounded up to 16, whose columns
+ * [cols, stride) are scratch (overwritten): the end of each row runs as a whole vector. Equal to
+ * nk_softmax_rows bit for bit. */
+void nk_softmax_rows_padded(float *x, long rows, long cols, long stride, float scale);
 /* dx[r, j] (+)= scale * y[r, j] * (dy[r, j] - sum_k dy[r, k] y[r, k]); `=` unless accumulate.
  * dx may equal dy. */
 void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
