@@ -94,7 +94,6 @@ struct ModelOptions: ParsableArguments {
     static func resolve(_ path: String) throws -> String { try NeCoRun.modelFile(path) }
 }
 
-/// Parses "S" or "HxW".
 /// The memory options of `train` and `train-bench`, shared: `--recompute-ffn`,
 /// `--recompute-ffn-blocks N` (`Trainer.recomputedFeedForwardBlocks`) and `--memory-limit MiB`
 /// (`Trainer.memoryLimit`).
@@ -121,11 +120,12 @@ struct TrainingMemoryOptions: ParsableArguments {
     /// Sets the trainer's recompute count and memory limit (the values passed `check()` when the
     /// command started).
     func apply(to trainer: Trainer) {
-        trainer.recomputedFeedForwardBlocks = recomputeFfnBlocks ?? (recomputeFfn ? trainer.student.config.depth : 0)
+        if let n = recomputeFfnBlocks { trainer.recomputedFeedForwardBlocks = n } else { trainer.recomputeFeedForward = recomputeFfn }
         trainer.memoryLimit = memoryLimit.map { $0 << 20 }
     }
 }
 
+/// Parses "S" or "HxW".
 func parseSize(_ s: String) throws -> (Int, Int) {
     let parts = s.lowercased().split(separator: "x")
     if parts.count == 1, let v = Int(parts[0]), v > 0 { return (v, v) }
