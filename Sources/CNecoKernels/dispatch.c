@@ -17,7 +17,6 @@
     void nk_gelu_backward_##sfx(float *, const float *, const float *, long);                                   \
     void nk_gelu_grad_rows_##sfx(float *, const float *, long, long, float *);                                  \
     void nk_softmax_rows_##sfx(float *, long, long, float);                                                     \
-    void nk_softmax_rows_padded_##sfx(float *, long, long, long, float);                                        \
     void nk_softmax_backward_rows_##sfx(float *, const float *, const float *, long, long, float, int);          \
     void nk_layernorm_rows_##sfx(float *, float *, float *, const float *, const float *, const float *, long,   \
                                  long, float);                                                                  \
@@ -28,13 +27,15 @@
     double nk_fma_probe_##sfx(long);                                                                             \
     long nk_gemm_rows_per_tile_##sfx(void);                                                                     \
     void nk_gemm_packed_##sfx(float *, long, const float *, long, const float *, const float *, long, long, long, \
-                              int, const float *, long, const float *, float *);
+                              int, const float *, long, const float *, float *);                            \
+    void nk_attention_head_##sfx(float *, long, const float *, const float *, const float *, long, long, long,  \
+                                 float, float *, long, float *);
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
-     nk_softmax_rows_padded_##sfx, nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
+     nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
-     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx}
+     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx, nk_attention_head_##sfx}
 
 typedef struct {
     void (*exp)(float *, const float *, long);
@@ -42,7 +43,6 @@ typedef struct {
     void (*gelu_backward)(float *, const float *, const float *, long);
     void (*gelu_grad_rows)(float *, const float *, long, long, float *);
     void (*softmax_rows)(float *, long, long, float);
-    void (*softmax_rows_padded)(float *, long, long, long, float);
     void (*softmax_backward_rows)(float *, const float *, const float *, long, long, float, int);
     void (*layernorm_rows)(float *, float *, float *, const float *, const float *, const float *, long, long, float);
     void (*layernorm_backward_rows)(float *, const float *, const float *, const float *, const float *,
@@ -53,6 +53,8 @@ typedef struct {
     long (*gemm_rows_per_tile)(void);
     void (*gemm_packed)(float *, long, const float *, long, const float *, const float *, long, long, long, int,
                         const float *, long, const float *, float *);
+    void (*attention_head)(float *, long, const float *, const float *, const float *, long, long, long, float,
+                           float *, long, float *);
 } nk_table;
 
 NK_DECLARE(portable)
@@ -166,9 +168,6 @@ void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *co
     T()->gelu_grad_rows(g, x, rows, cols, colsum);
 }
 void nk_softmax_rows(float *x, long rows, long cols, float scale) { T()->softmax_rows(x, rows, cols, scale); }
-void nk_softmax_rows_padded(float *x, long rows, long cols, long stride, float scale) {
-    T()->softmax_rows_padded(x, rows, cols, stride, scale);
-}
 void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
                               int accumulate) {
     T()->softmax_backward_rows(dx, dy, y, rows, cols, scale, accumulate);
@@ -190,6 +189,10 @@ void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const
                            long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
                            float *scratch) {
     T()->gemm_packed(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, scratch);
+}
+void nk_attention_head(float *out, long ldo, const float *q, const float *k, const float *v, long ld, long t, long e,
+                       float scale, float *probs, long ldp, float *scratch) {
+    T()->attention_head(out, ldo, q, k, v, ld, t, e, scale, probs, ldp, scratch);
 }
 double nk_fma_probe(int path, long iterations) {
     if (!nk_cpu_supported(path)) return 0;

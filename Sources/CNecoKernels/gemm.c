@@ -33,6 +33,13 @@ void nk_gemm_unpack_weights(float *w, const float *src, long n, long k) {
     }
 }
 
+long nk_attention_scratch_floats(long t, long e) {
+    if (t < 0 || e < 0 || t > (1L << 30) || e > (1L << 20)) return -1;
+    /* Keys rounded up to whole slivers of the widest path's tile (attention_body.h's layout). */
+    const long kr = t + NK_GEMM_MR_MAX - 1;
+    return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
+}
+
 /* The largest scratch any path needs: a row block of the widest tiles, one K block deep. */
 #define NK_GEMM_SCRATCH_MAX (NK_GEMM_MR_MAX * NK_GEMM_MC_TILES * NK_GEMM_KC)
 

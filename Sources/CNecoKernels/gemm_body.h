@@ -147,7 +147,3 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
         if (k == 0) break;
     }
 }
-
-#undef NK_GEMM_MR
-#undef NK_GEMM_NV
-#undef NK_GEMM_MC

@@ -138,52 +138,29 @@ void NK(nk_gelu_grad_rows)(float *g, const float *x, long rows, long cols, float
     }
 }
 
-/* One row of the softmax: row[j] = softmax(scale * row)[j] for j < cols, stabilised by the row
- * maximum. The partial vector at the end goes element-wise when `padded` is 0; when it is 1 the
- * row is followed by room up to a whole vector, which is loaded and stored whole, the lanes past
- * cols (`keep` is all ones in the lanes that exist) masked out of the maximum and the sum. Both
- * give the same bits: the lanes that exist see the same operations. */
-static inline __attribute__((always_inline)) void NK(softmax_row)(float *row, long cols, float scale, int padded,
-                                                                  vi keep) {
-    const long full = cols / NK_W * NK_W, m = cols - full;
-    const vf ninf = splat(-__builtin_inff());
-    vf mx = ninf;
-    for (long j = 0; j < full; j += NK_W) mx = vmax(mx, ld(row + j));
-    if (m) mx = vmax(mx, padded ? (vf)(((vi)ld(row + full) & keep) | ((vi)ninf & ~keep)) : ld_part(row + full, m, -__builtin_inff()));
-    const vf shift = splat(hmax(mx) * scale);
-    vf sum = splat(0);
-    for (long j = 0; j < full; j += NK_W) {
-        vf e = vexp(ld(row + j) * scale - shift);
-        st(row + j, e);
-        sum += e;
-    }
-    if (m && padded) {
-        /* Lanes past cols may hold anything (even NaN): they go to the padding only. */
-        vf e = vexp((vf)((vi)ld(row + full) & keep) * scale - shift);
-        st(row + full, e);
-        sum += (vf)((vi)e & keep);
-    } else if (m) {
-        vf e = vexp(ld_part(row + full, m, 0) * scale - shift);
-        st_part(row + full, e, m);
-        for (long i = 0; i < m; i++) sum[i] += e[i];
-    }
-    const vf inv = splat(1.0f / hsum(sum));
-    for (long j = 0; j < full; j += NK_W) st(row + j, ld(row + j) * inv);
-    if (m && padded) st(row + full, ld(row + full) * inv);
-    else for (long j = full; j < cols; j++) row[j] *= inv[0];
-}
-
 void NK(nk_softmax_rows)(float *x, long rows, long cols, float scale) {
-    for (long r = 0; r < rows; r++) NK(softmax_row)(x + r * cols, cols, scale, 0, (vi)0);
-}
-
-/* nk_softmax_rows on rows of `stride` floats (at least cols rounded up to 16), whose columns
- * [cols, stride) are overwritten: each row's end runs as a whole vector. */
-void NK(nk_softmax_rows_padded)(float *x, long rows, long cols, long stride, float scale) {
-    vi lane;
-    for (int i = 0; i < NK_W; i++) lane[i] = i;
-    const vi keep = lane < (vi)(int)(cols % NK_W);
-    for (long r = 0; r < rows; r++) NK(softmax_row)(x + r * stride, cols, scale, 1, keep);
+    const long full = cols / NK_W * NK_W, m = cols - full;
+    for (long r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        vf mx = splat(-__builtin_inff());
+        for (long j = 0; j < full; j += NK_W) mx = vmax(mx, ld(row + j));
+        if (m) mx = vmax(mx, ld_part(row + full, m, -__builtin_inff()));
+        const vf shift = splat(hmax(mx) * scale);
+        vf sum = splat(0);
+        for (long j = 0; j < full; j += NK_W) {
+            vf e = vexp(ld(row + j) * scale - shift);
+            st(row + j, e);
+            sum += e;
+        }
+        if (m) {
+            vf e = vexp(ld_part(row + full, m, 0) * scale - shift);
+            st_part(row + full, e, m);
+            for (long i = 0; i < m; i++) sum[i] += e[i];
+        }
+        const vf inv = splat(1.0f / hsum(sum));
+        for (long j = 0; j < full; j += NK_W) st(row + j, ld(row + j) * inv);
+        for (long j = full; j < cols; j++) row[j] *= inv[0];
+    }
 }
 
 void NK(nk_softmax_backward_rows)(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
@@ -325,3 +302,8 @@ double NK(nk_fma_probe)(long iterations) {
 }
 
 #include "gemm_body.h"
+#include "attention_body.h"
+
+#undef NK_GEMM_MR
+#undef NK_GEMM_NV
+#undef NK_GEMM_MC

@@ -2,12 +2,11 @@
 /// (`neco train-bench --profile`).
 ///
 /// Off by default: then each probe costs one branch. When on, `measure` adds the wall time of its
-/// body to its class, and `Attention.forward` adds its workers' thread time per phase (scores
-/// GEMM, softmax, values GEMM) to per-worker slots; `report` splits the attention's wall time in
-/// proportion to those. Process-global and not thread-safe: profile one forward at a time.
+/// body to its class (`Attention.forward` adds its own). Process-global and not thread-safe:
+/// profile one forward at a time.
 public enum Profile {
     public enum Kind: Int, CaseIterable, Sendable {
-        case patchEmbed, gemmQKV, gemmProj, gemmFC1, gemmFC2, attnScores, attnSoftmax, attnValues,
+        case patchEmbed, gemmQKV, gemmProj, gemmFC1, gemmFC2, attention,
              layerNorm, activation, residual, copies,
              backwardLinear, backwardAttention, backwardRecompute, backwardElementwise, backwardEmbedding
 
@@ -18,9 +17,7 @@ public enum Profile {
             case .gemmProj: "GEMM attn.proj"
             case .gemmFC1: "GEMM mlp.fc1"
             case .gemmFC2: "GEMM mlp.fc2"
-            case .attnScores: "attention GEMM q·kᵀ"
-            case .attnSoftmax: "attention softmax"
-            case .attnValues: "attention GEMM P·v"
+            case .attention: "attention (q·kᵀ, softmax, P·v)"
             case .layerNorm: "LayerNorm"
             case .activation: "GELU (SwiGLU)"
             case .residual: "LayerScale + residual"
@@ -36,15 +33,9 @@ public enum Profile {
 
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) static var wall = [Double](repeating: 0, count: Kind.allCases.count)
-    nonisolated(unsafe) static var attentionWall = 0.0
-    static let slots = 256
-    /// Thread seconds of the attention phases, [worker slot][phase 0..<3].
-    nonisolated(unsafe) static var attentionThread = UnsafeMutablePointer<Double>.allocate(capacity: 256 * 3)
 
     public static func reset() {
         for i in wall.indices { wall[i] = 0 }
-        attentionWall = 0
-        attentionThread.initialize(repeating: 0, count: slots * 3)
     }
 
     @inlinable @inline(__always)
@@ -57,25 +48,6 @@ public enum Profile {
 
     @usableFromInline static func add(_ kind: Kind, _ seconds: Double) { wall[kind.rawValue] += seconds }
 
-    /// Attention's wall time (the whole call).
-    @usableFromInline static func addAttention(_ seconds: Double) { attentionWall += seconds }
-
-    /// One worker's time in an attention phase (0 scores, 1 softmax, 2 values).
-    @usableFromInline static func addAttentionPhase(slot: Int, phase: Int, _ seconds: Double) {
-        if slot < slots { attentionThread[slot * 3 + phase] += seconds }
-    }
-
-    /// Seconds per class since `reset()`, attention split by its workers' phase times.
-    public static func report() -> [(Kind, Double)] {
-        var out = wall
-        var phase = [0.0, 0.0, 0.0]
-        for s in 0..<slots { for p in 0..<3 { phase[p] += attentionThread[s * 3 + p] } }
-        let total = phase.reduce(0, +)
-        if total > 0 {
-            out[Kind.attnScores.rawValue] += attentionWall * phase[0] / total
-            out[Kind.attnSoftmax.rawValue] += attentionWall * phase[1] / total
-            out[Kind.attnValues.rawValue] += attentionWall * phase[2] / total
-        }
-        return Kind.allCases.map { ($0, out[$0.rawValue]) }
-    }
+    /// Seconds per class since `reset()`.
+    public static func report() -> [(Kind, Double)] { Kind.allCases.map { ($0, wall[$0.rawValue]) } }
 }

@@ -226,16 +226,17 @@ public final class ViTActivations: @unchecked Sendable {
 
     /// Scratch shared by the forward's temporaries and backward's recomputations (`BlockScratch`):
     /// four (B·T, D) buffers (three without gradients), one (B·T, max(F, 4D)) buffer, a
-    /// (D, max(D, H)) weight-gradient buffer (with gradients), the SwiGLU hidden (B·T, H), two
-    /// (T, T) attention matrices per worker; the embedding layer reuses the same region.
+    /// (D, max(D, H)) weight-gradient buffer (with gradients), the SwiGLU hidden (B·T, H), and per
+    /// worker the attention kernel's O(T·E) scratch, with gradients also two (T, T) matrices
+    /// (`AttentionRecompute`); the embedding layer reuses the same region.
     /// With any block recomputing, one more (B·T, F) buffer for the recomputed pre-activation.
     static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int, gradients: Bool,
                              recomputeFeedForward: Bool) -> Int {
         let d = c.embedDim, t = 1 + c.registers + gh * gw, rows = batch * t
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         let h = c.ffn == .swiglu ? c.mlpHidden : 0
-        let attention = gradients ? max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t))
-            : Attention.scratchCount(tokens: t)
+        let attention = gradients ? AttentionRecompute.scratchCount(tokens: t, headDim: c.headDim)
+            : Attention.scratchCount(tokens: t, headDim: c.headDim)
         let blockPart = (gradients ? 4 : 3) * rows * d + rows * max(f, 4 * d) + (gradients ? d * max(d, c.mlpHidden) : 0)
             + rows * h + (recomputeFeedForward ? rows * f : 0) + attention
         var embedPart = Embeddings.forwardScratchCount(config: c, gridHeight: gh, gridWidth: gw)
@@ -342,13 +343,13 @@ extension ViTModel {
             }
             if c.rope != nil {
                 // q, k rotated in place: the saved qkv is what attention saw.
-                Profile.measure(.attnScores) {
+                Profile.measure(.attention) {
                     RoPE.apply(qkv: qkv, cos: a[acts.ropeCos], sin: a[acts.ropeSin], batch: batch, tokens: t,
                                prefix: 1 + c.registers, heads: c.heads, headDim: c.headDim)
                 }
             }
-            Attention.forward(out: s.d1, probs: nil, scratch: s.attn, qkv: qkv, batch: batch, tokens: t,
-                              heads: c.heads, headDim: c.headDim, scale: scale)
+            Attention.forward(out: s.d1, scratch: s.attn, qkv: qkv, batch: batch, tokens: t, heads: c.heads,
+                              headDim: c.headDim, scale: scale)
             // Packed, with every sample's branch kept at scale 1 (inference), the residual and
             // LayerScale are the GEMM's epilogue: proj stores xIn + γ₁ ⊙ (attn·Wᵀ + b) into xMid.
             let fusedResidual = pk != nil && (0..<batch).allSatisfy { sc1[$0] == 1 && sc2[$0] == 1 }

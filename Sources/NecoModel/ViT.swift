@@ -229,7 +229,7 @@ public final class ViTModel: @unchecked Sendable {
     }
 
     /// `flops` split by the profile's kernel classes (per image): the four Linear layers of every
-    /// block, the two attention products, and the patch embedding.
+    /// block, attention's two products (q·kᵀ and P·v together), and the patch embedding.
     public func flopsByKind(height: Int, width: Int) -> [Profile.Kind: Double] {
         let c = config
         let n = Double((height / c.patchSize) * (width / c.patchSize))
@@ -238,6 +238,6 @@ public final class ViTModel: @unchecked Sendable {
         return [.patchEmbed: 2 * n * d * Double(c.inChannels * c.patchSize * c.patchSize),
                 .gemmQKV: 2 * depth * t * d * 3 * d, .gemmProj: 2 * depth * t * d * d,
                 .gemmFC1: 2 * depth * t * d * fc1Out, .gemmFC2: 2 * depth * t * hidden * d,
-                .attnScores: 2 * depth * t * t * d, .attnValues: 2 * depth * t * t * d]
+                .attention: 4 * depth * t * t * d]
     }
 }

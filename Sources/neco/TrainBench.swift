@@ -143,7 +143,7 @@ struct TrainBench: ParsableCommand {
             if last == 0 {
                 let linear: [Profile.Kind] = [.gemmQKV, .gemmProj, .gemmFC1, .gemmFC2]
                 flops[.backwardLinear] = linear.reduce(0) { $0 + 2 * Double(n) * (perView[$1] ?? 0) }
-                flops[.backwardAttention] = 6 * Double(n) * (perView[.attnScores] ?? 0)
+                flops[.backwardAttention] = 3 * Double(n) * (perView[.attention] ?? 0)
             }
             printProfile(total: total, runs: steps, other: "other (loss, optimizer, gaps)", flops: flops,
                          peak: CPUFeatures.measurePeakGFLOPS())

@@ -106,53 +106,19 @@ final class KernelTests: XCTestCase {
         var probs = [Float](repeating: 0, count: bsz * heads * t * t)
         let qw = try fx.floats("qkv_weight"), qb = try fx.floats("qkv_bias")
         let pw = try fx.floats("proj_weight"), pb = try fx.floats("proj_bias")
+        var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t, headDim: 8))
         qkv.withUnsafeMutableBufferPointer { Linear.forward(out: $0.baseAddress!, input: x, weight: qw, bias: qb, rows: bsz * t, inDim: d, outDim: 3 * d) }
-        merged.withUnsafeMutableBufferPointer { m in
-            probs.withUnsafeMutableBufferPointer { p in
-                Attention.forward(out: m.baseAddress!, probs: p.baseAddress!, scratch: nil, qkv: qkv, batch: bsz, tokens: t,
-                                  heads: heads, headDim: 8, scale: 1 / Float(8).squareRoot())
-            }
-        }
+        Attention.forward(out: &merged, probs: &probs, scratch: &scratch, qkv: qkv, batch: bsz, tokens: t, heads: heads,
+                          headDim: 8, scale: 1 / Float(8).squareRoot())
         out.withUnsafeMutableBufferPointer { Linear.forward(out: $0.baseAddress!, input: merged, weight: pw, bias: pb, rows: bsz * t, inDim: d, outDim: d) }
         assertClose(probs, try fx.floats("attn"), rtol: 0, atol: Self.kernelAtol, "attention probabilities")
         assertClose(merged, try fx.floats("merged"), rtol: 0, atol: Self.kernelAtol, "attention heads")
         assertClose(out, try fx.floats("out64"), rtol: 0, atol: Self.kernelAtol, "attention output")
-        // The scratch path (no saved probabilities) gives the same result.
+        // Without probabilities (inference) the heads are the same bits.
         var merged2 = [Float](repeating: 0, count: merged.count)
-        var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t))
-        merged2.withUnsafeMutableBufferPointer { m in
-            scratch.withUnsafeMutableBufferPointer { s in
-                Attention.forward(out: m.baseAddress!, probs: nil, scratch: s.baseAddress!, qkv: qkv, batch: bsz, tokens: t,
-                                  heads: heads, headDim: 8, scale: 1 / Float(8).squareRoot())
-            }
-        }
+        Attention.forward(out: &merged2, scratch: &scratch, qkv: qkv, batch: bsz, tokens: t, heads: heads, headDim: 8,
+                          scale: 1 / Float(8).squareRoot())
         XCTAssertEqual(merged, merged2)
-    }
-
-    /// Past `Attention.scoreBudget` the scratch path runs blocks of query rows; it gives what the
-    /// whole-matrix path (saved probabilities) gives, for token counts that split evenly and not.
-    func testBlockedAttentionMatchesWholeMatrix() {
-        var rng = TestRNG(seed: 21)
-        let (heads, e) = (2, 8), d = heads * e
-        for t in [1025, 1200, 1500] {
-            XCTAssertLessThan(Attention.queryBlock(tokens: t), t, "T = \(t) is blocked")
-            let qkv = rng.floats(2 * t * 3 * d, scale: 2)
-            var whole = [Float](repeating: 0, count: 2 * t * d), blocked = whole
-            var probs = [Float](repeating: 0, count: 2 * heads * t * t)
-            var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t))
-            XCTAssertLessThanOrEqual(scratch.count, Threads.count * Attention.scoreBudget)
-            Attention.forward(out: &whole, probs: &probs, scratch: nil, qkv: qkv, batch: 2, tokens: t, heads: heads,
-                              headDim: e, scale: 0.35)
-            Attention.forward(out: &blocked, probs: nil, scratch: &scratch, qkv: qkv, batch: 2, tokens: t, heads: heads,
-                              headDim: e, scale: 0.35)
-            // Each output row is the same arithmetic on the same row of scores: a few ulps at most
-            // (OpenBLAS may order a sum differently for a different number of rows).
-            assertClose(blocked, whole, rtol: 1e-6, atol: 1e-6, "blocked attention T = \(t)")
-        }
-        XCTAssertEqual(Attention.queryBlock(tokens: 261), 261)
-        XCTAssertEqual(Attention.queryBlock(tokens: 1024), 1024)
-        XCTAssertEqual(Attention.queryBlock(tokens: 10001), 104)
-        XCTAssertEqual(Attention.queryBlock(tokens: 65536), 64)
     }
 
     func testPatchEmbedMatchesTorchConv() throws {

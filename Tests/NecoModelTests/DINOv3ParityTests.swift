@@ -90,7 +90,7 @@ final class DINOv3ParityTests: XCTestCase {
         let b = 2, t = 5 + 16, d = c.embedDim, rows = b * t
         var y = [Float](repeating: 0, count: rows * d), qkv = [Float](repeating: 0, count: rows * 3 * d)
         var heads = y, out = y
-        var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t))
+        var scratch = [Float](repeating: 0, count: Attention.scratchCount(tokens: t, headDim: c.headDim))
         LayerNorm.forward(out: &y, mean: nil, rstd: nil, input: tokens, weight: p[blk.norm1W], bias: p[blk.norm1B],
                           rows: rows, dim: d, eps: c.layerNormEps)
         Linear.forward(out: &qkv, input: y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d)

@@ -89,13 +89,13 @@ final class LayerGradTests: XCTestCase {
         let scale = 1 / Float(e).squareRoot()
         let qkv = Buf(r.floats(batch * t * 3 * d, scale: 1.5)), g = r.floats(batch * t * d), gb = Buf(g)
         let out = Buf(zeros: batch * t * d), probs = Buf(zeros: batch * heads * t * t)
-        let scratch = Buf(zeros: max(AttentionRecompute.scratchCount(tokens: t), Attention.scratchCount(tokens: t)))
+        let scratch = Buf(zeros: max(AttentionRecompute.scratchCount(tokens: t, headDim: e), Attention.scratchCount(tokens: t, headDim: e)))
         func loss() -> Double {
             Attention.forward(out: out.p, probs: nil, scratch: scratch.p, qkv: qkv.p, batch: batch, tokens: t, heads: heads,
                               headDim: e, scale: scale)
             return GradCheck.project(out.p, g)
         }
-        Attention.forward(out: out.p, probs: probs.p, scratch: nil, qkv: qkv.p, batch: batch, tokens: t, heads: heads,
+        Attention.forward(out: out.p, probs: probs.p, scratch: scratch.p, qkv: qkv.p, batch: batch, tokens: t, heads: heads,
                           headDim: e, scale: scale)
         let forwardOut = out.array
         let dStored = Buf(zeros: qkv.count)

@@ -53,10 +53,6 @@ void nk_gelu_grad_rows(float *g, const float *x, long rows, long cols, float *co
 
 /* In place per row: x[r, :] = softmax(scale * x[r, :]) (stabilised by the row maximum). */
 void nk_softmax_rows(float *x, long rows, long cols, float scale);
-/* The same on rows `stride` floats apart, stride ≥ cols rounded up to 16, whose columns
- * [cols, stride) are scratch (overwritten): the end of each row runs as a whole vector. Equal to
- * nk_softmax_rows bit for bit. */
-void nk_softmax_rows_padded(float *x, long rows, long cols, long stride, float scale);
 /* dx[r, j] (+)= scale * y[r, j] * (dy[r, j] - sum_k dy[r, k] y[r, k]); `=` unless accumulate.
  * dx may equal dy. */
 void nk_softmax_backward_rows(float *dx, const float *dy, const float *y, long rows, long cols, float scale,
@@ -114,6 +110,19 @@ int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *
 void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
                            long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
                            float *scratch);
+
+/* One (batch, head) of softmax attention with no (t, t) score matrix (attention_body.h):
+ *     out[i, :] = Σ_j P[i, j] v[j, :],   P[i, :] = softmax(scale · q[i, :] · kᵀ),   i, j < t,
+ * q, k, v (t, e) with row stride ld (they may be parts of one fused qkv row), out (t, e) with row
+ * stride ldo, or NULL (then only probs). probs, when not NULL, receives P (t, t) with row stride ldp
+ * (for a backward); out is the same with and without it. out and probs must not overlap the inputs
+ * or scratch. Each score is one FMA chain in e order, and every query's softmax is the same
+ * arithmetic in any block, so nothing depends on the thread. scratch:
+ * nk_attention_scratch_floats(t, e) floats, any path. */
+void nk_attention_head(float *out, long ldo, const float *q, const float *k, const float *v, long ld, long t, long e,
+                       float scale, float *probs, long ldp, float *scratch);
+/* Scratch floats nk_attention_head needs for t tokens of e channels (O(t · e)); -1 when too large. */
+long nk_attention_scratch_floats(long t, long e);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,5 @@
+import CNecoKernels
+
 /// Multi-head self-attention core on a fused QKV buffer (DINOv2 / timm layout).
 ///
 /// Letters: B batch, T tokens, H heads, E head dim, D = H·E.
@@ -6,83 +8,55 @@
 ///     P = softmax(q·kᵀ · scale) (T, T);  out[:, head·E ..< head·E+E] = P · v
 /// out (B, T, D) holds the heads concatenated in head order (before the output projection).
 ///
-/// The (b, head) pairs run in parallel over `Threads.count` workers, each with single-threaded
-/// GEMMs (many small GEMMs scale better this way than one split GEMM at a time). Without saved
-/// probabilities, a worker takes the query rows in blocks (`queryBlock`), so its scratch is
-/// (block, T) rather than (T, T) once T² passes `scoreBudget`: large inputs need no T² memory;
-/// its score rows are padded to whole vectors (`scoreStride`).
+/// The (b, head) pairs run in parallel over `Threads.count` workers, each pair whole in one call of
+/// the C kernel `nk_attention_head` (CNecoKernels, attention_body.h): scores for 16 queries at a
+/// time on the packed GEMM's micro-kernel, their softmax down the columns of a transposed (T, 16)
+/// block, and P·v reading v in place. No (T, T) matrix exists unless the caller asks for P, and
+/// the scratch is O(T·E) per worker. A pair's result does not depend on the thread count.
 public enum Attention {
-    /// Score-matrix floats per worker beyond which the scratch path works on blocks of query rows
-    /// (4 MiB: up to T = 1024, e.g. ViT-S/14 at 448 px, stays one block). Chosen by `neco bench
-    /// --size 700|1400 --batches 1` (T = 2501 and 10001) against 1 and 16 MiB: 1 MiB repacks k and
-    /// v too often (2.2× slower at 1400), 16 MiB is 5 % slower at 700 and 5 % faster at 1400.
-    public static let scoreBudget = 1 << 20
-
-    /// Row stride of the scratch path's score rows: T rounded up to 16 floats, so that every row
-    /// starts on a 64-byte line and its last partial vector is a whole one (`Softmax`'s padded form).
-    public static func scoreStride(tokens t: Int) -> Int { (max(t, 1) + 15) / 16 * 16 }
-
-    /// Query rows per block of the scratch path: all T while a (T, scoreStride) matrix fits
-    /// `scoreBudget`, else as many as fit (at least 64). Softmax is per row, so a block needs no
-    /// other block.
-    public static func queryBlock(tokens t: Int) -> Int {
-        let stride = scoreStride(tokens: t)
-        return t * stride <= scoreBudget ? max(t, 1) : min(t, max(64, scoreBudget / stride))
+    /// Scratch floats of one `head` call: O(T·E).
+    public static func headScratchCount(tokens: Int, headDim: Int) -> Int {
+        let n = nk_attention_scratch_floats(tokens, headDim)
+        return n < 0 ? Int.max / 64 : n   // < 0: beyond any image the model accepts
     }
 
-    /// Scratch floats needed when `probs` is nil: one (queryBlock, scoreStride) score block per
-    /// worker (at 1400 × 1400 px, T = 10001: 104 rows, 4 MiB per worker instead of 400 MB).
-    public static func scratchCount(tokens: Int) -> Int {
-        Threads.count * queryBlock(tokens: tokens) * scoreStride(tokens: tokens)
+    /// Scratch floats `forward` needs: one `head` scratch per worker.
+    public static func scratchCount(tokens: Int, headDim: Int) -> Int {
+        Threads.count * headScratchCount(tokens: tokens, headDim: headDim)
+    }
+
+    /// One (b, head) pair on the calling thread. `out` (B, T, D) receives the pair's head columns
+    /// of its batch row (nil: none); `probs`, when non-nil, the pair's P (T, T) at that address.
+    /// - Parameter scratch: `headScratchCount(tokens:headDim:)` floats.
+    @inlinable
+    public static func head(out: UnsafeMutablePointer<Float>?, probs: UnsafeMutablePointer<Float>?,
+                            qkv: UnsafePointer<Float>, pair: Int, tokens t: Int, heads: Int, headDim: Int,
+                            scale: Float, scratch: UnsafeMutablePointer<Float>) {
+        let d = heads * headDim
+        let b = pair / heads, h = pair % heads
+        let q = qkv + b * t * 3 * d + h * headDim
+        nk_attention_head(out.map { $0 + b * t * d + h * headDim }, d, q, q + d, q + 2 * d, 3 * d, t, headDim, scale,
+                          probs, t, scratch)
     }
 
     /// - Parameters:
-    ///   - probs: if non-nil, (B, H, T, T) receives the attention probabilities (kept for backward);
-    ///     otherwise `scratch` (≥ `scratchCount(tokens:)` floats) holds per-worker score matrices.
+    ///   - probs: if non-nil, (B, H, T, T) receives the attention probabilities (for a backward);
+    ///     `out` is the same bits either way.
+    ///   - scratch: `scratchCount(tokens:headDim:)` floats.
     @inlinable
-    public static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>?,
-                               scratch: UnsafeMutablePointer<Float>?, qkv: UnsafePointer<Float>,
+    public static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>? = nil,
+                               scratch: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
                                batch: Int, tokens: Int, heads: Int, headDim: Int, scale: Float) {
-        let d = heads * headDim
         let t = tokens
-        let pairs = batch * heads
-        // Saved probabilities: the whole (T, T) matrix; scratch: blocks of `block` query rows, each
-        // row `ldp` floats long (T padded to whole vectors).
-        let block = probs == nil ? queryBlock(tokens: t) : t
-        let ldp = probs == nil ? scoreStride(tokens: t) : t
-        let profiling = Profile.enabled
-        let start = profiling ? monotonicSeconds() : 0
-        Threads.parallelChunks(pairs) { slot, s, e in
+        let per = headScratchCount(tokens: t, headDim: headDim)
+        let start = Profile.enabled ? monotonicSeconds() : 0
+        Threads.parallelChunks(batch * heads) { slot, s, e in
             for pair in s..<e {
-                let b = pair / heads, h = pair % heads
-                let base = qkv + b * t * 3 * d
-                let q = base + h * headDim
-                let k = base + d + h * headDim
-                let v = base + 2 * d + h * headDim
-                for r0 in stride(from: 0, to: t, by: block) {
-                    let rows = min(block, t - r0)
-                    let p: UnsafeMutablePointer<Float> = probs.map { $0 + pair * t * t } ?? (scratch! + slot * block * ldp)
-                    let t0 = profiling ? monotonicSeconds() : 0
-                    // scores (rows, T) = q[r0 ..< r0 + rows] (rows, E) · kᵀ
-                    Gemm.gemm(out: p, a: q + r0 * 3 * d, b: k, m: rows, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d,
-                              ldc: ldp, parallel: false)
-                    let t1 = profiling ? monotonicSeconds() : 0
-                    if probs == nil { Softmax.forwardInPlace(p, rows: rows, cols: t, stride: ldp, scale: scale) }
-                    else { Softmax.forwardInPlace(p, rows: rows, cols: t, scale: scale) }
-                    let t2 = profiling ? monotonicSeconds() : 0
-                    // out_h[r0 ..< r0 + rows] (rows, E) = P (rows, T) · v (T, E)
-                    Gemm.gemm(out: out + (b * t + r0) * d + h * headDim, a: p, b: v, m: rows, n: headDim, k: t,
-                              lda: ldp, ldb: 3 * d, ldc: d, parallel: false)
-                    if profiling {
-                        let t3 = monotonicSeconds()
-                        Profile.addAttentionPhase(slot: slot, phase: 0, t1 - t0)
-                        Profile.addAttentionPhase(slot: slot, phase: 1, t2 - t1)
-                        Profile.addAttentionPhase(slot: slot, phase: 2, t3 - t2)
-                    }
-                }
+                head(out: out, probs: probs.map { $0 + pair * t * t }, qkv: qkv, pair: pair, tokens: t, heads: heads,
+                     headDim: headDim, scale: scale, scratch: scratch + slot * per)
             }
         }
-        if profiling { Profile.addAttention(monotonicSeconds() - start) }
+        if Profile.enabled { Profile.add(.attention, monotonicSeconds() - start) }
     }
 
     /// Backward given dOut (B, T, D) and the saved probabilities (B, H, T, T).

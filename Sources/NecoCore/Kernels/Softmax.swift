@@ -4,18 +4,10 @@ import CNecoKernels
 /// `CPUFeatures`; exp has relative error ≤ 2e-7).
 public enum Softmax {
     /// In place over `rows` rows of length `cols`: x[r, :] = softmax(scale · x[r, :]).
-    /// Single-threaded on purpose: callers (attention) already run it inside a parallel region.
+    /// Single-threaded on purpose: callers run it inside their own parallel regions.
     @inlinable
     public static func forwardInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, scale: Float = 1) {
         nk_softmax_rows(x, rows, cols, scale)
-    }
-
-    /// The same on rows of `stride` floats, at least `cols` rounded up to 16, whose columns
-    /// [cols, stride) are scratch (overwritten): each row's end runs as a whole vector. Equal to
-    /// the unpadded form bit for bit.
-    @inlinable
-    public static func forwardInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int, scale: Float = 1) {
-        nk_softmax_rows_padded(x, rows, cols, stride, scale)
     }
 
     /// Backward of y = softmax(scale · x) for one row set, given the saved probabilities y:

@@ -11,18 +11,21 @@ import NecoCore
 ///
 /// Storing P for training costs B·H·T² floats per block (26 MB per block for 16 views of ViT-S at
 /// 224), more than everything else the block keeps. Backward therefore recomputes P per (b, head)
-/// with exactly the calls of the forward (same GEMM shapes, `Softmax.forwardInPlace`), so the
-/// recomputed P is bit-identical to the forward's. While P is at hand it also rebuilds the head
-/// outputs P·v, which the projection's weight gradient needs (so they are not stored either).
+/// with the forward's own kernel (`Attention.head`, asked for P this time), which in the same call
+/// rebuilds the head outputs P·v bit for bit as the forward wrote them: the projection's weight
+/// gradient needs those, so they are not stored either.
 ///
 /// Given dOut = dL/d(heads) (B, T, D):
 ///     dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
 ///     dQ += dS · k;   dK += dSᵀ · q
 /// Gradient convention: `dQKV` accumulates (`+=`); `headsOut` is written exactly once.
-/// - Complexity: one extra q·kᵀ, softmax and P·v per (b, head) over a stored-P backward.
+/// - Complexity: one extra q·kᵀ and softmax per (b, head) over a stored-P backward, and P·v when
+///   `headsOut` is asked for.
 public enum AttentionRecompute {
-    /// Scratch floats: two (T, T) matrices per worker.
-    public static func scratchCount(tokens: Int) -> Int { Threads.count * 2 * tokens * tokens }
+    /// Scratch floats per worker: two (T, T) matrices and one `Attention.head` scratch.
+    public static func scratchCount(tokens: Int, headDim: Int) -> Int {
+        Threads.count * (2 * tokens * tokens + Attention.headScratchCount(tokens: tokens, headDim: headDim))
+    }
 
     @inlinable
     public static func backward(dQKV: UnsafeMutablePointer<Float>, headsOut: UnsafeMutablePointer<Float>?,
@@ -32,9 +35,11 @@ public enum AttentionRecompute {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
+        let per = 2 * t * t + Attention.headScratchCount(tokens: t, headDim: headDim)
         Threads.parallelChunks(pairs) { slot, s, e in
-            let p = scratch + slot * 2 * t * t      // (T, T) probabilities
+            let p = scratch + slot * per             // (T, T) probabilities
             let ds = p + t * t                       // (T, T) score gradient
+            let kernelScratch = ds + t * t           // the attention kernel's own
             for pair in s..<e {
                 let b = pair / heads, h = pair % heads
                 let base = qkv + b * t * 3 * d
@@ -42,15 +47,10 @@ public enum AttentionRecompute {
                 let q = base + h * headDim, k = base + d + h * headDim, v = base + 2 * d + h * headDim
                 let dq = dbase + h * headDim, dk = dbase + d + h * headDim, dv = dbase + 2 * d + h * headDim
                 let dO = dOut + b * t * d + h * headDim
-                // Recompute (as the forward): P (T, T) = softmax(q · kᵀ · scale)
-                Gemm.gemm(out: p, a: q, b: k, m: t, n: t, k: headDim, transB: true, lda: 3 * d, ldb: 3 * d,
-                          parallel: false)
-                Softmax.forwardInPlace(p, rows: t, cols: t, scale: scale)
-                if let headsOut {
-                    // out_h (T, E) = P · v, as the forward wrote it
-                    Gemm.gemm(out: headsOut + b * t * d + h * headDim, a: p, b: v, m: t, n: headDim, k: t,
-                              ldb: 3 * d, ldc: d, parallel: false)
-                }
+                // Recompute with the forward's kernel: P (T, T) = softmax(q · kᵀ · scale) and, when
+                // asked, out_h (T, E) = P · v, the bits the forward wrote.
+                Attention.head(out: headsOut, probs: p, qkv: qkv, pair: pair, tokens: t, heads: heads, headDim: headDim,
+                               scale: scale, scratch: kernelScratch)
                 // dV (T, E) += Pᵀ (T, T) · dO (T, E)
                 Gemm.gemm(out: dv, a: p, b: dO, m: t, n: headDim, k: t, transA: true, beta: 1,
                           ldb: d, ldc: 3 * d, parallel: false)
