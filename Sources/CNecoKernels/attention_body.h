@@ -68,34 +68,24 @@ static void NK(pack_transposed)(float *dst, long ldd, const float *src, long lds
 #undef NK_ZIP_HI
 
 /* o (rows, cols) = inv[r] · Σ_j pt[j·16 + r] v[j, :] for rows ≤ NK_ATT_PR query rows and cols ≤ 16
- * channels, j < t: pt is sᵀ offset to the tile's first query, v offset to its first channel. */
+ * channels, j < t: pt is sᵀ offset to the tile's first query, v offset to its first channel.
+ * `full` (a constant at each call) is cols == 16; otherwise (a head narrower than 16 channels, or
+ * its last partial panel) the lanes past cols read as 0. */
 static inline __attribute__((always_inline)) void NK(att_pv_tile)(float *o, long ldo, const float *pt, const float *v,
                                                                   long ldx, long t, long cols, long rows,
-                                                                  const float *inv) {
+                                                                  const float *inv, const int full) {
     vf acc[NK_ATT_PR][NK_GEMM_NV];
     for (int r = 0; r < NK_ATT_PR; r++)
         for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = splat(0);
-    if (cols == NK_GEMM_NR) {
-        for (long j = 0; j < t; j++) {
-            vf b[NK_GEMM_NV];
-            for (int u = 0; u < NK_GEMM_NV; u++) b[u] = ld(v + j * ldx + u * NK_W);
-            for (int r = 0; r < NK_ATT_PR; r++) {
-                const vf a = splat(pt[j * NK_GEMM_NR + r]);
-                for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = a * b[u] + acc[r][u];
-            }
+    for (long j = 0; j < t; j++) {
+        vf b[NK_GEMM_NV];
+        for (int u = 0; u < NK_GEMM_NV; u++) {
+            const long n = full ? NK_W : cols - u * NK_W;
+            b[u] = n >= NK_W ? ld(v + j * ldx + u * NK_W) : n > 0 ? ld_part(v + j * ldx + u * NK_W, n, 0) : splat(0);
         }
-    } else {
-        /* A head narrower than 16 channels, or its last partial panel: lanes past cols read as 0. */
-        for (long j = 0; j < t; j++) {
-            vf b[NK_GEMM_NV];
-            for (int u = 0; u < NK_GEMM_NV; u++) {
-                const long n = cols - u * NK_W;
-                b[u] = n >= NK_W ? ld(v + j * ldx + u * NK_W) : n > 0 ? ld_part(v + j * ldx + u * NK_W, n, 0) : splat(0);
-            }
-            for (int r = 0; r < NK_ATT_PR; r++) {
-                const vf a = splat(pt[j * NK_GEMM_NR + r]);
-                for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = a * b[u] + acc[r][u];
-            }
+        for (int r = 0; r < NK_ATT_PR; r++) {
+            const vf a = splat(pt[j * NK_GEMM_NR + r]);
+            for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = a * b[u] + acc[r][u];
         }
     }
     for (long r = 0; r < rows; r++)
@@ -141,9 +131,11 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
         /* 3. out[i0 + r, :] = inv[r] · Σ_j sᵀ[j, r] v[j, :], in tiles of NK_ATT_PR queries × 16 channels. */
         for (long r0 = 0; out && r0 < n; r0 += NK_ATT_PR) {
             const long rows = n - r0 < NK_ATT_PR ? n - r0 : NK_ATT_PR;
-            for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR)
-                NK(att_pv_tile)(out + (i0 + r0) * ldo + c0, ldo, sT + r0, v + c0, ldx, t,
-                                e - c0 < NK_GEMM_NR ? e - c0 : NK_GEMM_NR, rows, inv + r0);
+            for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
+                float *o = out + (i0 + r0) * ldo + c0;
+                if (e - c0 >= NK_GEMM_NR) NK(att_pv_tile)(o, ldo, sT + r0, v + c0, ldx, t, NK_GEMM_NR, rows, inv + r0, 1);
+                else NK(att_pv_tile)(o, ldo, sT + r0, v + c0, ldx, t, e - c0, rows, inv + r0, 0);
+            }
         }
         /* 4. probs[i0 + c, j] = sᵀ[j, c] · inv[c], transposed back a W-key block at a time. */
         if (probs) {
