@@ -7,9 +7,9 @@
  *
  * The queries go in blocks of 16 (one GEMM panel width). For a block:
  *   1. scores, transposed: sᵀ (keys, 16) = k (keys, e) · q_blockᵀ, by the GEMM micro-kernel
- *      (gemm_tile), the keys packed once per head as its row slivers (gemm_pack_a's layout,
- *      transposed in registers) and the block's queries as its 16-wide panel (e, 16); every score
- *      is one FMA chain in e order;
+ *      (gemm_tile), the keys packed once per head as its row slivers (gemm_pack_a) and the
+ *      block's queries as its 16-wide panel (e, 16), both transposed in registers
+ *      (pack_transposed); every score is one FMA chain in e order;
  *   2. softmax down each column of sᵀ: a query's 16 lanes sit side by side, so the maximum, the
  *      exponentials and the sum are whole-vector work for any t (no row tails). The division by
  *      the sum is left to step 3;
@@ -29,43 +29,6 @@
 #define NK_ATT_PR 2  /* 2 × 4 accumulators (of 16 registers) */
 #endif
 _Static_assert(NK_GEMM_NR % NK_ATT_PR == 0, "a query block is whole P·v tiles");
-
-/* Lane interleaves of two vectors: lo = a0 b0 a1 b1 … (first halves), hi the same of the second halves. */
-#if NK_W == 16
-#define NK_ZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
-#define NK_ZIP_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
-#elif NK_W == 8
-#define NK_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
-#define NK_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
-#else
-#define NK_ZIP_LO 0, 4, 1, 5
-#define NK_ZIP_HI 2, 6, 3, 7
-#endif
-
-/* dst[p · ldd + r] = src[r · lds + p] for p < cols and r < `store` (≤ NK_W), the rows from `rows` on
- * (≤ NK_W) read as zero. With store = NK_W each p stores one whole vector, so dst needs
- * ldd · (cols − 1) + NK_W floats (with ldd < NK_W a store runs into the next p's place, which that
- * p's store then overwrites). W × W blocks are transposed in registers by log2(W) rounds of
- * interleaving row i with row i + W/2 (the perfect-shuffle transpose). */
-static void NK(pack_transposed)(float *dst, long ldd, const float *src, long lds, long rows, long cols, long store) {
-    for (long p0 = 0; p0 < cols; p0 += NK_W) {
-        const long w = cols - p0 < NK_W ? cols - p0 : NK_W;
-        vf r[NK_W];
-        for (int i = 0; i < NK_W; i++) r[i] = i < rows ? ldn(src + i * lds + p0, w, 0) : splat(0);
-        for (int round = 1; round < NK_W; round *= 2) {
-            vf n[NK_W];
-            for (int i = 0; i < NK_W / 2; i++) {
-                n[2 * i] = __builtin_shufflevector(r[i], r[i + NK_W / 2], NK_ZIP_LO);
-                n[2 * i + 1] = __builtin_shufflevector(r[i], r[i + NK_W / 2], NK_ZIP_HI);
-            }
-            for (int i = 0; i < NK_W; i++) r[i] = n[i];
-        }
-        for (long i = 0; i < w; i++) stn(dst + (p0 + i) * ldd, r[i], store);
-    }
-}
-
-#undef NK_ZIP_LO
-#undef NK_ZIP_HI
 
 /* o (rows, cols) = inv[r] · Σ_j pt[j·16 + r] v[j, :] for rows ≤ NK_ATT_PR query rows and cols ≤ 16
  * channels, j < t: pt is sᵀ offset to the tile's first query, v offset to its first channel.
@@ -99,14 +62,12 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
                            long e, float scale, float *probs, long ldp, float *scratch) {
     if (t <= 0 || e <= 0) return;
     const long kr = (t + NK_GEMM_MR - 1) / NK_GEMM_MR * NK_GEMM_MR; /* keys in whole slivers */
-    float *ks = scratch;                 /* (kr / MR) key slivers, (e, MR) each, + NK_W − MR floats */
+    float *ks = scratch;                 /* (kr / MR) key slivers, (e, MR) each (+ NK_W − MR floats of overrun) */
     float *sT = ks + kr * e;             /* (kr, 16) scores of a query block, transposed */
     float *qp = sT + kr * NK_GEMM_NR;    /* (e, 16) the block's queries, transposed */
     float *inv = qp + e * NK_GEMM_NR;    /* (16) 1 / each query's sum */
     const float zero[NK_GEMM_NR] = {0};
-    for (long j0 = 0; j0 < t; j0 += NK_GEMM_MR)   /* sliver j0 / MR: (e, MR), gemm_pack_a's layout */
-        NK(pack_transposed)(ks + j0 * e, NK_GEMM_MR, k + j0 * ldx, ldx, t - j0 < NK_GEMM_MR ? t - j0 : NK_GEMM_MR, e,
-                            NK_W);
+    NK(gemm_pack_a)(ks, k, ldx, t, 0, e);
     for (long i0 = 0; i0 < t; i0 += NK_GEMM_NR) {
         const long n = t - i0 < NK_GEMM_NR ? t - i0 : NK_GEMM_NR;
         for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W)

@@ -40,8 +40,9 @@ long nk_attention_scratch_floats(long t, long e) {
     return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
-/* The largest scratch any path needs: a row block of the widest tiles, one K block deep. */
-#define NK_GEMM_SCRATCH_MAX (NK_GEMM_MR_MAX * NK_GEMM_MC_TILES * NK_GEMM_KC)
+/* The largest scratch any path needs: a row block of the widest tiles, one K block deep, and room
+ * for the packing's last vector store past it. */
+#define NK_GEMM_SCRATCH_MAX (NK_GEMM_MR_MAX * NK_GEMM_MC_TILES * NK_GEMM_KC + NK_GEMM_NR)
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;

@@ -80,16 +80,50 @@ static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const f
         for (int v = 0; v < NK_GEMM_NV; v++) st(c + r * ldc + v * NK_W, acc[r][v]);
 }
 
-/* Packs rows [0, rows) × columns [k0, k0 + kc) of a into MR-row slivers (kc, MR), zero rows past `rows`. */
+/* Lane interleaves of two vectors: lo = a0 b0 a1 b1 … (first halves), hi the same of the second halves. */
+#if NK_W == 16
+#define NK_ZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define NK_ZIP_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#elif NK_W == 8
+#define NK_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define NK_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
+#else
+#define NK_ZIP_LO 0, 4, 1, 5
+#define NK_ZIP_HI 2, 6, 3, 7
+#endif
+
+/* dst[p · ldd + r] = src[r · lds + p] for p < cols and r < `store` (≤ NK_W), the rows from `rows` on
+ * (≤ NK_W) read as zero. With store = NK_W each p stores one whole vector, so dst needs
+ * ldd · (cols − 1) + NK_W floats (with ldd < NK_W a store runs into the next p's place, which that
+ * p's store then overwrites). W × W blocks are transposed in registers by log2(W) rounds of
+ * interleaving row i with row i + W/2 (the perfect-shuffle transpose). */
+static void NK(pack_transposed)(float *dst, long ldd, const float *src, long lds, long rows, long cols, long store) {
+    for (long p0 = 0; p0 < cols; p0 += NK_W) {
+        const long w = cols - p0 < NK_W ? cols - p0 : NK_W;
+        vf r[NK_W];
+        for (int i = 0; i < NK_W; i++) r[i] = i < rows ? ldn(src + i * lds + p0, w, 0) : splat(0);
+        for (int round = 1; round < NK_W; round *= 2) {
+            vf n[NK_W];
+            for (int i = 0; i < NK_W / 2; i++) {
+                n[2 * i] = __builtin_shufflevector(r[i], r[i + NK_W / 2], NK_ZIP_LO);
+                n[2 * i + 1] = __builtin_shufflevector(r[i], r[i + NK_W / 2], NK_ZIP_HI);
+            }
+            for (int i = 0; i < NK_W; i++) r[i] = n[i];
+        }
+        for (long i = 0; i < w; i++) stn(dst + (p0 + i) * ldd, r[i], store);
+    }
+}
+
+#undef NK_ZIP_LO
+#undef NK_ZIP_HI
+
+/* Packs rows [0, rows) × columns [k0, k0 + kc) of a into MR-row slivers (kc, MR), zero rows past
+ * `rows`. Each sliver's last store runs NK_W − MR floats past it (the next sliver's place, or the
+ * scratch's slack after the last). */
 static void NK(gemm_pack_a)(float *dst, const float *a, long lda, long rows, long k0, long kc) {
     for (long i = 0; i < rows; i += NK_GEMM_MR) {
         const long h = rows - i < NK_GEMM_MR ? rows - i : NK_GEMM_MR;
-        for (long p = 0; p < kc; p++) {
-            const float *src = a + i * lda + k0 + p;
-            float *d = dst + p * NK_GEMM_MR;
-            for (long r = 0; r < h; r++) d[r] = src[r * lda];
-            for (long r = h; r < NK_GEMM_MR; r++) d[r] = 0;
-        }
+        NK(pack_transposed)(dst, NK_GEMM_MR, a + i * lda + k0, lda, h, kc, NK_W);
         dst += kc * NK_GEMM_MR;
     }
 }
