@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch sizes, comma-separated.") var batches: String = "1,8"
     @Option(help: "Input size S or HxW.") var size: String = "224"
     @Option(help: "Timed repetitions per batch size (median reported).") var repeats: Int = 5
-    @Flag(help: "Also print the time per kernel class (GEMM by layer, attention phases, LayerNorm, GELU, copies).")
+    @Flag(help: "Also print the time per kernel class (GEMM by layer, attention, LayerNorm, GELU, copies).")
     var profile = false
     @Flag(help: "Skip the peak-FMA probe (about 0.5 s).") var noPeak = false
     @Flag(help: "Instead of the forward: time libneco's own packed-weight GEMM against OpenBLAS on the model's four Linear shapes at each batch size (interleaved, best of --repeats).")
