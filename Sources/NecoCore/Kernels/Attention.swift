@@ -17,7 +17,9 @@ public enum Attention {
     /// Scratch floats of one `head` call: O(T·E).
     public static func headScratchCount(tokens: Int, headDim: Int) -> Int {
         let n = nk_attention_scratch_floats(tokens, headDim)
-        return n < 0 ? Int.max / 64 : n   // < 0: beyond any image the model accepts
+        // < 0: beyond any image the model accepts; a count no allocation can meet (and that
+        // callers can still multiply by a thread count and add to without overflow).
+        return n < 0 ? 1 << 48 : n
     }
 
     /// Scratch floats `forward` needs: one `head` scratch per worker.
