@@ -1,5 +1,6 @@
 /* gemm.c: the path-independent half of the packed-weight GEMM (see gemm_body.h and nk_kernels.h):
- * packing the weights, and one scratch buffer per thread for the packed activation block. */
+ * packing the weights, one scratch buffer per thread for the packed activation block, and the
+ * scratch size of the attention kernel built on it (attention_body.h). */
 #include "nk_kernels.h"
 
 #include <pthread.h>

@@ -4,7 +4,9 @@ import CNecoKernels
 /// `CPUFeatures`; exp has relative error ≤ 2e-7).
 public enum Softmax {
     /// In place over `rows` rows of length `cols`: x[r, :] = softmax(scale · x[r, :]).
-    /// Single-threaded on purpose: callers run it inside their own parallel regions.
+    /// Single-threaded: callers split rows over threads themselves. The forward that `backward`
+    /// differentiates; the model's attention has its softmax inside `Attention`'s kernel (down the
+    /// columns of a transposed score block), not here.
     @inlinable
     public static func forwardInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, scale: Float = 1) {
         nk_softmax_rows(x, rows, cols, scale)
