@@ -180,8 +180,11 @@ extension Gemm {
     ///
     /// Each output element is one chain of fused multiply-adds in k order from its bias, so the
     /// result is the same for any thread count (the split only decides who computes which
-    /// element). The work is split into rows or into 16-column panels, whichever gives the workers
-    /// equal numbers of micro-tiles (at batch 1, 261 rows make 19 AVX-512 tiles, so columns).
+    /// element). Each worker takes the same number of whole row tiles, and the rows left over (a
+    /// partial tile, or fewer tiles than workers) are split into 16-column panels among all of
+    /// them: equal work, and each worker reads and writes the rows the row-parallel kernels
+    /// around it (LayerNorm, residual) give the same worker, so little data moves between cores
+    /// (at batch 1, 261 rows: 9 AVX-512 tiles each, and the last 9 rows by columns).
     /// - Parameters:
     ///   - bias: (outDim) or nil.
     ///   - residual: for `.residual`, (rows, outDim) with row stride `ldOut`; it must not overlap
@@ -199,28 +202,24 @@ extension Gemm {
         let epi = Fused(kind: epilogue, residual: residual, gamma: layerScale)
         let workers = parallel && rows * n * k >= parallelThreshold ? Threads.count : 1
         let mr = nk_gemm_rows_per_tile()
-        let rowTiles = (rows + mr - 1) / mr, panels = (n + 15) / 16
-        // Micro-tiles of the busiest worker for each split.
-        let byRows = (rowTiles + workers - 1) / workers * panels
-        let byCols = (panels + workers - 1) / workers * rowTiles
+        // Whole row tiles per worker; the rows left over (fewer than `workers` + 1 tiles) are split
+        // into column panels among all workers.
+        let tilesEach = rows / mr / workers
         if workers <= 1 {
             run(out, ldc, input, k, weight, bias, rows, 0, n, epi)
-        } else if byRows <= byCols {
-            let block = (rowTiles + workers - 1) / workers * mr
-            Threads.parallelFor((rows + block - 1) / block) { s, e in
-                for part in s..<e {
-                    let i0 = part * block
-                    run(out + i0 * ldc, ldc, input + i0 * k, k, weight, bias, min(block, rows - i0), 0, n,
-                        epi.rows(from: i0, stride: ldc))
-                }
+            return
+        }
+        let own = tilesEach * mr, rest = rows - own * workers
+        let panels = (n + 15) / 16, colBlock = (panels + workers - 1) / workers * 16
+        Threads.parallelChunks(workers) { w, _, _ in
+            if own > 0 {
+                let i0 = w * own
+                run(out + i0 * ldc, ldc, input + i0 * k, k, weight, bias, own, 0, n, epi.rows(from: i0, stride: ldc))
             }
-        } else {
-            let block = (panels + workers - 1) / workers * 16
-            Threads.parallelFor((n + block - 1) / block) { s, e in
-                for part in s..<e {
-                    let j0 = part * block
-                    run(out, ldc, input, k, weight, bias, rows, j0, min(block, n - j0), epi)
-                }
+            let i0 = own * workers, j0 = w * colBlock
+            if rest > 0 && j0 < n {
+                run(out + i0 * ldc, ldc, input + i0 * k, k, weight, bias, rest, j0, min(colBlock, n - j0),
+                    epi.rows(from: i0, stride: ldc))
             }
         }
     }
