@@ -7,7 +7,11 @@
 # weights written once by PyTorch as a timm safetensors file; libneco loads that file and exports
 # the ONNX file ORT runs (fixed 224x224 input), so all three run the same weights. Inference at
 # batch 1 and 8; each engine runs in its own process per round and the engines take turns
-# (interleaved), `rounds` times; medians are reported, with the ratios libneco / other. GFLOP/s
+# (interleaved, libneco first in odd rounds and last in even ones), `rounds` times; medians are
+# reported, with the ratios libneco / other. These 2-core machines have slow spells of a minute or
+# more that slow every engine (batch 1 most), so a ratio of medians can pair one engine's quiet
+# rounds with another's slow ones; the script also prints each round's ratio (the two engines
+# measured back to back) and RATIO gives the median of those per-round ratios. GFLOP/s
 # counts the forward's multiply-adds x2 (libneco's count, the same for every engine); % of peak is
 # against the FMA peak that `neco bench` measures on the same threads. Peak RSS is each process's
 # maximum. The training step is `neco train-bench` (8 images x 2 views at 224, MSE between student
@@ -15,7 +19,8 @@
 # once more with `--memory-limit $NECO_TRAIN_LIMIT` (default 980 MiB of state: RSS within 1 GiB).
 # Needs the PyTorch venv (NECO_REF_VENV, default ~/.cache/neco-ref) and the tools venv with
 # onnxruntime (~/.cache/neco/venv; scripts/setup.sh makes it).
-# The last line is: RATIO ort_b1=... ort_b8=... torch_b1=... torch_b8=... torch_train=...
+# The last line is: RATIO ort_b1=... ort_b8=... torch_b1=... torch_b8=... torch_train=... (medians of
+# the per-round ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
@@ -32,15 +37,18 @@ echo "libneco kernel path: $(echo "$probe" | sed -n 's/^cpu path *//p')"
 flops=$(echo "$probe" | sed -n 's/.*, \([0-9.]*\) GFLOP\/img.*/\1/p')
 "$REF/bin/python" scripts/bench_torch.py --size 224 --save-weights "$tmp/vits14_reg4.safetensors"
 "$NECO" export --model "$tmp/vits14_reg4.safetensors" --out "$tmp/vits14_reg4.onnx" --size 224 >/dev/null
+run_neco() { "$NECO" bench --model "$tmp/vits14_reg4.safetensors" --threads "$THREADS" --batches "$1" --repeats 5 \
+  | grep -E '^(BENCH|PEAK)' >> "$tmp/neco"; }
+run_torch() { "$REF/bin/python" scripts/bench_torch.py --weights "$tmp/vits14_reg4.safetensors" --threads "$THREADS" \
+  --batches "$1" --repeats 5 >> "$tmp/torch"; }
+run_ort() { "$TOOLS/bin/python" scripts/bench_ort.py "$tmp/vits14_reg4.onnx" --threads "$THREADS" --batches "$1" \
+  --repeats 5 >> "$tmp/ort"; }
 for r in $(seq "$ROUNDS"); do
   echo "round $r/$ROUNDS: inference"
+  # Odd rounds libneco first, even rounds last, so no engine always follows the same one.
+  order="neco torch ort"; [ $((r % 2)) -eq 0 ] && order="ort torch neco"
   for b in 1 8; do
-    "$NECO" bench --model "$tmp/vits14_reg4.safetensors" --threads "$THREADS" --batches "$b" --repeats 5 \
-      | grep -E '^(BENCH|PEAK)' >> "$tmp/neco"
-    "$REF/bin/python" scripts/bench_torch.py --weights "$tmp/vits14_reg4.safetensors" --threads "$THREADS" \
-      --batches "$b" --repeats 5 >> "$tmp/torch"
-    "$TOOLS/bin/python" scripts/bench_ort.py "$tmp/vits14_reg4.onnx" --threads "$THREADS" --batches "$b" \
-      --repeats 5 >> "$tmp/ort"
+    for e in $order; do "run_$e" "$b"; done
   done
 done
 for r in $(seq "$ROUNDS"); do
@@ -93,5 +101,18 @@ print(f"  PyTorch                         {tv:>7.2f} {statistics.median(r['step_
 ratio["torch_train"] = nv / tv
 print(f"  libneco / PyTorch {nv / tv:.2f}; GFLOP/s (4x forward per view) libneco {nv * train_gflop_view:.1f} "
       f"({100 * nv * train_gflop_view / peak:.1f} % of peak), PyTorch {tv * train_gflop_view:.1f}")
-print("RATIO " + " ".join(f"{k}={ratio[k]:.2f}" for k in ("ort_b1", "ort_b8", "torch_b1", "torch_b8", "torch_train")))
+# Paired: in each round, libneco over the other engine measured next to it (same spell of the
+# machine); the median of those per-round ratios. RATIO reports these.
+def per_round(rs, b=None, key="img_per_s"):
+    return [r[key] for r in rs if (b is None or r.get("batch") == b) and r["tag"] != "PEAK"]
+paired = {}
+for b in (1, 8):
+    for name, rs in (("torch", torch), ("ort", ort)):
+        paired[f"{name}_b{b}"] = [x / y for x, y in zip(per_round(neco, b), per_round(rs, b))]
+paired["torch_train"] = [x / y for x, y in zip(per_round(nt, key="views_per_s"), per_round(tt, key="views_per_s"))]
+print("\nlibneco / engine per round (each pair measured in the same round), and their median:")
+for k in ("ort_b1", "ort_b8", "torch_b1", "torch_b8", "torch_train"):
+    print(f"  {k:<12} " + " ".join(f"{x:.2f}" for x in paired[k]) + f"   median {statistics.median(paired[k]):.2f}"
+          f"   (ratio of medians {ratio[k]:.2f})")
+print("RATIO " + " ".join(f"{k}={statistics.median(paired[k]):.2f}" for k in ("ort_b1", "ort_b8", "torch_b1", "torch_b8", "torch_train")))
 PY
