@@ -180,8 +180,8 @@ extension Gemm {
     ///
     /// Each output element is one chain of fused multiply-adds in k order from its bias, so the
     /// result is the same for any thread count (the split only decides who computes which
-    /// element). Each worker takes the same number of whole row tiles, and the rows left over (a
-    /// partial tile, or fewer tiles than workers) are split into 16-column panels among all of
+    /// element). Each worker takes the same number of whole row tiles, and the rows left over (at
+    /// most a tile per worker plus a partial one) are split into 16-column panels among all of
     /// them: equal work, and each worker reads and writes the rows the row-parallel kernels
     /// around it (LayerNorm, residual) give the same worker, so little data moves between cores
     /// (at batch 1, 261 rows: 9 AVX-512 tiles each, and the last 9 rows by columns).
