@@ -201,15 +201,14 @@ extension Gemm {
         precondition((epilogue == .residual) == (residual != nil), "Gemm.linear: .residual goes with a residual")
         let epi = Fused(kind: epilogue, residual: residual, gamma: layerScale)
         let workers = parallel && rows * n * k >= parallelThreshold ? Threads.count : 1
-        let mr = nk_gemm_rows_per_tile()
-        // Whole row tiles per worker; the rows left over (fewer than `workers` + 1 tiles) are split
-        // into column panels among all workers.
-        let tilesEach = rows / mr / workers
         if workers <= 1 {
             run(out, ldc, input, k, weight, bias, rows, 0, n, epi)
             return
         }
-        let own = tilesEach * mr, rest = rows - own * workers
+        // Whole row tiles per worker (`own` rows each); the rows left over (fewer than `workers` + 1
+        // tiles) are split into column panels among all workers.
+        let mr = nk_gemm_rows_per_tile()
+        let own = rows / mr / workers * mr, rest = rows - own * workers
         let panels = (n + 15) / 16, colBlock = (panels + workers - 1) / workers * 16
         Threads.parallelChunks(workers) { w, _, _ in
             if own > 0 {
