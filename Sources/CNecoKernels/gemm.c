@@ -14,13 +14,27 @@ long nk_gemm_packed_floats(long n, long k) {
 }
 
 void nk_gemm_pack_weights(float *dst, const float *w, long n, long k) {
-    for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
+    nk_gemm_pack_panels(dst, w, n, k, 0, (n + NK_GEMM_NR - 1) / NK_GEMM_NR, 0);
+}
+
+void nk_gemm_pack_panels(float *dst, const float *w, long n, long k, long first, long end, int transposed) {
+    for (long j0 = first * NK_GEMM_NR; j0 < end * NK_GEMM_NR && j0 < n; j0 += NK_GEMM_NR) {
         float *panel = dst + j0 * k;
         const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
-        for (long p = 0; p < k; p++) {
-            long r = 0;
-            for (; r < nw; r++) panel[p * NK_GEMM_NR + r] = w[(j0 + r) * k + p];
-            for (; r < NK_GEMM_NR; r++) panel[p * NK_GEMM_NR + r] = 0;
+        if (transposed) {
+            /* Row p of the panel is w[p, j0 ..< j0 + nw]: one contiguous run of w. */
+            for (long p = 0; p < k; p++) {
+                const float *src = w + p * n + j0;
+                long r = 0;
+                for (; r < nw; r++) panel[p * NK_GEMM_NR + r] = src[r];
+                for (; r < NK_GEMM_NR; r++) panel[p * NK_GEMM_NR + r] = 0;
+            }
+        } else {
+            for (long p = 0; p < k; p++) {
+                long r = 0;
+                for (; r < nw; r++) panel[p * NK_GEMM_NR + r] = w[(j0 + r) * k + p];
+                for (; r < NK_GEMM_NR; r++) panel[p * NK_GEMM_NR + r] = 0;
+            }
         }
     }
 }

@@ -160,7 +160,19 @@ public final class PackedWeight: @unchecked Sendable {
     /// after its memory was released (`Memory.releasePages`).
     public func restoreSource() { nk_gemm_unpack_weights(UnsafeMutablePointer(mutating: source), packed, outDim, inDim) }
 
+    /// The packed copy, as `Gemm.linear` reads it.
+    public var panels: PackedPanels { PackedPanels(base: packed, outDim: outDim, inDim: inDim) }
+
     deinit { free(packed) }
+}
+
+/// A weight W (outDim, inDim) in the packed kernel's layout (panels of 16 output features, each
+/// (inDim, 16)), in memory someone else owns: a `PackedWeight`'s copy, or a buffer packed just
+/// before the product (`Gemm.pack`: training, whose weights change every step).
+public struct PackedPanels {
+    public let base: UnsafePointer<Float>
+    public let outDim: Int
+    public let inDim: Int
 }
 
 extension Gemm {
@@ -175,8 +187,45 @@ extension Gemm {
         case residual = 2
     }
 
-    /// out (rows, outDim) = epilogue(input (rows, inDim) · Wᵀ + bias) with W packed once: libneco's
-    /// own kernel (CNecoKernels `nk_gemm_linear`) on the active CPU path.
+    /// Floats `pack` writes for an (outDim, inDim) weight, or nil when that is beyond any buffer.
+    public static func packedCount(outDim: Int, inDim: Int) -> Int? {
+        let n = nk_gemm_packed_floats(outDim, inDim)
+        return outDim >= 1 && inDim >= 1 && n > 0 ? n : nil
+    }
+
+    /// Packs W (outDim, inDim) into `buffer` (`packedCount` floats) for `linear`, the panels split
+    /// among the workers; with `transposed`, `weight` is Wᵀ, (inDim, outDim) row-major, so that a
+    /// Linear's input gradient dX (rows, in) = dY (rows, out) · W_lin (out, in) is
+    /// `linear(input: dY, weight: pack(W_lin, outDim: in, inDim: out, transposed: true))`.
+    /// Packing only moves values: the product is the same as with a `PackedWeight` of W.
+    public static func pack(_ weight: UnsafePointer<Float>, outDim: Int, inDim: Int, transposed: Bool = false,
+                            into buffer: UnsafeMutablePointer<Float>, parallel: Bool = true) -> PackedPanels {
+        let panels = (outDim + 15) / 16
+        // ~16·inDim floats per panel: at least ~64 K floats per worker's share.
+        let minChunk = max(1, 4096 / max(inDim, 1))
+        if parallel {
+            Threads.parallelFor(panels, minChunk: minChunk) { s, e in
+                nk_gemm_pack_panels(buffer, weight, outDim, inDim, s, e, transposed ? 1 : 0)
+            }
+        } else {
+            nk_gemm_pack_panels(buffer, weight, outDim, inDim, 0, panels, transposed ? 1 : 0)
+        }
+        return PackedPanels(base: buffer, outDim: outDim, inDim: inDim)
+    }
+
+    /// `linear` on a `PackedWeight`'s copy.
+    @inlinable
+    public static func linear(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: PackedWeight,
+                              bias: UnsafePointer<Float>?, rows: Int, epilogue: Epilogue = .none,
+                              residual: UnsafePointer<Float>? = nil, layerScale: UnsafePointer<Float>? = nil,
+                              ldOut: Int? = nil, parallel: Bool = true) {
+        linear(out: out, input: input, weight: weight.panels, bias: bias, rows: rows, epilogue: epilogue,
+               residual: residual, layerScale: layerScale, ldOut: ldOut, parallel: parallel)
+    }
+
+    /// out (rows, outDim) = epilogue(input (rows, inDim) · Wᵀ + bias) with W packed (`PackedWeight`
+    /// once, or `pack` per call): libneco's own kernel (CNecoKernels `nk_gemm_linear`) on the active
+    /// CPU path.
     ///
     /// Each output element is one chain of fused multiply-adds in k order from its bias, so the
     /// result is the same for any thread count (the split only decides who computes which
@@ -192,7 +241,7 @@ extension Gemm {
     ///   - layerScale: for `.residual`, γ (outDim) or nil.
     ///   - ldOut: row stride of `out` (default outDim); `out` must not overlap `input`.
     ///   - parallel: pass `false` inside a parallel region.
-    public static func linear(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: PackedWeight,
+    public static func linear(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: PackedPanels,
                               bias: UnsafePointer<Float>?, rows: Int, epilogue: Epilogue = .none,
                               residual: UnsafePointer<Float>? = nil, layerScale: UnsafePointer<Float>? = nil,
                               ldOut: Int? = nil, parallel: Bool = true) {
@@ -238,16 +287,16 @@ extension Gemm {
     /// kernel's scratch cannot be allocated, a plain loop over the packed weight computes the same
     /// block instead (slowly; the unpacked weight may have been released), never a crash.
     static func run(_ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ a: UnsafePointer<Float>, _ lda: Int,
-                    _ w: PackedWeight, _ bias: UnsafePointer<Float>?, _ rows: Int, _ j0: Int, _ cols: Int,
+                    _ w: PackedPanels, _ bias: UnsafePointer<Float>?, _ rows: Int, _ j0: Int, _ cols: Int,
                     _ epi: Fused) {
         let k = w.inDim
-        if nk_gemm_linear(out + j0, ldc, a, lda, w.packed + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
+        if nk_gemm_linear(out + j0, ldc, a, lda, w.base + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
                           epi.kind.rawValue, epi.residual.map { $0 + j0 }, ldc, epi.gamma.map { $0 + j0 }) == 0 { return }
         for i in 0..<rows {
             let o = out + i * ldc, x = a + i * lda
             for j in j0..<(j0 + cols) {
                 // Panel j / 16 holds column j at lane j % 16 of each of its k rows.
-                let panel = w.packed + (j / 16) * 16 * k + j % 16
+                let panel = w.base + (j / 16) * 16 * k + j % 16
                 var acc = bias?[j] ?? 0
                 for p in 0..<k { acc += x[p] * panel[p * 16] }
                 if let r = epi.residual { acc = epi.gamma.map { r[i * ldc + j] + $0[j] * acc } ?? r[i * ldc + j] + acc }

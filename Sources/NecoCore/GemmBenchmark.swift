@@ -5,7 +5,7 @@ import Glibc
 /// Times libneco's own packed-weight GEMM (`Gemm.linear`) against OpenBLAS (`Gemm.gemm` with the
 /// bias, as `Linear.forward` calls it) on Linear shapes, interleaved: for each shape and repetition
 /// OpenBLAS runs, then the own kernel on weights packed once, then the own kernel with the packing
-/// counted (what it would cost to pack per call). `neco bench --gemm` prints it.
+/// counted (`Gemm.pack` per call, as training and unpacked models run it). `neco bench --gemm` prints it.
 public enum GemmBenchmark {
     /// One Linear: out (rows, outDim) = x (rows, inDim) · Wᵀ + b.
     public struct Shape: Sendable {
@@ -52,6 +52,8 @@ public enum GemmBenchmark {
             fill(w, s.outDim * s.inDim)
             fill(bias, s.outDim)
             let packed = try PackedWeight(w, outDim: s.outDim, inDim: s.inDim)
+            let buffer = try Memory.allocate(packed.bytes / MemoryLayout<Float>.stride, of: Float.self, "benchmark packing buffer")
+            defer { free(buffer) }
             var best = (Double.infinity, Double.infinity, Double.infinity)
             // One untimed round warms caches and the threads' scratch.
             for r in 0...repeats {
@@ -64,8 +66,8 @@ public enum GemmBenchmark {
                 t1 = monotonicSeconds()
                 if r > 0 { best.1 = min(best.1, t1 - t0) }
                 t0 = monotonicSeconds()
-                packed.refresh()
-                Gemm.linear(out: outOwn, input: x, weight: packed, bias: bias, rows: s.rows)
+                let perCall = Gemm.pack(w, outDim: s.outDim, inDim: s.inDim, into: buffer)
+                Gemm.linear(out: outOwn, input: x, weight: perCall, bias: bias, rows: s.rows)
                 t1 = monotonicSeconds()
                 if r > 0 { best.2 = min(best.2, t1 - t0) }
             }

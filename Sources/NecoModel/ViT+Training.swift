@@ -72,6 +72,9 @@ public final class ViTActivations: @unchecked Sendable {
     let dX: Int
     /// Whether dOut and backward's scratch exist (`backward` needs them).
     public let hasGradients: Bool
+    /// Whether the scratch holds a buffer for one block weight packed per product (`Gemm.pack`):
+    /// what a forward of an unpacked model and every backward use.
+    public let hasPackBuffer: Bool
     /// How many saved blocks (the lowest ones) store no feed-forward pre-activation: backward
     /// recomputes it there.
     public let recomputedFeedForwardBlocks: Int
@@ -94,10 +97,14 @@ public final class ViTActivations: @unchecked Sendable {
     ///   scratch; `backward` then refuses these activations.
     /// - Parameter recomputeFeedForwardBlocks: store no `ffn` in this many saved blocks, from
     ///   `firstSavedBlock` up (see the type's documentation); more than the saved blocks means all.
+    /// - Parameter packBuffer: whether to hold a buffer for weights packed per product (nil: with
+    ///   gradients, which always hold one); a forward that needs one and finds none allocates it
+    ///   for the call. Inference on a packed model does not need it.
     public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
-                gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0) throws {
+                gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0, packBuffer: Bool? = nil) throws {
         let l = try Self.layout(config: c, batch: batch, height: height, width: width, firstSavedBlock: firstSavedBlock,
-                                gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks)
+                                gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks,
+                                packBuffer: packBuffer ?? gradients)
         config = c
         self.batch = batch
         self.height = height
@@ -110,6 +117,7 @@ public final class ViTActivations: @unchecked Sendable {
         blocks = l.blocks
         xFinal = l.xFinal; meanF = l.meanF; rstdF = l.rstdF; out = l.out
         hasGradients = gradients
+        hasPackBuffer = gradients || packBuffer == true
         recomputedFeedForwardBlocks = l.recomputed
         dOut = l.dOut
         branchScale = l.branchScale
@@ -126,9 +134,10 @@ public final class ViTActivations: @unchecked Sendable {
     /// Bytes `init` with these arguments would allocate (at the current `Threads.count`), without
     /// allocating; it throws what `init` would throw for bad arguments.
     public static func byteCount(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
-                                 gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0) throws -> Int {
+                                 gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0, packBuffer: Bool? = nil) throws -> Int {
         let l = try layout(config: c, batch: batch, height: height, width: width, firstSavedBlock: firstSavedBlock,
-                           gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks)
+                           gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks,
+                           packBuffer: packBuffer ?? gradients)
         return l.total * MemoryLayout<Float>.stride
     }
 
@@ -143,7 +152,7 @@ public final class ViTActivations: @unchecked Sendable {
 
     /// The one place that checks the arguments and lays out the slab (`init`, `byteCount`).
     static func layout(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int,
-                       gradients: Bool, recomputeFeedForwardBlocks: Int) throws -> Layout {
+                       gradients: Bool, recomputeFeedForwardBlocks: Int, packBuffer: Bool) throws -> Layout {
         try c.validate()
         let ps = c.patchSize
         guard height >= ps, width >= ps, height % ps == 0, width % ps == 0 else {
@@ -185,7 +194,8 @@ public final class ViTActivations: @unchecked Sendable {
         l.branchScale = take(c.depth * 2 * batch)
         l.dX = take(gradients ? rows * d : 0)
         l.scratchCount = scratchCount(config: c, batch: batch, gridHeight: l.gridHeight, gridWidth: l.gridWidth,
-                                      gradients: gradients, recomputeFeedForward: l.recomputed > 0)
+                                      gradients: gradients, recomputeFeedForward: l.recomputed > 0,
+                                      packBuffer: gradients || packBuffer)
         l.scratch = take(l.scratchCount)
         if c.rope != nil {
             l.ropeCos = take(n * c.headDim / 2)
@@ -228,23 +238,35 @@ public final class ViTActivations: @unchecked Sendable {
     /// four (B·T, D) buffers (three without gradients), one (B·T, max(F, 4D)) buffer, a
     /// (D, max(D, H)) weight-gradient buffer (with gradients), the SwiGLU hidden (B·T, H), and per
     /// worker the attention kernel's O(T·E) scratch, with gradients also two (T, T) matrices
-    /// (`AttentionRecompute`); the embedding layer reuses the same region.
+    /// (`AttentionRecompute`), and (with gradients, or when asked) a buffer for one block weight
+    /// packed for the GEMM kernel (`packCount`); the embedding layer reuses the same region.
     /// With any block recomputing, one more (B·T, F) buffer for the recomputed pre-activation.
     static func scratchCount(config c: ViTConfig, batch: Int, gridHeight gh: Int, gridWidth gw: Int, gradients: Bool,
-                             recomputeFeedForward: Bool) -> Int {
+                             recomputeFeedForward: Bool, packBuffer: Bool) -> Int {
         let d = c.embedDim, t = 1 + c.registers + gh * gw, rows = batch * t
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
         let h = c.ffn == .swiglu ? c.mlpHidden : 0
         let attention = gradients ? AttentionRecompute.scratchCount(tokens: t, headDim: c.headDim)
             : Attention.scratchCount(tokens: t, headDim: c.headDim)
         let blockPart = (gradients ? 4 : 3) * rows * d + rows * max(f, 4 * d) + (gradients ? d * max(d, c.mlpHidden) : 0)
-            + rows * h + (recomputeFeedForward ? rows * f : 0) + attention
+            + rows * h + (recomputeFeedForward ? rows * f : 0) + (packBuffer ? packCount(config: c) : 0) + attention
         var embedPart = Embeddings.forwardScratchCount(config: c, gridHeight: gh, gridWidth: gw)
         if gradients {
             embedPart = max(embedPart, Embeddings.backwardScratchCount(config: c, batch: batch, gridHeight: gh, gridWidth: gw,
                                                                        wantImageGradient: true))
         }
         return max(blockPart, embedPart)
+    }
+}
+
+extension ViTActivations {
+    /// Floats of the largest block weight packed for `Gemm.linear` either way round: as the
+    /// forward's W (out, in), or transposed for backward's dX = dY · W (`Gemm.pack`).
+    static func packCount(config c: ViTConfig) -> Int {
+        let d = c.embedDim, f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden, h = c.mlpHidden
+        let shapes = [(3 * d, d), (d, d), (f, d), (d, h)]
+        return shapes.map { (o, i) in max(Gemm.packedCount(outDim: o, inDim: i) ?? 0, Gemm.packedCount(outDim: i, inDim: o) ?? 0) }
+            .max() ?? 0
     }
 }
 
@@ -259,6 +281,7 @@ struct BlockScratch {
     let g: UnsafeMutablePointer<Float>      // (D, max(D, H)) weight-gradient product (empty without gradients)
     let hidden: UnsafeMutablePointer<Float> // (rows, H) SwiGLU hidden (empty for the MLP)
     let ffn: UnsafeMutablePointer<Float>    // (rows, F) recomputed feed-forward pre-activation (empty unless recomputed)
+    let pack: UnsafeMutablePointer<Float>?  // one block weight packed for `Gemm.linear` (nil unless `hasPackBuffer`)
     let attn: UnsafeMutablePointer<Float>   // attention scratch
 
     init(_ a: ViTActivations) {
@@ -271,6 +294,7 @@ struct BlockScratch {
         g = take(a.hasGradients ? d * max(d, c.mlpHidden) : 0)
         hidden = take(c.ffn == .swiglu ? rows * c.mlpHidden : 0)
         ffn = take(a.recomputesFeedForward ? rows * f : 0)
+        pack = a.hasPackBuffer ? take(ViTActivations.packCount(config: c)) : nil
         attn = p
     }
 }
@@ -299,9 +323,22 @@ extension ViTModel {
         let s = BlockScratch(acts)
         let scale = 1 / Float(c.headDim).squareRoot()
         let packs = packedBlocks
+        // Every Linear of the blocks runs on libneco's packed kernel: on the model's packed copies
+        // in blocks that store nothing, otherwise (training, whose weights change every step, and
+        // unpacked models) on each weight packed just before its product into the activations'
+        // pack buffer, or a buffer allocated for this call when they have none. So a block gives
+        // the same bits packed or not, saved or not.
+        let first = saveActivations ? acts.firstSavedBlock : c.depth
+        let callBuffer = s.pack == nil && (first < c.depth || packs.count < c.depth)
+            ? try FloatSlab(count: ViTActivations.packCount(config: c)) : nil
+        let packBuffer = s.pack ?? callBuffer?.base
+        func packed(_ copy: PackedWeight?, _ w: Int, outDim: Int, inDim: Int) -> PackedPanels {
+            if let copy { return copy.panels }
+            // A block without a packed copy is saved or beyond `packs`: then `packBuffer` exists (above).
+            return Gemm.pack(p[w], outDim: outDim, inDim: inDim, into: packBuffer!)
+        }
 
         // 1–2. Tokens: into the input of the first saved block (or xFinal when none is saved).
-        let first = saveActivations ? acts.firstSavedBlock : c.depth
         let x0 = first < c.depth ? a[acts.blocks[first].xIn] : a[acts.xFinal]
         Embeddings.forward(x: x0, images: images, params: p, layout: L, batch: batch, height: acts.height,
                            width: acts.width, scratch: a[acts.scratch], observer: observer)
@@ -338,8 +375,8 @@ extension ViTModel {
                                   weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
             }
             Profile.measure(.gemmQKV) {
-                if let pk { Gemm.linear(out: qkv, input: s.y, weight: pk.qkv, bias: p[blk.qkvB], rows: rows) }
-                else { Linear.forward(out: qkv, input: s.y, weight: p[blk.qkvW], bias: p[blk.qkvB], rows: rows, inDim: d, outDim: 3 * d) }
+                Gemm.linear(out: qkv, input: s.y, weight: packed(pk?.qkv, blk.qkvW, outDim: 3 * d, inDim: d),
+                            bias: p[blk.qkvB], rows: rows)
             }
             if c.rope != nil {
                 // q, k rotated in place: the saved qkv is what attention saw.
@@ -350,15 +387,16 @@ extension ViTModel {
             }
             Attention.forward(out: s.d1, scratch: s.attn, qkv: qkv, batch: batch, tokens: t, heads: c.heads,
                               headDim: c.headDim, scale: scale)
-            // Packed, with every sample's branch kept at scale 1 (inference), the residual and
-            // LayerScale are the GEMM's epilogue: proj stores xIn + γ₁ ⊙ (attn·Wᵀ + b) into xMid.
-            let fusedResidual = pk != nil && (0..<batch).allSatisfy { sc1[$0] == 1 && sc2[$0] == 1 }
+            // With every sample's branch kept at scale 1 (inference, training without drop path),
+            // the residual and LayerScale are the GEMM's epilogue: proj stores
+            // xIn + γ₁ ⊙ (attn·Wᵀ + b) into xMid (the same bits as `BranchResidual.forward`).
+            let fusedResidual = (0..<batch).allSatisfy { sc1[$0] == 1 && sc2[$0] == 1 }
             Profile.measure(.gemmProj) {
-                if let pk, fusedResidual {
-                    Gemm.linear(out: xMid, input: s.d1, weight: pk.proj, bias: p[blk.projB], rows: rows,
+                let w = packed(pk?.proj, blk.projW, outDim: d, inDim: d)
+                if fusedResidual {
+                    Gemm.linear(out: xMid, input: s.d1, weight: w, bias: p[blk.projB], rows: rows,
                                 epilogue: .residual, residual: xIn, layerScale: ls1)
-                } else if let pk { Gemm.linear(out: s.y, input: s.d1, weight: pk.proj, bias: p[blk.projB], rows: rows) }
-                else { Linear.forward(out: s.y, input: s.d1, weight: p[blk.projW], bias: p[blk.projB], rows: rows, inDim: d, outDim: d) }
+                } else { Gemm.linear(out: s.y, input: s.d1, weight: w, bias: p[blk.projB], rows: rows) }
             }
             if !fusedResidual {
                 Profile.measure(.residual) {
@@ -371,12 +409,12 @@ extension ViTModel {
                 LayerNorm.forward(out: s.y, mean: saved ? a[v.mean2] : nil, rstd: saved ? a[v.rstd2] : nil, input: xMid,
                                   weight: p[blk.norm2W], bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
             }
-            // Packed and unsaved, GELU is the GEMM's epilogue: fc1 stores gelu(x·Wᵀ + b) directly.
-            let fusedGELU = pk != nil && !keepFFN && c.ffn != .swiglu
+            // Keeping no pre-activation, GELU is the GEMM's epilogue: fc1 stores gelu(x·Wᵀ + b)
+            // directly (the same bits as GELU after it, which backward's recomputation runs).
+            let fusedGELU = !keepFFN && c.ffn != .swiglu
             Profile.measure(.gemmFC1) {
-                if let pk { Gemm.linear(out: ffn, input: s.y, weight: pk.fc1, bias: p[blk.fc1B], rows: rows,
-                                        epilogue: fusedGELU ? .gelu : .none) }
-                else { Linear.forward(out: ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f) }
+                Gemm.linear(out: ffn, input: s.y, weight: packed(pk?.fc1, blk.fc1W, outDim: f, inDim: d), bias: p[blk.fc1B],
+                            rows: rows, epilogue: fusedGELU ? .gelu : .none)
             }
             let hidden: UnsafeMutablePointer<Float>
             if fusedGELU {
@@ -384,21 +422,17 @@ extension ViTModel {
             } else if c.ffn == .swiglu {
                 Profile.measure(.activation) { SwiGLU.forward(hidden: s.hidden, gates: ffn, rows: rows, width: c.mlpHidden) }
                 hidden = s.hidden
-            } else if keepFFN {
+            } else {
                 // Out of place: the pre-activation is kept for backward.
                 Profile.measure(.activation) { GELU.forward(out: s.f, input: ffn, count: rows * f) }
                 hidden = s.f
-            } else {
-                Profile.measure(.activation) { GELU.forwardInPlace(ffn, count: rows * f) }
-                hidden = ffn
             }
             Profile.measure(.gemmFC2) {
-                if let pk, fusedResidual {
-                    Gemm.linear(out: xOut, input: hidden, weight: pk.fc2, bias: p[blk.fc2B], rows: rows,
+                let w = packed(pk?.fc2, blk.fc2W, outDim: d, inDim: c.mlpHidden)
+                if fusedResidual {
+                    Gemm.linear(out: xOut, input: hidden, weight: w, bias: p[blk.fc2B], rows: rows,
                                 epilogue: .residual, residual: xMid, layerScale: ls2)
-                } else if let pk { Gemm.linear(out: s.y, input: hidden, weight: pk.fc2, bias: p[blk.fc2B], rows: rows) }
-                else { Linear.forward(out: s.y, input: hidden, weight: p[blk.fc2W], bias: p[blk.fc2B], rows: rows,
-                                      inDim: c.mlpHidden, outDim: d) }
+                } else { Gemm.linear(out: s.y, input: hidden, weight: w, bias: p[blk.fc2B], rows: rows) }
             }
             if !fusedResidual {
                 Profile.measure(.residual) {
@@ -454,6 +488,9 @@ extension ViTModel {
         let s = BlockScratch(acts)
         let scale = 1 / Float(c.headDim).squareRoot()
         let dX = a[acts.dX]
+        // With gradients the scratch has the pack buffer: every input gradient below goes through
+        // the packed kernel (`Linear.inputGradient`), each weight packed transposed just before.
+        guard let pack = s.pack else { throw NecoError.invalidArgument("activations without a pack buffer") }
         let needBlocks = trainable.firstBlock < c.depth
         let needEmbeddings = trainable.embeddingsAndNorm || dImages != nil
         if !needBlocks && !trainable.embeddingsAndNorm { return }
@@ -486,7 +523,8 @@ extension ViTModel {
                 Profile.measure(.backwardRecompute) {
                     LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
                                       bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
-                    Linear.forward(out: s.ffn, input: s.y, weight: p[blk.fc1W], bias: p[blk.fc1B], rows: rows, inDim: d, outDim: f)
+                    let w = Gemm.pack(p[blk.fc1W], outDim: f, inDim: d, into: pack)
+                    Gemm.linear(out: s.ffn, input: s.y, weight: w, bias: p[blk.fc1B], rows: rows)
                 }
                 ffn = s.ffn
             }
@@ -516,7 +554,7 @@ extension ViTModel {
             // dAct (rows, H) = dZγ · W_fc2   [written once, over the recomputed activation]
             Profile.measure(.backwardLinear) {
                 BranchResidual.backwardInput(dInput: hidden, dZGamma: s.d3, weight: p[blk.fc2W], rows: rows, dim: d,
-                                             inDim: hw, overwrite: true)
+                                             inDim: hw, overwrite: true, pack: pack)
             }
             // act = GELU(ffn) | SwiGLU(ffn):  dFFN (rows, F)
             let dFFN: UnsafeMutablePointer<Float>
@@ -534,16 +572,16 @@ extension ViTModel {
                 dFFN = s.f
             }
             // ffn = fc1(LN2(xMid)):  LN2 (still in s.y where the pre-activation was recomputed above;
-            // nothing since wrote s.y), then dLN (zeroed) and the fc1 gradients
+            // nothing since wrote s.y), then dLN (written once, into d1) and the fc1 gradients
             if v.ffn >= 0 {
                 Profile.measure(.backwardRecompute) {
                     LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xMid], weight: p[blk.norm2W],
                                       bias: p[blk.norm2B], rows: rows, dim: d, eps: c.layerNormEps)
                 }
             }
-            s.d1.update(repeating: 0, count: rows * d)
             Profile.measure(.backwardLinear) {
-                Linear.backward(dInput: s.d1, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
+                Linear.inputGradient(s.d1, dOut: dFFN, weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f, pack: pack)
+                Linear.backward(dInput: nil, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
                                 weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f)
             }
             if c.ffn == .swiglu {
@@ -563,7 +601,7 @@ extension ViTModel {
             }
             Profile.measure(.backwardLinear) {
                 BranchResidual.backwardInput(dInput: s.d1, dZGamma: s.d3, weight: p[blk.projW], rows: rows, dim: d,
-                                             inDim: d, overwrite: true)
+                                             inDim: d, overwrite: true, pack: pack)
             }
             // heads = attention(qkv): dQKV (f[D...4D], zeroed) += …, heads recomputed into f[0..<D]
             let headsBuf = s.f, dQKV = s.f + rows * d
@@ -584,15 +622,15 @@ extension ViTModel {
                                               input: headsBuf, weight: p[blk.projW], bias: p[blk.projB], gamma: ls1,
                                               gScratch: s.g, batch: batch, tokens: t, dim: d, inDim: d)
             }
-            // qkv = Linear(LN1(xIn)):  recompute LN1, dLN (into the heads buffer, zeroed)
+            // qkv = Linear(LN1(xIn)):  recompute LN1, dLN (written once, into the heads buffer)
             Profile.measure(.backwardRecompute) {
                 LayerNorm.forward(out: s.y, mean: nil, rstd: nil, input: a[v.xIn], weight: p[blk.norm1W],
                                   bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
             }
             let dLN = headsBuf
-            dLN.update(repeating: 0, count: rows * d)
             Profile.measure(.backwardLinear) {
-                Linear.backward(dInput: dLN, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
+                Linear.inputGradient(dLN, dOut: dQKV, weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d, pack: pack)
+                Linear.backward(dInput: nil, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
                                 weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
             }
             // qkv bias: the query and value thirds are column sums of dQKV. The key third's exact

@@ -168,7 +168,7 @@ public final class ViTModel: @unchecked Sendable {
             return idle
         }
         return try ViTActivations(config: config, batch: batch, height: height, width: width,
-                                  firstSavedBlock: config.depth, gradients: false)
+                                  firstSavedBlock: config.depth, gradients: false, packBuffer: !weightsArePacked)
     }
 
     /// Keeps `acts` for a later forward, dropping the least recently used over the limit.

@@ -153,6 +153,54 @@ final class PackedGemmTests: XCTestCase {
         }
     }
 
+    /// Packing per call (`Gemm.pack`, what training and unpacked models run): the panels equal a
+    /// `PackedWeight`'s for any thread count, and transposed packing of Wᵀ gives W's panels.
+    func testPackPerCallEqualsPackedOnce() throws {
+        var rng = TestRNG(seed: 17)
+        for (n, k) in [(1, 1), (16, 1), (17, 3), (31, 2), (47, 97), (131, 769), (1152, 384)] {
+            let w = rng.floats(n * k)
+            var wt = [Float](repeating: 0, count: n * k)  // Wᵀ (k, n)
+            for j in 0..<n { for p in 0..<k { wt[p * n + j] = w[j * k + p] } }
+            let once = try PackedWeight(w, outDim: n, inDim: k)
+            let expected = Array(UnsafeBufferPointer(start: once.panels.base, count: once.bytes / 4))
+            for t in [1, 2, 4] {
+                Threads.setCount(t)
+                // Filled with NaN first: every float of the panels, padding included, is written.
+                var buf = [Float](repeating: .nan, count: expected.count)
+                for transposed in [false, true] {
+                    let src = transposed ? wt : w
+                    buf.withUnsafeMutableBufferPointer { b in
+                        let panels = Gemm.pack(src, outDim: n, inDim: k, transposed: transposed, into: b.baseAddress!)
+                        XCTAssertEqual(panels.outDim, n)
+                        XCTAssertEqual(panels.inDim, k)
+                    }
+                    XCTAssertEqual(buf, expected, "(\(n), \(k)) transposed=\(transposed), \(t) threads")
+                }
+            }
+        }
+    }
+
+    /// A Linear's input gradient dX (m, in) = dY (m, out) · W (out, in) on the packed kernel (W packed
+    /// transposed per call), against the naive Double reference and OpenBLAS, on every path.
+    func testInputGradientMatchesNaiveAndOpenBLAS() throws {
+        var rng = TestRNG(seed: 19)
+        for path in CPUFeatures.available {
+            try CPUFeatures.setPath(path)
+            for (m, outDim, inDim) in [(1, 1, 1), (2, 17, 3), (15, 33, 385), (29, 97, 47), (261, 384, 1536), (43, 769, 15)] {
+                let dY = rng.floats(m * outDim), w = rng.floats(outDim * inDim)
+                var ref = [Float](repeating: 0, count: m * inDim), blas = ref
+                Gemm.gemmReference(out: &ref, a: dY, b: w, m: m, n: inDim, k: outDim)
+                Gemm.gemm(out: &blas, a: dY, b: w, m: m, n: inDim, k: outDim)
+                var own = [Float](repeating: .nan, count: m * inDim)
+                var pack = [Float](repeating: 0, count: Gemm.packedCount(outDim: inDim, inDim: outDim)!)
+                Linear.inputGradient(&own, dOut: dY, weight: w, rows: m, inDim: inDim, outDim: outDim, pack: &pack)
+                let what = "\(path.name) \(m)x\(outDim)x\(inDim)"
+                assertClose(own, ref, rtol: Self.rtol, atol: Self.atol, "\(what) vs naive")
+                assertClose(own, blas, rtol: Self.rtol, atol: Self.atol, "\(what) vs OpenBLAS")
+            }
+        }
+    }
+
     func testPackedSizesAndBadShapes() {
         XCTAssertEqual(nk_gemm_packed_floats(16, 3), 48)
         XCTAssertEqual(nk_gemm_packed_floats(17, 3), 96)
@@ -161,5 +209,8 @@ final class PackedGemmTests: XCTestCase {
         let w = [Float](repeating: 1, count: 4)
         XCTAssertThrowsError(try PackedWeight(w, outDim: 0, inDim: 4))
         XCTAssertThrowsError(try PackedWeight(w, outDim: 2, inDim: 0))
+        XCTAssertNil(Gemm.packedCount(outDim: 0, inDim: 4))
+        XCTAssertNil(Gemm.packedCount(outDim: 1 << 40, inDim: 1 << 20))
+        XCTAssertEqual(Gemm.packedCount(outDim: 17, inDim: 3), 96)
     }
 }

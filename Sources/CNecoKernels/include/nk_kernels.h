@@ -95,6 +95,10 @@ enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1, NK_GEMM_RESIDUAL = 2 };
 long nk_gemm_packed_floats(long n, long k);
 /* dst (nk_gemm_packed_floats(n, k)) = w (n, k) in panels of 16 output features, each (k, 16). */
 void nk_gemm_pack_weights(float *dst, const float *w, long n, long k);
+/* Panels [first, end) of that layout (callers packing in parallel give each worker a range). With
+ * `transposed`, w is the weight transposed, (k, n) row-major: the layout of W = wᵀ, which a Linear's
+ * input gradient dX (m, n) = dY (m, k) · w (k, n) needs (dX = dY · Wᵀ with W (n, k)). */
+void nk_gemm_pack_panels(float *dst, const float *w, long n, long k, long first, long end, int transposed);
 /* The inverse: w (n, k) = the weights packed in src. */
 void nk_gemm_unpack_weights(float *w, const float *src, long n, long k);
 /* Rows per micro-tile of the active path (14 AVX-512, 6 AVX2, 3 portable): callers splitting rows

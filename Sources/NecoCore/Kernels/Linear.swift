@@ -11,6 +11,16 @@ public enum Linear {
         Gemm.gemm(out: out, a: input, b: weight, m: rows, n: outDim, k: inDim, transB: true, bias: bias)
     }
 
+    /// dInput (rows, inDim) = dOut (rows, outDim) · W (outDim, inDim), written once (not
+    /// accumulated), on libneco's packed kernel: W is first packed, transposed, into `pack`
+    /// (`Gemm.packedCount(outDim: inDim, inDim: outDim)` floats). `dInput` must not overlap `dOut`.
+    public static func inputGradient(_ dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                                     weight: UnsafePointer<Float>, rows: Int, inDim: Int, outDim: Int,
+                                     pack: UnsafeMutablePointer<Float>) {
+        let wt = Gemm.pack(weight, outDim: inDim, inDim: outDim, transposed: true, into: pack)
+        Gemm.linear(out: dInput, input: dOut, weight: wt, bias: nil, rows: rows)
+    }
+
     @inlinable
     public static func backward(dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
                                 dBias: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,

@@ -68,11 +68,17 @@ public enum BranchResidual {
     }
 
     /// dH (rows, K) += dZγ (rows, D) · W (D, K); with `overwrite` it is written exactly once
-    /// instead (then `dH` may be the buffer that held h, once `backwardParams` has used it).
+    /// instead (then `dH` may be the buffer that held h, once `backwardParams` has used it), on
+    /// the packed kernel when `pack` (`Linear.inputGradient`'s buffer) is given.
     @inlinable
     public static func backwardInput(dInput dH: UnsafeMutablePointer<Float>, dZGamma: UnsafePointer<Float>,
-                                     weight: UnsafePointer<Float>, rows: Int, dim: Int, inDim: Int, overwrite: Bool) {
-        Gemm.gemm(out: dH, a: dZGamma, b: weight, m: rows, n: inDim, k: dim, beta: overwrite ? 0 : 1)
+                                     weight: UnsafePointer<Float>, rows: Int, dim: Int, inDim: Int, overwrite: Bool,
+                                     pack: UnsafeMutablePointer<Float>? = nil) {
+        if overwrite, let pack {
+            Linear.inputGradient(dH, dOut: dZGamma, weight: weight, rows: rows, inDim: inDim, outDim: dim, pack: pack)
+        } else {
+            Gemm.gemm(out: dH, a: dZGamma, b: weight, m: rows, n: inDim, k: dim, beta: overwrite ? 0 : 1)
+        }
     }
 
     /// Parameter gradients from dZ (kept from `backwardScale`) and the branch input h (B, T, K).
