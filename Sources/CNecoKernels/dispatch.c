@@ -29,13 +29,15 @@
     void nk_gemm_packed_##sfx(float *, long, const float *, long, const float *, const float *, long, long, long, \
                               int, const float *, long, const float *, float *);                            \
     void nk_attention_head_##sfx(float *, long, const float *, const float *, const float *, long, long, long,  \
-                                 float, float *, long, float *);
+                                 float, float *, long, float *);                                                 \
+    void nk_gemm_tn_##sfx(float *, long, const float *, long, const float *, long, long, long, long, int, float *, \
+                          float *);
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
      nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
-     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx, nk_attention_head_##sfx}
+     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx, nk_attention_head_##sfx, nk_gemm_tn_##sfx}
 
 typedef struct {
     void (*exp)(float *, const float *, long);
@@ -55,6 +57,7 @@ typedef struct {
                         const float *, long, const float *, float *);
     void (*attention_head)(float *, long, const float *, const float *, const float *, long, long, long, float,
                            float *, long, float *);
+    void (*gemm_tn)(float *, long, const float *, long, const float *, long, long, long, long, int, float *, float *);
 } nk_table;
 
 NK_DECLARE(portable)
@@ -189,6 +192,10 @@ void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const
                            long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
                            float *scratch) {
     T()->gemm_packed(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, scratch);
+}
+void nk_gemm_tn_active(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n,
+                       long k, int accumulate, float *scratch_a, float *scratch_b) {
+    T()->gemm_tn(out, ldc, a, lda, b, ldb, m, n, k, accumulate, scratch_a, scratch_b);
 }
 void nk_attention_head(float *out, long ldo, const float *q, const float *k, const float *v, long ld, long t, long e,
                        float scale, float *probs, long ldp, float *scratch) {

@@ -55,9 +55,11 @@ long nk_attention_scratch_floats(long t, long e) {
     return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
-/* The largest scratch any path needs: a row block of the widest tiles, one K block deep, and room
- * for the packing's last vector store past it. */
-#define NK_GEMM_SCRATCH_MAX (NK_GEMM_MR_MAX * NK_GEMM_MC_TILES * NK_GEMM_KC + NK_GEMM_NR)
+/* The largest scratch any path needs: a row block of the widest tiles, one K block deep, with a gap
+ * of a vector after each sliver (nk_gemm_tn's packing) and room for the last vector store; then nk_gemm_tn's packed block of b, (KC, NC). The
+ * second part is only touched by nk_gemm_tn (untouched pages cost no memory). */
+#define NK_GEMM_SCRATCH_MAX ((NK_GEMM_MR_MAX * NK_GEMM_KC + NK_GEMM_NR) * NK_GEMM_MC_TILES + NK_GEMM_NR)
+#define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_MAX + NK_GEMM_KC * NK_GEMM_NC)
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -70,7 +72,7 @@ static float *thread_scratch(void) {
     if (scratch) return scratch;
     pthread_once(&scratch_once, scratch_key_init);
     void *p = NULL;
-    if (posix_memalign(&p, 64, NK_GEMM_SCRATCH_MAX * sizeof(float)) != 0) return NULL;
+    if (posix_memalign(&p, 64, NK_GEMM_SCRATCH_TOTAL * sizeof(float)) != 0) return NULL;
     scratch = p;
     pthread_setspecific(scratch_key, p);
     return scratch;
@@ -81,5 +83,13 @@ int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *
     float *s = thread_scratch();
     if (!s) return -1;
     nk_gemm_packed_active(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, s);
+    return 0;
+}
+
+int nk_gemm_tn(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n, long k,
+               int accumulate) {
+    float *s = thread_scratch();
+    if (!s) return -1;
+    nk_gemm_tn_active(out, ldc, a, lda, b, ldb, m, n, k, accumulate, s, s + NK_GEMM_SCRATCH_MAX);
     return 0;
 }

@@ -181,3 +181,96 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
         if (k == 0) break;
     }
 }
+
+/* The weight-gradient product, libneco's second GEMM driver on the same micro-kernel:
+ *     out (m, n) = (accumulate ? out : 0) + aᵀ · b,   a (k, m) and b (k, n) row-major, strides lda, ldb,
+ * as a Linear's dW (out, in) += dYᵀ · X takes it (dY (rows, out), X (rows, in); the sum runs over
+ * the rows). Both operands change every call, so both are packed per block (Goto/BLIS): columns in
+ * blocks of NK_GEMM_NC, K in blocks of NK_GEMM_KC, b's block into 16-wide panels ((kc, 16) each, row
+ * p the contiguous run b[p0 + p, j .. j + 16)), then rows in blocks of MC, a's block into MR-row
+ * slivers ((kc, MR) each, row p the contiguous run a[p0 + p, i .. i + MR), NK_W floats apart). The
+ * column block spans a whole weight gradient's width (NC = 2048), so a's block is packed once per K
+ * block; b's (KC, NC) block need not fit L2, as its panels stream into L1 one at a time. Each output element is
+ * one FMA chain in k order, starting from its value in out (accumulate) or from 0, so the result
+ * does not depend on how callers split the rows or columns. scratch_a holds a packed row block with its
+ * gaps (gemm.c's per-thread scratch), scratch_b NK_GEMM_KC * NK_GEMM_NC floats. */
+/* Packs columns [0, rows) of rows [0, kc) of a (k-major: a[p, i] at a[p * lda + i]) into MR-column
+ * slivers (kc, MR) `stride` floats apart (stride ≥ kc · MR + NK_W − MR), a row of a at a time (its
+ * run of `rows` floats read once, in order). Each store writes a whole vector: lanes past MR land in
+ * the sliver's next row, which the next store overwrites, or in the gap after its last. A whole
+ * vector is read where a's row has NK_W columns left (`m_left` from column 0); the last, partial
+ * sliver (h < MR, the matrix's last columns) reads h lanes and zero-fills the rest. */
+static void NK(gemm_pack_a_kmajor)(float *dst, long stride, const float *a, long lda, long m_left, long rows, long kc) {
+    for (long p = 0; p < kc; p++) {
+        const float *src = a + p * lda;
+        float *d = dst + p * NK_GEMM_MR;
+        for (long i = 0; i < rows; i += NK_GEMM_MR, d += stride) {
+            const long h = rows - i < NK_GEMM_MR ? rows - i : NK_GEMM_MR;
+            st(d, m_left - i >= NK_W ? ld(src + i) : ld_part(src + i, h, 0));
+        }
+    }
+}
+
+static void NK(gemm_pack_b_kmajor)(float *dst, const float *b, long ldb, long cols, long kc) {
+    for (long j0 = 0; j0 < cols; j0 += NK_GEMM_NR) {
+        const long nw = cols - j0 < NK_GEMM_NR ? cols - j0 : NK_GEMM_NR;
+        float *panel = dst + j0 * kc;
+        for (long p = 0; p < kc; p++)
+            for (int u = 0; u < NK_GEMM_NV; u++) {
+                const long w = nw - u * NK_W;
+                st(panel + p * NK_GEMM_NR + u * NK_W,
+                   w >= NK_W ? ld(b + p * ldb + j0 + u * NK_W) : w > 0 ? ld_part(b + p * ldb + j0 + u * NK_W, w, 0) : splat(0));
+            }
+    }
+}
+
+void NK(nk_gemm_tn)(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n, long k,
+                    int accumulate, float *scratch_a, float *scratch_b) {
+    float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
+    const float zero[NK_GEMM_NR] = {0};
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (long i = 0; i < m; i++)
+                for (long j = 0; j < n; j++) out[i * ldc + j] = 0;
+        return;
+    }
+    for (long jc = 0; jc < n; jc += NK_GEMM_NC) {
+        const long nc = n - jc < NK_GEMM_NC ? n - jc : NK_GEMM_NC;
+        for (long p0 = 0; p0 < k; p0 += NK_GEMM_KC) {
+            const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
+            const float *init = p0 == 0 && !accumulate ? zero : 0;
+            const long sliver = kc * NK_GEMM_MR + NK_W; /* floats between packed slivers of a */
+            NK(gemm_pack_b_kmajor)(scratch_b, b + p0 * ldb + jc, ldb, nc, kc);
+            for (long i0 = 0; i0 < m; i0 += NK_GEMM_MC) {
+                const long mc = m - i0 < NK_GEMM_MC ? m - i0 : NK_GEMM_MC;
+                NK(gemm_pack_a_kmajor)(scratch_a, sliver, a + p0 * lda + i0, lda, m - i0, mc, kc);
+                for (long j0 = 0; j0 < nc; j0 += NK_GEMM_NR) {
+                    const float *bp = scratch_b + j0 * kc;
+                    const long nw = nc - j0 < NK_GEMM_NR ? nc - j0 : NK_GEMM_NR;
+                    for (long i = 0; i < mc; i += NK_GEMM_MR) {
+                        const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
+                        float *c = out + (i0 + i) * ldc + jc + j0;
+                        const float *ap = scratch_a + i / NK_GEMM_MR * sliver;
+                        /* The next tile's rows of out, which it reads first (out is m × n: beyond
+                         * the caches for a weight's gradient). */
+                        if (i + NK_GEMM_MR < mc)
+                            for (int r = 0; r < NK_GEMM_MR; r++) __builtin_prefetch(c + (NK_GEMM_MR + r) * ldc, 1, 3);
+                        if (h == NK_GEMM_MR && nw == NK_GEMM_NR) {
+                            NK(gemm_tile)(kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
+                            continue;
+                        }
+                        /* An edge tile: through a full tile in `tile`, then the part that exists. */
+                        if (!init)
+                            for (long r = 0; r < NK_GEMM_MR; r++)
+                                for (long j = 0; j < NK_GEMM_NR; j++)
+                                    tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
+                        NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, init, NK_GEMM_NONE, 0, 0, 0);
+                        for (long r = 0; r < h; r++)
+                            for (long j = 0; j < nw; j++) c[r * ldc + j] = tile[r * NK_GEMM_NR + j];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -272,6 +272,39 @@ extension Gemm {
         }
     }
 
+    /// out (m, n) = (accumulate ? out : 0) + aᵀ · b for a (k, m) and b (k, n) row-major: a Linear's
+    /// weight gradient dW (out, in) += dYᵀ (out, rows) · X (rows, in), the sum over the rows. libneco's
+    /// own kernel (CNecoKernels `nk_gemm_tn`), both operands packed per block. Each output element
+    /// is one chain of fused multiply-adds in row order, so the result is the same for any thread
+    /// count; the longer side of `out` is split among the workers (whole 16-column panels or
+    /// row tiles). When a worker's scratch cannot be allocated, OpenBLAS computes its block instead.
+    /// - Parameters: lda, ldb, ldc: row strides (default m, n, n); `out` must not overlap a or b.
+    public static func weightGradient(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                      m: Int, n: Int, k: Int, lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil,
+                                      accumulate: Bool, parallel: Bool = true) {
+        if m <= 0 || n <= 0 { return }
+        let lda = lda ?? m, ldb = ldb ?? n, ldc = ldc ?? n
+        func block(_ i0: Int, _ rows: Int, _ j0: Int, _ cols: Int) {
+            let o = out + i0 * ldc + j0, ap = a + i0, bp = b + j0
+            if nk_gemm_tn(o, ldc, ap, lda, bp, ldb, rows, cols, k, accumulate ? 1 : 0) == 0 { return }
+            sgemm(o, ap, bp, rows, cols, k, true, false, 1, accumulate ? 1 : 0, lda, ldb, ldc)
+        }
+        let workers = parallel && m * n * k >= parallelThreshold ? Threads.count : 1
+        if workers <= 1 { return block(0, m, 0, n) }
+        if m >= n {
+            let mr = nk_gemm_rows_per_tile()
+            let chunk = ((m + workers - 1) / workers + mr - 1) / mr * mr
+            Threads.parallelFor((m + chunk - 1) / chunk) { s, e in
+                for w in s..<e { block(w * chunk, min(chunk, m - w * chunk), 0, n) }
+            }
+        } else {
+            let chunk = ((n + workers - 1) / workers + 15) / 16 * 16
+            Threads.parallelFor((n + chunk - 1) / chunk) { s, e in
+                for w in s..<e { block(0, m, w * chunk, min(chunk, n - w * chunk)) }
+            }
+        }
+    }
+
     /// An epilogue with its operands: the residual (rows, n) shares `out`'s row stride.
     struct Fused {
         let kind: Epilogue

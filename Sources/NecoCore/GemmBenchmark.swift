@@ -78,4 +78,51 @@ public enum GemmBenchmark {
         }
         return results
     }
+    /// Best-of-repeats seconds per backward product of one Linear shape: the input gradient
+    /// dX (rows, in) = dY · W and the weight gradient dW (out, in) += dYᵀ · X.
+    public struct BackwardTiming: Sendable {
+        public let shape: Shape
+        /// OpenBLAS, and the own kernel with W packed transposed per call (`Linear.inputGradient`).
+        public let inputBLAS: Double, inputOwn: Double
+        /// OpenBLAS (`transA`), and the own kernel (`Gemm.weightGradient`).
+        public let weightBLAS: Double, weightOwn: Double
+    }
+
+    /// Times the two backward products of each shape, OpenBLAS and the own kernel interleaved per
+    /// repetition (one untimed round first); `Threads.count` workers for both.
+    /// - Throws: `.outOfMemory`.
+    public static func runBackward(_ shapes: [Shape], repeats: Int) throws -> [BackwardTiming] {
+        var results: [BackwardTiming] = []
+        for s in shapes {
+            let x = try Memory.allocate(s.rows * s.inDim, of: Float.self, "benchmark input")
+            let dy = try Memory.allocate(s.rows * s.outDim, of: Float.self, "benchmark output gradient")
+            let w = try Memory.allocate(s.outDim * s.inDim, of: Float.self, "benchmark weight")
+            let dx = try Memory.allocate(s.rows * s.inDim, of: Float.self, "benchmark input gradient")
+            let dw = try Memory.allocate(s.outDim * s.inDim, of: Float.self, "benchmark weight gradient")
+            let pack = try Memory.allocate(Gemm.packedCount(outDim: s.inDim, inDim: s.outDim) ?? 1, of: Float.self,
+                                           "benchmark packing buffer")
+            defer { free(x); free(dy); free(w); free(dx); free(dw); free(pack) }
+            var rng = NecoRNG(seed: 43)
+            for (p, n) in [(x, s.rows * s.inDim), (dy, s.rows * s.outDim), (w, s.outDim * s.inDim)] {
+                for i in 0..<n { p[i] = rng.uniform(-1, 1) }
+            }
+            dw.update(repeating: 0, count: s.outDim * s.inDim)
+            var best = [Double](repeating: .infinity, count: 4)
+            for r in 0...repeats {
+                let runs: [() -> Void] = [
+                    { Gemm.gemm(out: dx, a: dy, b: w, m: s.rows, n: s.inDim, k: s.outDim) },
+                    { Linear.inputGradient(dx, dOut: dy, weight: w, rows: s.rows, inDim: s.inDim, outDim: s.outDim, pack: pack) },
+                    { Gemm.gemm(out: dw, a: dy, b: x, m: s.outDim, n: s.inDim, k: s.rows, transA: true, beta: 1) },
+                    { Gemm.weightGradient(out: dw, a: dy, b: x, m: s.outDim, n: s.inDim, k: s.rows, accumulate: true) },
+                ]
+                for (i, run) in runs.enumerated() {
+                    let t0 = monotonicSeconds()
+                    run()
+                    if r > 0 { best[i] = min(best[i], monotonicSeconds() - t0) }
+                }
+            }
+            results.append(BackwardTiming(shape: s, inputBLAS: best[0], inputOwn: best[1], weightBLAS: best[2], weightOwn: best[3]))
+        }
+        return results
+    }
 }

@@ -110,7 +110,8 @@ struct Bench: ParsableCommand {
     func runGemm(model: ViTModel, batches: [Int], height: Int, width: Int, peak: Double) throws {
         let c = model.config, d = c.embedDim
         let f = c.ffn == .swiglu ? 2 * c.mlpHidden : c.mlpHidden
-        print("GEMM GFLOP/s, best of \(repeats) (own/BLAS = own kernel, weights packed once, over OpenBLAS)")
+        print("GEMM GFLOP/s, best of \(repeats) (own/BLAS = own kernel, weights packed once, over OpenBLAS; "
+              + "the dX and dW rows are training's backward products, the own kernel packing per call)")
         print(column("layer", 12) + column("rows x out x in", 20) + column("OpenBLAS", 10) + column("own", 10)
               + column("own+pack", 10) + column("own/BLAS", 10) + "% peak (own)")
         for b in batches {
@@ -129,6 +130,18 @@ struct Bench: ParsableCommand {
                 print("GEMM layer=\(s.name) batch=\(b) rows=\(s.rows) out=\(s.outDim) in=\(s.inDim) blas_gflops=\(fmt(blas, 1)) "
                       + "own_gflops=\(fmt(own, 1)) own_pack_gflops=\(fmt(perCall, 1)) ratio=\(fmt(own / blas, 3)) "
                       + "max_diff=\(t.maxDifference)")
+            }
+            // Training's backward products of the same shapes (the own kernel packs per call).
+            for t in try GemmBenchmark.runBackward(shapes, repeats: repeats) {
+                let s = t.shape
+                for (what, blasTime, ownTime) in [("dX", t.inputBLAS, t.inputOwn), ("dW", t.weightBLAS, t.weightOwn)] {
+                    let blas = s.flops / blasTime / 1e9, own = s.flops / ownTime / 1e9
+                    print(column("\(s.name) \(what)", 12) + column("\(s.rows)x\(s.outDim)x\(s.inDim)", 20) + column(fmt(blas, 1), 10)
+                          + column("-", 10) + column(fmt(own, 1), 10) + column(fmt(own / blas, 3), 10)
+                          + (peak > 0 ? fmt(100 * own / peak, 1) : "-"))
+                    print("GEMM layer=\(s.name) product=\(what) batch=\(b) rows=\(s.rows) out=\(s.outDim) in=\(s.inDim) "
+                          + "blas_gflops=\(fmt(blas, 1)) own_pack_gflops=\(fmt(own, 1)) ratio=\(fmt(own / blas, 3))")
+                }
             }
         }
     }

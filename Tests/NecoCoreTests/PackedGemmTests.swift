@@ -201,6 +201,47 @@ final class PackedGemmTests: XCTestCase {
         }
     }
 
+    /// The weight-gradient product out (m, n) (+)= aᵀ · b (a (k, m), b (k, n)) on every path, against
+    /// the naive Double reference and OpenBLAS: edge shapes (1, primes, more than one K block and
+    /// column block, partial tiles), written or accumulated, dense and strided; and the same bits
+    /// for 1 to 4 threads.
+    func testWeightGradientMatchesNaiveAndOpenBLAS() throws {
+        var rng = TestRNG(seed: 23)
+        let shapes = [(1, 1, 1), (1, 17, 2), (3, 5, 7), (14, 16, 384), (15, 33, 385), (29, 47, 97), (97, 131, 769),
+                      (384, 300, 61), (43, 15, 1000), (6, 1, 13)]
+        for path in CPUFeatures.available {
+            try CPUFeatures.setPath(path)
+            for (m, n, k) in shapes {
+                for (accumulate, strided) in [(false, false), (true, false), (true, true)] {
+                    let lda = m + (strided ? 5 : 0), ldb = n + (strided ? 3 : 0), ldc = n + (strided ? 2 : 0)
+                    let a = rng.floats(k * lda), b = rng.floats(k * ldb), start = rng.floats(m * ldc)
+                    var ref = start, blas = start, own = start
+                    Gemm.gemmReference(out: &ref, a: a, b: b, m: m, n: n, k: k, transA: true, beta: accumulate ? 1 : 0,
+                                       lda: lda, ldb: ldb, ldc: ldc)
+                    Gemm.gemm(out: &blas, a: a, b: b, m: m, n: n, k: k, transA: true, beta: accumulate ? 1 : 0,
+                              lda: lda, ldb: ldb, ldc: ldc)
+                    Gemm.weightGradient(out: &own, a: a, b: b, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                                        accumulate: accumulate)
+                    let what = "\(path.name) \(m)x\(n)x\(k) accumulate=\(accumulate) strided=\(strided)"
+                    for i in 0..<m { for j in n..<ldc { XCTAssertEqual(own[i * ldc + j], start[i * ldc + j], "\(what): padding written") } }
+                    assertClose(own, ref, rtol: Self.rtol, atol: Self.atol, "\(what) vs naive")
+                    assertClose(own, blas, rtol: Self.rtol, atol: Self.atol, "\(what) vs OpenBLAS")
+                }
+            }
+            // Split by rows (m ≥ n) and by columns (m < n): each output is the same chain.
+            for (m, n, k) in [(1152, 384, 300), (384, 1536, 200), (97, 131, 769)] {
+                let a = rng.floats(k * m), b = rng.floats(k * n)
+                var first: [Float] = []
+                for t in [1, 2, 3, 4] {
+                    Threads.setCount(t)
+                    var out = [Float](repeating: 0, count: m * n)
+                    Gemm.weightGradient(out: &out, a: a, b: b, m: m, n: n, k: k, accumulate: false)
+                    if first.isEmpty { first = out } else { XCTAssertEqual(out, first, "\(path.name) \(m)x\(n)x\(k): \(t) threads") }
+                }
+            }
+        }
+    }
+
     func testPackedSizesAndBadShapes() {
         XCTAssertEqual(nk_gemm_packed_floats(16, 3), 48)
         XCTAssertEqual(nk_gemm_packed_floats(17, 3), 96)

@@ -110,7 +110,18 @@ long nk_gemm_rows_per_tile(void);
  * (nothing is written then). */
 int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
                    long k, int epilogue, const float *residual, long ldr, const float *gamma);
-/* The active path's kernel with a caller-provided scratch (internal to gemm.c). */
+/* Columns per packed block of b in nk_gemm_tn: (KC, NC) floats, at most 3 MiB per thread. */
+enum { NK_GEMM_NC = 2048 };
+/* The weight-gradient product (gemm_body.h), on the calling thread with its own scratch:
+ *     out (m, n) = (accumulate ? out : 0) + aᵀ · b,   a (k, m), b (k, n) row-major (strides lda, ldb),
+ * out row-major with stride ldc, not overlapping a or b. Each output element is one chain of fused
+ * multiply-adds in k order: results do not depend on how callers split rows or columns among calls.
+ * Returns 0, or -1 when the scratch cannot be allocated (nothing is written then). */
+int nk_gemm_tn(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n, long k,
+               int accumulate);
+/* The active path's kernels with caller-provided scratch (internal to gemm.c). */
+void nk_gemm_tn_active(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n,
+                       long k, int accumulate, float *scratch_a, float *scratch_b);
 void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
                            long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
                            float *scratch);

@@ -32,7 +32,7 @@ public enum Linear {
         }
         if let dWeight {
             // dWeight (outDim, inDim) += dOutᵀ (outDim, rows) · x (rows, inDim)
-            Gemm.gemm(out: dWeight, a: dOut, b: input, m: outDim, n: inDim, k: rows, transA: true, beta: 1)
+            Gemm.weightGradient(out: dWeight, a: dOut, b: input, m: outDim, n: inDim, k: rows, accumulate: true)
         }
         if let dBias {
             for r in 0..<rows {

@@ -94,12 +94,12 @@ public enum BranchResidual {
         let rows = batch * tokens
         guard let gamma else {
             // Without LayerScale: plain Linear backward on dZ.
-            Gemm.gemm(out: dWeight, a: dZ, b: h, m: dim, n: inDim, k: rows, transA: true, beta: 1)
+            Gemm.weightGradient(out: dWeight, a: dZ, b: h, m: dim, n: inDim, k: rows, accumulate: true)
             columnSum(into: dBias, dZ, rows: rows, cols: dim)
             return
         }
         // G (D, K) = dZᵀ (D, rows) · h (rows, K)   [written once]
-        Gemm.gemm(out: gScratch, a: dZ, b: h, m: dim, n: inDim, k: rows, transA: true)
+        Gemm.weightGradient(out: gScratch, a: dZ, b: h, m: dim, n: inDim, k: rows, accumulate: false)
         Threads.parallelFor(dim, minChunk: 16) { s, e in
             for j in s..<e {
                 let gr = gScratch + j * inDim, wr = weight + j * inDim, dw = dWeight + j * inDim
