@@ -55,11 +55,16 @@ long nk_attention_scratch_floats(long t, long e) {
     return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
-/* The largest scratch any path needs: a row block of the widest tiles, one K block deep, with a gap
- * of a vector after each sliver (nk_gemm_tn's packing) and room for the last vector store; then nk_gemm_tn's packed block of b, (KC, NC). The
- * second part is only touched by nk_gemm_tn (untouched pages cost no memory). */
-#define NK_GEMM_SCRATCH_MAX ((NK_GEMM_MR_MAX * NK_GEMM_KC + NK_GEMM_NR) * NK_GEMM_MC_TILES + NK_GEMM_NR)
-#define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_MAX + NK_GEMM_KC * NK_GEMM_NC)
+long nk_attention_backward_scratch_floats(long t, long e) {
+    if (t < 0 || e < 0 || t > (1L << 20) || e > (1L << 20)) return -1;
+    const long tr = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR, er = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    /* dS, v and k packed, the row-block scratch, the (KC, er) block of the weight-gradient driver. */
+    return t * t + tr * e + er * t + NK_GEMM_SCRATCH_A + NK_GEMM_KC * er;
+}
+
+/* Per thread: the row-block scratch (NK_GEMM_SCRATCH_A), then nk_gemm_tn's packed block of b,
+ * (KC, NC), which only nk_gemm_tn touches (untouched pages cost no memory). */
+#define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_A + NK_GEMM_KC * NK_GEMM_NC)
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -90,6 +95,6 @@ int nk_gemm_tn(float *out, long ldc, const float *a, long lda, const float *b, l
                int accumulate) {
     float *s = thread_scratch();
     if (!s) return -1;
-    nk_gemm_tn_active(out, ldc, a, lda, b, ldb, m, n, k, accumulate, s, s + NK_GEMM_SCRATCH_MAX);
+    nk_gemm_tn_active(out, ldc, a, lda, b, ldb, m, n, k, accumulate, s, s + NK_GEMM_SCRATCH_A);
     return 0;
 }

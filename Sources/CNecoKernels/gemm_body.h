@@ -14,9 +14,11 @@
  * one broadcast of a[i, p] per row and one load of the panel's row p per vector.
  *
  * Every output element is the same chain of fused multiply-adds, in k order from the bias (or
- * zero), wherever its row and column fall (edge tiles run the full tile on zero-padded rows and
- * columns and store the part that exists). So the result does not depend on how callers split the
+ * zero), wherever its row and column fall (a row block's last h < MR rows run a register tile of h
+ * rows; a partial panel runs the full tile on zero-padded columns and stores the part that exists).
+ * So the result does not depend on how callers split the
  * rows among threads. Epilogues, applied when the last K block's tile is stored:
+ *   NK_GEMM_ACCUMULATE out += a · Wᵀ (each chain starts from out's value; bias ignored);
  *   NK_GEMM_GELU      the exact GELU;
  *   NK_GEMM_RESIDUAL  out = residual + gamma ⊙ z (z the product plus bias; gamma NULL: residual + z),
  *                     the product and the sum each rounded, as BranchResidual computes them.
@@ -46,39 +48,63 @@ static inline __attribute__((always_inline)) float NK(residual_one)(float x, flo
     return g ? x + *g * z : x + z;
 }
 
-/* c (MR, 16) tile, row stride ldc: c = (init ? init : c) + Σ_p ap[p, :]ᵀ bp[p, :] over kc, then the
- * epilogue `epi` (NK_GEMM_RESIDUAL reads res (MR, 16), row stride ldr, and gamma (16) or NULL). */
-static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, const float *bp, float *c,
-                                                                long ldc, const float *init, int epi,
-                                                                const float *res, long ldr, const float *gamma) {
+/* c (rows, 16) tile, rows ≤ MR a constant at each call, row stride ldc: c = (init ? init : c) +
+ * Σ_p ap[p, :rows]ᵀ bp[p, :] over kc (ap a (kc, MR) sliver), then the epilogue `epi`
+ * (NK_GEMM_RESIDUAL reads res (rows, 16), row stride ldr, and gamma (16) or NULL). Each output is the
+ * same chain for any `rows`. */
+static inline __attribute__((always_inline)) void NK(gemm_tile_rows)(const int rows, long kc, const float *ap,
+                                                                     const float *bp, float *c, long ldc,
+                                                                     const float *init, int epi, const float *res,
+                                                                     long ldr, const float *gamma) {
     vf acc[NK_GEMM_MR][NK_GEMM_NV];
     if (init) {
         for (int v = 0; v < NK_GEMM_NV; v++) {
             vf b = ld(init + v * NK_W);
-            for (int r = 0; r < NK_GEMM_MR; r++) acc[r][v] = b;
+            for (int r = 0; r < rows; r++) acc[r][v] = b;
         }
     } else {
-        for (int r = 0; r < NK_GEMM_MR; r++)
+        for (int r = 0; r < rows; r++)
             for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = ld(c + r * ldc + v * NK_W);
     }
     for (long p = 0; p < kc; p++) {
         vf b[NK_GEMM_NV];
         for (int v = 0; v < NK_GEMM_NV; v++) b[v] = ld(bp + p * NK_GEMM_NR + v * NK_W);
-        for (int r = 0; r < NK_GEMM_MR; r++) {
+        for (int r = 0; r < rows; r++) {
             const vf a = splat(ap[p * NK_GEMM_MR + r]);
             for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = a * b[v] + acc[r][v];
         }
     }
     if (epi == NK_GEMM_GELU)
-        for (int r = 0; r < NK_GEMM_MR; r++)
+        for (int r = 0; r < rows; r++)
             for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = vgelu(acc[r][v]);
     else if (epi == NK_GEMM_RESIDUAL)
-        for (int r = 0; r < NK_GEMM_MR; r++)
+        for (int r = 0; r < rows; r++)
             for (int v = 0; v < NK_GEMM_NV; v++)
                 acc[r][v] = NK(residual_vec)(ld(res + r * ldr + v * NK_W), acc[r][v], gamma ? gamma + v * NK_W : 0);
-    for (int r = 0; r < NK_GEMM_MR; r++)
+    for (int r = 0; r < rows; r++)
         for (int v = 0; v < NK_GEMM_NV; v++) st(c + r * ldc + v * NK_W, acc[r][v]);
 }
+
+/* The whole MR × 16 tile. */
+static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, const float *bp, float *c,
+                                                                long ldc, const float *init, int epi,
+                                                                const float *res, long ldr, const float *gamma) {
+    NK(gemm_tile_rows)(NK_GEMM_MR, kc, ap, bp, c, ldc, init, epi, res, ldr, gamma);
+}
+
+/* A tile of the last h < MR rows (a row block's end): only those rows are computed and stored, with
+ * a register tile of h rows (the compiler gets one copy per h). */
+static void NK(gemm_tile_part)(long h, long kc, const float *ap, const float *bp, float *c, long ldc,
+                               const float *init, int epi, const float *res, long ldr, const float *gamma) {
+    switch (h) {
+#define NK_PART(H) case H: if (H < NK_GEMM_MR) NK(gemm_tile_rows)(H < NK_GEMM_MR ? H : 1, kc, ap, bp, c, ldc, init, epi, res, ldr, gamma); break;
+        NK_PART(1) NK_PART(2) NK_PART(3) NK_PART(4) NK_PART(5) NK_PART(6) NK_PART(7)
+        NK_PART(8) NK_PART(9) NK_PART(10) NK_PART(11) NK_PART(12) NK_PART(13)
+#undef NK_PART
+    default: break;
+    }
+}
+_Static_assert(NK_GEMM_MR <= 14, "gemm_tile_part has cases for up to 13 rows");
 
 /* Lane interleaves of two vectors: lo = a0 b0 a1 b1 … (first halves), hi the same of the second halves. */
 #if NK_W == 16
@@ -139,14 +165,14 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
     for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
         const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
         const int last = p0 + kc >= k;
-        const int epi = last ? epilogue : NK_GEMM_NONE;
+        const int epi = last && epilogue != NK_GEMM_ACCUMULATE ? epilogue : NK_GEMM_NONE;
         for (long i0 = 0; i0 < m; i0 += NK_GEMM_MC) {
             const long mc = m - i0 < NK_GEMM_MC ? m - i0 : NK_GEMM_MC;
             NK(gemm_pack_a)(scratch, a + i0 * lda, lda, mc, p0, kc);
             for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
                 const float *bp = wp + j0 * k + p0 * NK_GEMM_NR;
                 const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
-                const float *init = p0 == 0 ? (bias ? (nw == NK_GEMM_NR ? bias + j0 : 0) : zero) : 0;
+                const float *init = p0 == 0 && epilogue != NK_GEMM_ACCUMULATE ? (bias ? (nw == NK_GEMM_NR ? bias + j0 : 0) : zero) : 0;
                 for (long i = 0; i < mc; i += NK_GEMM_MR) {
                     const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
                     float *c = out + (i0 + i) * ldc + j0;
@@ -157,10 +183,14 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                         NK(gemm_tile)(kc, ap, bp, c, ldc, init, epi, res, ldr, g);
                         continue;
                     }
-                    /* An edge tile: through a full tile in `tile`, then the part that exists. */
+                    if (nw == NK_GEMM_NR) {
+                        NK(gemm_tile_part)(h, kc, ap, bp, c, ldc, init, epi, res, ldr, g);
+                        continue;
+                    }
+                    /* A tile of a partial panel: through a full tile in `tile`, then the part that exists. */
                     float edge_bias[NK_GEMM_NR];
                     const float *edge_init = init;
-                    if (p0 == 0 && bias && nw < NK_GEMM_NR) {
+                    if (p0 == 0 && epilogue != NK_GEMM_ACCUMULATE && bias && nw < NK_GEMM_NR) {
                         for (long j = 0; j < NK_GEMM_NR; j++) edge_bias[j] = j < nw ? bias[j0 + j] : 0;
                         edge_init = edge_bias;
                     }
@@ -260,7 +290,11 @@ void NK(nk_gemm_tn)(float *out, long ldc, const float *a, long lda, const float 
                             NK(gemm_tile)(kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
                             continue;
                         }
-                        /* An edge tile: through a full tile in `tile`, then the part that exists. */
+                        if (nw == NK_GEMM_NR) {
+                            NK(gemm_tile_part)(h, kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
+                            continue;
+                        }
+                        /* A tile of a partial panel: through a full tile in `tile`, then the part that exists. */
                         if (!init)
                             for (long r = 0; r < NK_GEMM_MR; r++)
                                 for (long j = 0; j < NK_GEMM_NR; j++)

@@ -26,6 +26,13 @@ final class ViTTrainingTests: XCTestCase {
             let t = model.tokenCount(height: h, width: w)
             let expected = Buf(zeros: batch * t * c.embedDim)
             try model.forward(out: expected.p, images: images.p, batch: batch, height: h, width: w)
+            // Packed copies (inference's default) against each weight packed per product: the same bits.
+            XCTAssertFalse(model.weightsArePacked)
+            try model.packWeights(releasing: false)
+            let packed = Buf(zeros: batch * t * c.embedDim)
+            try model.forward(out: packed.p, images: images.p, batch: batch, height: h, width: w)
+            XCTAssertEqual(packed.array, expected.array, "\(c.name) packed copies")
+            model.unpackWeights()
             for first in [0, 1, c.depth] {
                 let acts = try ViTActivations(config: c, batch: batch, height: h, width: w, firstSavedBlock: first)
                 let got = try run(model, acts, images)

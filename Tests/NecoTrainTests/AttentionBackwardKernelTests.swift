@@ -1,0 +1,123 @@
+import Foundation
+import NecoCore
+import NecoModel
+import XCTest
+import _NecoTestSupport
+
+/// `AttentionRecompute.backward` (the C kernel `nk_attention_head_backward` after the forward
+/// kernel's recomputation) on every CPU path, against the textbook formulas in Double: edge shapes
+/// (T and E of 1, primes, around the 16-wide panels and the micro-tile rows, T past the 384-deep
+/// K block), ViT-S's shape, accumulation into what dQKV held, and 1–2 threads.
+final class AttentionBackwardKernelTests: XCTestCase {
+    /// dQ, dK, dV sum T products of values ≤ 1 in float, through P (exp's 2e-7 relative) and dS
+    /// (dP, a sum of E products, less its P-weighted mean). Observed against Double: ≤ 7.2e-7 at
+    /// T ≤ 47, ≤ 1.7e-6 at T = 261 and 400 (every path); the bounds leave about 4× room and stay far
+    /// below a wrong term (≥ 1e-3 for these inputs).
+    static let atolSmall = 3e-6, atolLarge = 6e-6
+
+    var initial = CPUFeatures.path
+    var initialThreads = Threads.count
+    override func setUp() { initial = CPUFeatures.path; initialThreads = Threads.count }
+    override func tearDown() { try? CPUFeatures.setPath(initial); Threads.setCount(initialThreads) }
+
+    /// dQKV (B, T, 3D) of heads = attention(qkv) for dL/dheads = dOut, in Double.
+    func reference(_ qkv: [Float], _ dOut: [Float], batch: Int, tokens t: Int, heads: Int, headDim e: Int,
+                   scale: Double) -> [Double] {
+        let d = heads * e
+        var grad = [Double](repeating: 0, count: batch * t * 3 * d)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                func at(_ which: Int, _ i: Int, _ c: Int) -> Double { Double(qkv[(b * t + i) * 3 * d + which * d + h * e + c]) }
+                func g(_ i: Int, _ c: Int) -> Double { Double(dOut[(b * t + i) * d + h * e + c]) }
+                func add(_ which: Int, _ i: Int, _ c: Int, _ v: Double) {
+                    let row: Int = (b * t + i) * 3 * d
+                    grad[row + which * d + h * e + c] += v
+                }
+                var p = [[Double]](repeating: [], count: t)
+                for i in 0..<t {
+                    let s = (0..<t).map { j in scale * (0..<e).reduce(0.0) { $0 + at(0, i, $1) * at(1, j, $1) } }
+                    let m = s.max()!
+                    let x = s.map { Foundation.exp($0 - m) }
+                    let sum = x.reduce(0, +)
+                    p[i] = x.map { $0 / sum }
+                }
+                for i in 0..<t {
+                    let dp = (0..<t).map { j in (0..<e).reduce(0.0) { $0 + g(i, $1) * at(2, j, $1) } }
+                    let dot = (0..<t).reduce(0.0) { $0 + dp[$1] * p[i][$1] }
+                    for j in 0..<t {
+                        let ds = scale * p[i][j] * (dp[j] - dot)
+                        for c in 0..<e {
+                            add(0, i, c, ds * at(1, j, c))      // dQ[i] += dS[i, j] k[j]
+                            add(1, j, c, ds * at(0, i, c))      // dK[j] += dS[i, j] q[i]
+                            add(2, j, c, p[i][j] * g(i, c))     // dV[j] += P[i, j] dO[i]
+                        }
+                    }
+                }
+            }
+        }
+        return grad
+    }
+
+    /// The kernel's dQKV, accumulated onto `start`, on scratch full of NaN (a value read before it
+    /// is written would reach the gradients), with the recomputed heads checked against the forward.
+    func kernel(_ qkv: [Float], _ dOut: [Float], start: [Float], batch: Int, tokens t: Int, heads: Int, headDim e: Int,
+                scale: Float) -> [Float] {
+        var grad = start
+        var heads0 = [Float](repeating: .nan, count: batch * t * heads * e)
+        var scratch = [Float](repeating: .nan, count: AttentionRecompute.scratchCount(tokens: t, headDim: e))
+        AttentionRecompute.backward(dQKV: &grad, headsOut: &heads0, dOut: dOut, qkv: qkv, scratch: &scratch,
+                                    batch: batch, tokens: t, heads: heads, headDim: e, scale: scale)
+        var forward = [Float](repeating: .nan, count: heads0.count)
+        var fscratch = [Float](repeating: .nan, count: Attention.scratchCount(tokens: t, headDim: e))
+        Attention.forward(out: &forward, scratch: &fscratch, qkv: qkv, batch: batch, tokens: t, heads: heads,
+                          headDim: e, scale: scale)
+        XCTAssertEqual(heads0.map(\.bitPattern), forward.map(\.bitPattern), "recomputed heads T=\(t) E=\(e)")
+        return grad
+    }
+
+    func check(_ rng: inout TestRNG, path: CPUFeatures.Path, batch: Int, tokens t: Int, heads: Int, headDim e: Int,
+               atol: Double) {
+        let d = heads * e
+        let qkv = rng.floats(batch * t * 3 * d), dOut = rng.floats(batch * t * d), start = rng.floats(batch * t * 3 * d)
+        let scale = Float(1 / Double(e).squareRoot()) * 2
+        let got = kernel(qkv, dOut, start: start, batch: batch, tokens: t, heads: heads, headDim: e, scale: scale)
+        let want = zip(reference(qkv, dOut, batch: batch, tokens: t, heads: heads, headDim: e, scale: Double(scale)), start)
+            .map { Float($0 + Double($1)) }
+        assertClose(got, want, rtol: 0, atol: atol, "\(path.name) B=\(batch) T=\(t) H=\(heads) E=\(e)")
+    }
+
+    func testMatchesNaiveOnEdgeShapes() throws {
+        for p in CPUFeatures.available {
+            try CPUFeatures.setPath(p)
+            var rng = TestRNG(seed: 41)
+            for t in [1, 2, 3, 13, 14, 15, 16, 17, 29, 47] {
+                for e in [1, 3, 13, 16, 20, 33] {
+                    check(&rng, path: p, batch: t % 2 + 1, tokens: t, heads: e % 3 + 1, headDim: e, atol: Self.atolSmall)
+                }
+            }
+        }
+    }
+
+    /// ViT-S/14 at 224 (T = 261, E = 64), and T = 400, past one 384-deep K block of the drivers.
+    func testMatchesNaiveOnModelSizes() throws {
+        for p in CPUFeatures.available {
+            try CPUFeatures.setPath(p)
+            var rng = TestRNG(seed: 42)
+            check(&rng, path: p, batch: 1, tokens: 261, heads: 1, headDim: 64, atol: Self.atolLarge)
+            check(&rng, path: p, batch: 1, tokens: 400, heads: 2, headDim: 8, atol: Self.atolLarge)
+        }
+    }
+
+    /// Each (batch, head) runs whole on one worker: 1 and 2 threads give the same bits.
+    func testSameBitsForAnyThreadCount() {
+        var rng = TestRNG(seed: 43)
+        let (batch, t, heads, e) = (3, 50, 3, 24)
+        let qkv = rng.floats(batch * t * 3 * heads * e), dOut = rng.floats(batch * t * heads * e)
+        let start = [Float](repeating: 0, count: qkv.count)
+        Threads.setCount(1)
+        let one = kernel(qkv, dOut, start: start, batch: batch, tokens: t, heads: heads, headDim: e, scale: 0.3)
+        Threads.setCount(2)
+        let two = kernel(qkv, dOut, start: start, batch: batch, tokens: t, heads: heads, headDim: e, scale: 0.3)
+        XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern))
+    }
+}
