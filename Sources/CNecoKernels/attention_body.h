@@ -111,37 +111,4 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
     }
 }
 
-/* Backward of one (batch, head), given P (t, t) dense (recomputed by nk_attention_head) and
- * dO (t, e) row stride ldo; dq, dk, dv (t, e) row stride ldd accumulate:
- *     dP = dO · vᵀ;  dS = scale · P ⊙ (dP − rowsum(dP ⊙ P));
- *     dV += Pᵀ · dO;  dK += dSᵀ · q;  dQ += dS · k,
- * every product on the packed GEMM's micro-kernel: dP as a Linear of dO with v's rows as its
- * weight (v packed into panels by the in-register transpose), dV and dK by the weight-gradient
- * driver (the sum runs over P's and dS's rows), dQ as a Linear of dS with k packed from its rows.
- * scratch: nk_attention_backward_scratch_floats(t, e) floats (dS (t, t), the two packed operands,
- * and both drivers' block scratch). */
-void NK(nk_attention_head_backward)(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
-                                    const float *q, const float *k, const float *v, long ldx, const float *probs,
-                                    long t, long e, float scale, float *scratch) {
-    if (t <= 0 || e <= 0) return;
-    const long tr = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR, er = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
-    float *ds = scratch;                 /* (t, t) */
-    float *vp = ds + t * t;              /* v as a weight (t, e): tr / 16 panels of (e, 16) */
-    float *kp = vp + tr * e;             /* k as a weight (e, t): er / 16 panels of (t, 16) */
-    float *sa = kp + er * t;             /* row-block scratch of both drivers */
-    float *sb = sa + NK_GEMM_SCRATCH_A;  /* the weight-gradient driver's (KC, er) block */
-    for (long j0 = 0; j0 < t; j0 += NK_GEMM_NR)
-        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W) {
-            const long n = t - j0 - c0;
-            NK(pack_transposed)(vp + j0 * e + c0, NK_GEMM_NR, v + (j0 + c0) * ldx, ldx, n < 0 ? 0 : n > NK_W ? NK_W : n,
-                                e, NK_W);
-        }
-    NK(nk_gemm_packed)(ds, t, dout, ldo, vp, 0, t, t, e, NK_GEMM_NONE, 0, 0, 0, sa);
-    NK(nk_softmax_backward_rows)(ds, ds, probs, t, t, scale, 0);
-    NK(nk_gemm_tn)(dv, ldd, probs, t, dout, ldo, t, e, t, 1, sa, sb);
-    NK(nk_gemm_tn)(dk, ldd, ds, t, q, ldx, t, e, t, 1, sa, sb);
-    NK(gemm_pack_b_kmajor)(kp, k, ldx, e, t);
-    NK(nk_gemm_packed)(dq, ldd, ds, t, kp, 0, t, e, t, NK_GEMM_ACCUMULATE, 0, 0, 0, sa);
-}
-
 #undef NK_ATT_PR

@@ -55,13 +55,6 @@ long nk_attention_scratch_floats(long t, long e) {
     return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
-long nk_attention_backward_scratch_floats(long t, long e) {
-    if (t < 0 || e < 0 || t > (1L << 20) || e > (1L << 20)) return -1;
-    const long tr = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR, er = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
-    /* dS, v and k packed, the row-block scratch, the (KC, er) block of the weight-gradient driver. */
-    return t * t + tr * e + er * t + NK_GEMM_SCRATCH_A + NK_GEMM_KC * er;
-}
-
 /* Per thread: the row-block scratch (NK_GEMM_SCRATCH_A), then nk_gemm_tn's packed block of b,
  * (KC, NC), which only nk_gemm_tn touches (untouched pages cost no memory). */
 #define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_A + NK_GEMM_KC * NK_GEMM_NC)

@@ -18,7 +18,6 @@
  * rows; a partial panel runs the full tile on zero-padded columns and stores the part that exists).
  * So the result does not depend on how callers split the
  * rows among threads. Epilogues, applied when the last K block's tile is stored:
- *   NK_GEMM_ACCUMULATE out += a · Wᵀ (each chain starts from out's value; bias ignored);
  *   NK_GEMM_GELU      the exact GELU;
  *   NK_GEMM_RESIDUAL  out = residual + gamma ⊙ z (z the product plus bias; gamma NULL: residual + z),
  *                     the product and the sum each rounded, as BranchResidual computes them.
@@ -165,14 +164,14 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
     for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
         const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
         const int last = p0 + kc >= k;
-        const int epi = last && epilogue != NK_GEMM_ACCUMULATE ? epilogue : NK_GEMM_NONE;
+        const int epi = last ? epilogue : NK_GEMM_NONE;
         for (long i0 = 0; i0 < m; i0 += NK_GEMM_MC) {
             const long mc = m - i0 < NK_GEMM_MC ? m - i0 : NK_GEMM_MC;
             NK(gemm_pack_a)(scratch, a + i0 * lda, lda, mc, p0, kc);
             for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
                 const float *bp = wp + j0 * k + p0 * NK_GEMM_NR;
                 const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
-                const float *init = p0 == 0 && epilogue != NK_GEMM_ACCUMULATE ? (bias ? (nw == NK_GEMM_NR ? bias + j0 : 0) : zero) : 0;
+                const float *init = p0 == 0 ? (bias ? (nw == NK_GEMM_NR ? bias + j0 : 0) : zero) : 0;
                 for (long i = 0; i < mc; i += NK_GEMM_MR) {
                     const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
                     float *c = out + (i0 + i) * ldc + j0;
@@ -190,7 +189,7 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                     /* A tile of a partial panel: through a full tile in `tile`, then the part that exists. */
                     float edge_bias[NK_GEMM_NR];
                     const float *edge_init = init;
-                    if (p0 == 0 && epilogue != NK_GEMM_ACCUMULATE && bias && nw < NK_GEMM_NR) {
+                    if (p0 == 0 && bias && nw < NK_GEMM_NR) {
                         for (long j = 0; j < NK_GEMM_NR; j++) edge_bias[j] = j < nw ? bias[j0 + j] : 0;
                         edge_init = edge_bias;
                     }

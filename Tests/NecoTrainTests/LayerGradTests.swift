@@ -74,12 +74,10 @@ final class LayerGradTests: XCTestCase {
         let dx = Buf(zeros: x.count)
         Softmax.backward(dInput: dx.p, dOut: gb.p, probs: y.p, rows: rows, cols: cols, scale: scale)
         GradCheck.check("softmax", x: x.p, count: x.count, analytic: dx.array, samples: 27, loss: loss)
-        // In place (dInput == dOut), as the attention backward kernel runs it (y recomputed at the
-        // unperturbed x).
+        // The attention backward's in-place, 8-lane variant (y recomputed at the unperturbed x).
         _ = loss()
         let inPlace = Buf(g)
-        Softmax.backward(dInput: inPlace.p, dOut: inPlace.p, probs: y.p, rows: rows, cols: cols, scale: scale,
-                         accumulate: false)
+        AttentionRecompute.softmaxBackwardInPlace(inPlace.p, probs: y.p, rows: rows, cols: cols, scale: scale)
         assertClose(inPlace.array, dx.array, rtol: 1e-5, atol: 1e-6, "in-place softmax backward")
     }
 

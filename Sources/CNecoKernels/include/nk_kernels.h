@@ -87,11 +87,10 @@ enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
 /* Internal to gemm_body.h / gemm.c: micro-tiles per row block, and the most rows per micro-tile of
  * any path (AVX-512's 14), which sizes the per-thread scratch. */
 enum { NK_GEMM_MC_TILES = 12, NK_GEMM_MR_MAX = 14 };
-/* Epilogues, applied to each output when it is stored. NK_GEMM_ACCUMULATE: out += a · Wᵀ (the sums
- * start from out's values; no bias). NK_GEMM_RESIDUAL: out = residual + gamma ⊙ z
+/* Epilogues, applied to each output when it is stored. NK_GEMM_RESIDUAL: out = residual + gamma ⊙ z
  * (z = a · Wᵀ + bias; residual + z when gamma is NULL), the product and the sum each rounded (no fused
  * multiply-add), residual (m, n) with row stride ldr, gamma (n); out must not overlap residual. */
-enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1, NK_GEMM_RESIDUAL = 2, NK_GEMM_ACCUMULATE = 3 };
+enum { NK_GEMM_NONE = 0, NK_GEMM_GELU = 1, NK_GEMM_RESIDUAL = 2 };
 /* Floats of packed weights for an (n, k) matrix: n rounded up to 16, times k; -1 when too large. */
 long nk_gemm_packed_floats(long n, long k);
 /* dst (nk_gemm_packed_floats(n, k)) = w (n, k) in panels of 16 output features, each (k, 16). */
@@ -142,17 +141,6 @@ void nk_attention_head(float *out, long ldo, const float *q, const float *k, con
                        float scale, float *probs, long ldp, float *scratch);
 /* Scratch floats nk_attention_head needs for t tokens of e channels (O(t · e)); -1 when too large. */
 long nk_attention_scratch_floats(long t, long e);
-/* Backward of one (batch, head) (attention_body.h), given P (t, t) dense, as nk_attention_head
- * writes it, and dO (t, e) with row stride ldo; dq, dk, dv (t, e), row stride ldd, accumulate:
- *     dV += Pᵀ · dO;  dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)), dP = dO · vᵀ;  dQ += dS · k;  dK += dSᵀ · q.
- * q, k, v as for nk_attention_head. Every product runs on the packed GEMM's micro-kernel; nothing
- * depends on the thread. scratch: nk_attention_backward_scratch_floats(t, e) floats. */
-void nk_attention_head_backward(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
-                                const float *q, const float *k, const float *v, long ldx, const float *probs, long t,
-                                long e, float scale, float *scratch);
-/* Scratch floats nk_attention_head_backward needs (O(t² + t · e)); -1 when too large. */
-long nk_attention_backward_scratch_floats(long t, long e);
-
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,3 @@
-import CNecoKernels
 import NecoCore
 
 /// Backward of multi-head self-attention that recomputes the probabilities instead of storing
@@ -19,25 +18,13 @@ import NecoCore
 /// Given dOut = dL/d(heads) (B, T, D):
 ///     dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
 ///     dQ += dS · k;   dK += dSᵀ · q
-/// all in one C call per (b, head) (`nk_attention_head_backward`), every product on libneco's
-/// packed GEMM micro-kernel (dP as a Linear of dO with v as the weight, dV and dK by the
-/// weight-gradient driver, dQ as a Linear of dS with k packed from its rows).
 /// Gradient convention: `dQKV` accumulates (`+=`); `headsOut` is written exactly once.
 /// - Complexity: one extra q·kᵀ and softmax per (b, head) over a stored-P backward, and P·v when
 ///   `headsOut` is asked for.
 public enum AttentionRecompute {
-    /// Scratch floats of one (b, head) backward (`nk_attention_head_backward`): dS (T, T), the packed
-    /// operands and the GEMM drivers' blocks.
-    @usableFromInline
-    static func backwardScratchCount(tokens: Int, headDim: Int) -> Int {
-        let n = nk_attention_backward_scratch_floats(tokens, headDim)
-        return n < 0 ? 1 << 48 : n
-    }
-
-    /// Scratch floats per worker: P (T, T), one `Attention.head` scratch and one backward scratch.
+    /// Scratch floats per worker: two (T, T) matrices and one `Attention.head` scratch.
     public static func scratchCount(tokens: Int, headDim: Int) -> Int {
-        Threads.count * (tokens * tokens + Attention.headScratchCount(tokens: tokens, headDim: headDim)
-                         + backwardScratchCount(tokens: tokens, headDim: headDim))
+        Threads.count * (2 * tokens * tokens + Attention.headScratchCount(tokens: tokens, headDim: headDim))
     }
 
     @inlinable
@@ -48,12 +35,11 @@ public enum AttentionRecompute {
         let d = heads * headDim
         let t = tokens
         let pairs = batch * heads
-        let headScratch = Attention.headScratchCount(tokens: t, headDim: headDim)
-        let per = t * t + headScratch + backwardScratchCount(tokens: t, headDim: headDim)
+        let per = 2 * t * t + Attention.headScratchCount(tokens: t, headDim: headDim)
         Threads.parallelChunks(pairs) { slot, s, e in
             let p = scratch + slot * per             // (T, T) probabilities
-            let kernelScratch = p + t * t            // the forward kernel's own
-            let backScratch = kernelScratch + headScratch
+            let ds = p + t * t                       // (T, T) score gradient
+            let kernelScratch = ds + t * t           // the attention kernel's own
             for pair in s..<e {
                 let b = pair / heads, h = pair % heads
                 let base = qkv + b * t * 3 * d
@@ -65,9 +51,27 @@ public enum AttentionRecompute {
                 // asked, out_h (T, E) = P · v, the bits the forward wrote.
                 Attention.head(out: headsOut, probs: p, qkv: qkv, pair: pair, tokens: t, heads: heads, headDim: headDim,
                                scale: scale, scratch: kernelScratch)
-                // dV += Pᵀ · dO;  dS = softmax backward of dP = dO · vᵀ;  dQ += dS · k;  dK += dSᵀ · q
-                nk_attention_head_backward(dq, dk, dv, 3 * d, dO, d, q, k, v, 3 * d, p, t, headDim, scale, backScratch)
+                // dV (T, E) += Pᵀ (T, T) · dO (T, E)
+                Gemm.gemm(out: dv, a: p, b: dO, m: t, n: headDim, k: t, transA: true, beta: 1,
+                          ldb: d, ldc: 3 * d, parallel: false)
+                // dP (T, T) = dO (T, E) · vᵀ;  dS = softmax backward (written once into ds)
+                Gemm.gemm(out: ds, a: dO, b: v, m: t, n: t, k: headDim, transB: true, lda: d, ldb: 3 * d,
+                          parallel: false)
+                softmaxBackwardInPlace(ds, probs: p, rows: t, cols: t, scale: scale)
+                // dQ (T, E) += dS (T, T) · k (T, E);  dK (T, E) += dSᵀ · q
+                Gemm.gemm(out: dq, a: ds, b: k, m: t, n: headDim, k: t, beta: 1, ldb: 3 * d, ldc: 3 * d,
+                          parallel: false)
+                Gemm.gemm(out: dk, a: ds, b: q, m: t, n: headDim, k: t, transA: true, beta: 1,
+                          ldb: 3 * d, ldc: 3 * d, parallel: false)
             }
         }
+    }
+
+    /// In place, for one (T, T) block: g[r, j] ← scale · P[r, j] · (g[r, j] − Σ_k g[r, k] · P[r, k]).
+    /// The formula of `Softmax.backward(accumulate: false)` with `dInput == dOut`.
+    @inlinable
+    public static func softmaxBackwardInPlace(_ g: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
+                                              rows: Int, cols: Int, scale: Float) {
+        Softmax.backward(dInput: g, dOut: g, probs: probs, rows: rows, cols: cols, scale: scale, accumulate: false)
     }
 }
