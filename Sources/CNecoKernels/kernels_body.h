@@ -44,8 +44,11 @@ static inline __attribute__((always_inline)) float hmax(vf v) {
 static inline __attribute__((always_inline)) vf vmax(vf a, vf b) { return __builtin_elementwise_max(a, b); }
 static inline __attribute__((always_inline)) vf vmin(vf a, vf b) { return __builtin_elementwise_min(a, b); }
 
-/* exp: x = n ln2 + r, |r| <= ln2/2; degree-7 Taylor polynomial for e^r; 2^n built in the exponent
- * bits. Inputs clamped to [-80, 88.7] (results stay normal). */
+/* exp: x = n ln2 + r, |r| <= ln2/2; degree-7 Taylor polynomial for e^r, times 2^n: on AVX-512 by
+ * vscalefps, elsewhere as 2^(n-1) built in the exponent bits, then 2 (2^n itself would overflow for
+ * n = 128, x > 88.38). Both scalings are exact: the AVX2 and AVX-512 paths give the same bits (the
+ * portable path's polynomial is not fused). Inputs clamped to [-80, 88.7] (results stay normal and
+ * finite). */
 static inline __attribute__((always_inline)) vf vexp(vf x) {
     x = vmin(vmax(x, splat(-80.0f)), splat(88.7f));
     vf shifted = x * 1.44269504f + 12582912.0f; /* round to nearest: the integer lands in the low bits */
@@ -60,9 +63,14 @@ static inline __attribute__((always_inline)) vf vexp(vf x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
+#if NK_W == 16 && defined(__x86_64__)
+    (void)shifted;
+    return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
     vi ni = (vi)shifted - 0x4B400000;            /* n as an integer */
-    vf scale = (vf)((ni + 127) << 23);
-    return p * scale;
+    vf half = (vf)((ni + 126) << 23);            /* 2^(n-1), normal for n in [-115, 128] */
+    return p * half * 2.0f;
+#endif
 }
 
 /* erf(z) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), odd-extended; *gauss receives

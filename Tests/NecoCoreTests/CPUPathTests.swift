@@ -49,6 +49,25 @@ final class CPUPathTests: XCTestCase {
         }
     }
 
+    /// exp at the ends of its clamped range: up to 88.7 the result is finite and within the
+    /// tolerance (2^n for n = 128 would overflow; the kernel scales by 2^(n-1) and 2, or vscalefps),
+    /// above it the value at 88.7, below −80 the value at −80. The two scalings are exact, so the
+    /// AVX2 and AVX-512 paths (the same fused polynomial) give the same bits.
+    func testExpAtTheEndsOfItsRange() {
+        let xs: [Float] = [88.7, 88.69, 88.6, 88.5, 88.39, 88.38, 88.0, 87.5, 100, .greatestFiniteMagnitude,
+                           -79.9, -80, -81, -1000, 0, 1e-8, -1e-8, 0.3466, -0.3466]
+        var bits: [CPUFeatures.Path: [UInt32]] = [:]
+        forEachPath { p in
+            var e = [Float](repeating: .nan, count: xs.count)
+            nk_exp(&e, xs, xs.count)
+            let ref = xs.map { Float(Foundation.exp(Double(min(max($0, -80), 88.7)))) }
+            XCTAssertTrue(e.allSatisfy(\.isFinite), "\(p.name) exp finite: \(e)")
+            assertClose(e, ref, rtol: Self.expRtol, atol: 0, "\(p.name) exp at the range ends")
+            bits[p] = e.map(\.bitPattern)
+        }
+        if let a = bits[.avx2], let b = bits[.avx512] { XCTAssertEqual(a, b, "vscalefps and the exponent-bit scaling") }
+    }
+
     func testElementwiseKernelsMatchNaive() {
         forEachPath { p in
             var rng = TestRNG(seed: 7)
