@@ -283,8 +283,8 @@ void NK(nk_gemm_tn)(float *out, long ldc, const float *a, long lda, const float 
                         const float *ap = scratch_a + i / NK_GEMM_MR * sliver;
                         /* The next tile's rows of out, which it reads first (out is m × n: beyond
                          * the caches for a weight's gradient). */
-                        if (i + NK_GEMM_MR < mc)
-                            for (int r = 0; r < NK_GEMM_MR; r++) __builtin_prefetch(c + (NK_GEMM_MR + r) * ldc, 1, 3);
+                        for (long r = NK_GEMM_MR; r < 2 * NK_GEMM_MR && i + r < mc; r++)
+                            __builtin_prefetch(c + r * ldc, 1, 3);
                         if (h == NK_GEMM_MR && nw == NK_GEMM_NR) {
                             NK(gemm_tile)(kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
                             continue;
