@@ -105,6 +105,34 @@ static void NK(gemm_tile_part)(long h, long kc, const float *ap, const float *bp
 }
 _Static_assert(NK_GEMM_MR <= 14, "gemm_tile_part has cases for up to 13 rows");
 
+/* Any tile of h ≤ MR rows and nw ≤ 16 columns, as both drivers store them: a whole panel runs the
+ * whole register tile or one of h rows, in place; a partial panel (nw < 16) runs the whole tile into
+ * a buffer on zero-padded columns and copies out the part that exists, adding the residual there
+ * (reading only that part). init: the 16 starting values (of a partial panel only the first nw are
+ * read), or NULL to start from c. */
+static inline __attribute__((always_inline)) void NK(gemm_tile_any)(long h, long nw, long kc, const float *ap,
+                                                                    const float *bp, float *c, long ldc,
+                                                                    const float *init, int epi, const float *res,
+                                                                    long ldr, const float *gamma) {
+    if (nw == NK_GEMM_NR) {
+        if (h == NK_GEMM_MR) NK(gemm_tile)(kc, ap, bp, c, ldc, init, epi, res, ldr, gamma);
+        else NK(gemm_tile_part)(h, kc, ap, bp, c, ldc, init, epi, res, ldr, gamma);
+        return;
+    }
+    float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
+    float edge_init[NK_GEMM_NR];
+    if (init)
+        for (long j = 0; j < NK_GEMM_NR; j++) edge_init[j] = j < nw ? init[j] : 0;
+    else
+        for (long r = 0; r < NK_GEMM_MR; r++)
+            for (long j = 0; j < NK_GEMM_NR; j++) tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
+    NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, init ? edge_init : 0, epi == NK_GEMM_GELU ? epi : NK_GEMM_NONE, 0, 0, 0);
+    for (long r = 0; r < h; r++)
+        for (long j = 0; j < nw; j++)
+            c[r * ldc + j] = res ? NK(residual_one)(res[r * ldr + j], tile[r * NK_GEMM_NR + j], gamma ? gamma + j : 0)
+                                 : tile[r * NK_GEMM_NR + j];
+}
+
 /* Lane interleaves of two vectors: lo = a0 b0 a1 b1 … (first halves), hi the same of the second halves. */
 #if NK_W == 16
 #define NK_ZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
@@ -158,7 +186,6 @@ long NK(nk_gemm_rows_per_tile)(void) { return NK_GEMM_MR; }
 void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
                         long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
                         float *scratch) {
-    float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
     const float zero[NK_GEMM_NR] = {0};
     if (m <= 0 || n <= 0) return;
     for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
@@ -171,39 +198,13 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
             for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
                 const float *bp = wp + j0 * k + p0 * NK_GEMM_NR;
                 const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
-                const float *init = p0 == 0 ? (bias ? (nw == NK_GEMM_NR ? bias + j0 : 0) : zero) : 0;
+                const float *init = p0 == 0 ? (bias ? bias + j0 : zero) : 0;
                 for (long i = 0; i < mc; i += NK_GEMM_MR) {
                     const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
-                    float *c = out + (i0 + i) * ldc + j0;
-                    const float *ap = scratch + i * kc;
                     const float *res = epi == NK_GEMM_RESIDUAL ? residual + (i0 + i) * ldr + j0 : 0;
                     const float *g = epi == NK_GEMM_RESIDUAL && gamma ? gamma + j0 : 0;
-                    if (h == NK_GEMM_MR && nw == NK_GEMM_NR) {
-                        NK(gemm_tile)(kc, ap, bp, c, ldc, init, epi, res, ldr, g);
-                        continue;
-                    }
-                    if (nw == NK_GEMM_NR) {
-                        NK(gemm_tile_part)(h, kc, ap, bp, c, ldc, init, epi, res, ldr, g);
-                        continue;
-                    }
-                    /* A tile of a partial panel: through a full tile in `tile`, then the part that exists. */
-                    float edge_bias[NK_GEMM_NR];
-                    const float *edge_init = init;
-                    if (p0 == 0 && bias && nw < NK_GEMM_NR) {
-                        for (long j = 0; j < NK_GEMM_NR; j++) edge_bias[j] = j < nw ? bias[j0 + j] : 0;
-                        edge_init = edge_bias;
-                    }
-                    if (!edge_init)
-                        for (long r = 0; r < NK_GEMM_MR; r++)
-                            for (long j = 0; j < NK_GEMM_NR; j++)
-                                tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
-                    /* The residual is added below, reading only the part that exists. */
-                    NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, edge_init, epi == NK_GEMM_GELU ? epi : NK_GEMM_NONE,
-                                  0, 0, 0);
-                    for (long r = 0; r < h; r++)
-                        for (long j = 0; j < nw; j++)
-                            c[r * ldc + j] = res ? NK(residual_one)(res[r * ldr + j], tile[r * NK_GEMM_NR + j], g ? g + j : 0)
-                                                 : tile[r * NK_GEMM_NR + j];
+                    NK(gemm_tile_any)(h, nw, kc, scratch + i * kc, bp, out + (i0 + i) * ldc + j0, ldc, init, epi, res,
+                                      ldr, g);
                 }
             }
         }
@@ -255,7 +256,6 @@ static void NK(gemm_pack_b_kmajor)(float *dst, const float *b, long ldb, long co
 
 void NK(nk_gemm_tn)(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n, long k,
                     int accumulate, float *scratch_a, float *scratch_b) {
-    float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
     const float zero[NK_GEMM_NR] = {0};
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -285,22 +285,7 @@ void NK(nk_gemm_tn)(float *out, long ldc, const float *a, long lda, const float 
                          * the caches for a weight's gradient). */
                         for (long r = NK_GEMM_MR; r < 2 * NK_GEMM_MR && i + r < mc; r++)
                             __builtin_prefetch(c + r * ldc, 1, 3);
-                        if (h == NK_GEMM_MR && nw == NK_GEMM_NR) {
-                            NK(gemm_tile)(kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
-                            continue;
-                        }
-                        if (nw == NK_GEMM_NR) {
-                            NK(gemm_tile_part)(h, kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
-                            continue;
-                        }
-                        /* A tile of a partial panel: through a full tile in `tile`, then the part that exists. */
-                        if (!init)
-                            for (long r = 0; r < NK_GEMM_MR; r++)
-                                for (long j = 0; j < NK_GEMM_NR; j++)
-                                    tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
-                        NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, init, NK_GEMM_NONE, 0, 0, 0);
-                        for (long r = 0; r < h; r++)
-                            for (long j = 0; j < nw; j++) c[r * ldc + j] = tile[r * NK_GEMM_NR + j];
+                        NK(gemm_tile_any)(h, nw, kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
                     }
                 }
             }

@@ -78,6 +78,7 @@ public enum GemmBenchmark {
         }
         return results
     }
+
     /// Best-of-repeats seconds per backward product of one Linear shape: the input gradient
     /// dX (rows, in) = dY · W and the weight gradient dW (out, in) += dYᵀ · X.
     public struct BackwardTiming: Sendable {

@@ -97,14 +97,14 @@ public final class ViTActivations: @unchecked Sendable {
     ///   scratch; `backward` then refuses these activations.
     /// - Parameter recomputeFeedForwardBlocks: store no `ffn` in this many saved blocks, from
     ///   `firstSavedBlock` up (see the type's documentation); more than the saved blocks means all.
-    /// - Parameter packBuffer: whether to hold a buffer for weights packed per product (nil: with
-    ///   gradients, which always hold one); a forward that needs one and finds none allocates it
-    ///   for the call. Inference on a packed model does not need it.
+    /// - Parameter packBuffer: whether activations without gradients hold a buffer for weights
+    ///   packed per product (with gradients they always do); a forward that needs one and finds
+    ///   none allocates it for the call. Inference on a packed model does not need it.
     public init(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
-                gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0, packBuffer: Bool? = nil) throws {
+                gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0, packBuffer: Bool = false) throws {
         let l = try Self.layout(config: c, batch: batch, height: height, width: width, firstSavedBlock: firstSavedBlock,
                                 gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks,
-                                packBuffer: packBuffer ?? gradients)
+                                packBuffer: packBuffer)
         config = c
         self.batch = batch
         self.height = height
@@ -117,7 +117,7 @@ public final class ViTActivations: @unchecked Sendable {
         blocks = l.blocks
         xFinal = l.xFinal; meanF = l.meanF; rstdF = l.rstdF; out = l.out
         hasGradients = gradients
-        hasPackBuffer = gradients || packBuffer == true
+        hasPackBuffer = l.hasPackBuffer
         recomputedFeedForwardBlocks = l.recomputed
         dOut = l.dOut
         branchScale = l.branchScale
@@ -134,10 +134,10 @@ public final class ViTActivations: @unchecked Sendable {
     /// Bytes `init` with these arguments would allocate (at the current `Threads.count`), without
     /// allocating; it throws what `init` would throw for bad arguments.
     public static func byteCount(config c: ViTConfig, batch: Int, height: Int, width: Int, firstSavedBlock: Int = 0,
-                                 gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0, packBuffer: Bool? = nil) throws -> Int {
+                                 gradients: Bool = true, recomputeFeedForwardBlocks: Int = 0, packBuffer: Bool = false) throws -> Int {
         let l = try layout(config: c, batch: batch, height: height, width: width, firstSavedBlock: firstSavedBlock,
                            gradients: gradients, recomputeFeedForwardBlocks: recomputeFeedForwardBlocks,
-                           packBuffer: packBuffer ?? gradients)
+                           packBuffer: packBuffer)
         return l.total * MemoryLayout<Float>.stride
     }
 
@@ -147,6 +147,8 @@ public final class ViTActivations: @unchecked Sendable {
         var blocks: [BlockViews] = []
         var xFinal = 0, meanF = 0, rstdF = 0, out = 0, dOut = 0, branchScale = 0, dX = 0
         var scratch = 0, scratchCount = 0, ropeCos = -1, ropeSin = -1
+        /// Gradients always hold a pack buffer; inference when asked (`packBuffer`).
+        var hasPackBuffer = false
         var total = 0
     }
 
@@ -167,6 +169,7 @@ public final class ViTActivations: @unchecked Sendable {
         }
         var l = Layout()
         l.recomputed = min(recomputeFeedForwardBlocks, c.depth - firstSavedBlock)
+        l.hasPackBuffer = gradients || packBuffer
         l.gridHeight = height / ps
         l.gridWidth = width / ps
         let n = l.gridHeight * l.gridWidth
@@ -195,7 +198,7 @@ public final class ViTActivations: @unchecked Sendable {
         l.dX = take(gradients ? rows * d : 0)
         l.scratchCount = scratchCount(config: c, batch: batch, gridHeight: l.gridHeight, gridWidth: l.gridWidth,
                                       gradients: gradients, recomputeFeedForward: l.recomputed > 0,
-                                      packBuffer: gradients || packBuffer)
+                                      packBuffer: l.hasPackBuffer)
         l.scratch = take(l.scratchCount)
         if c.rope != nil {
             l.ropeCos = take(n * c.headDim / 2)
@@ -332,10 +335,11 @@ extension ViTModel {
         let callBuffer = s.pack == nil && (first < c.depth || packs.count < c.depth)
             ? try FloatSlab(count: ViTActivations.packCount(config: c)) : nil
         let packBuffer = s.pack ?? callBuffer?.base
-        func packed(_ copy: PackedWeight?, _ w: Int, outDim: Int, inDim: Int) -> PackedPanels {
+        func packed(_ copy: PackedWeight?, _ w: Int, outDim: Int, inDim: Int) throws -> PackedPanels {
             if let copy { return copy.panels }
-            // A block without a packed copy is saved or beyond `packs`: then `packBuffer` exists (above).
-            return Gemm.pack(p[w], outDim: outDim, inDim: inDim, into: packBuffer!)
+            // A block without a packed copy is saved or beyond `packs`, and then `packBuffer` exists (above).
+            guard let packBuffer else { throw NecoError(.internal, "no buffer to pack a block's Linear weights into") }
+            return Gemm.pack(p[w], outDim: outDim, inDim: inDim, into: packBuffer)
         }
 
         // 1–2. Tokens: into the input of the first saved block (or xFinal when none is saved).
@@ -374,8 +378,8 @@ extension ViTModel {
                 LayerNorm.forward(out: s.y, mean: saved ? a[v.mean1] : nil, rstd: saved ? a[v.rstd1] : nil, input: xIn,
                                   weight: p[blk.norm1W], bias: p[blk.norm1B], rows: rows, dim: d, eps: c.layerNormEps)
             }
-            Profile.measure(.gemmQKV) {
-                Gemm.linear(out: qkv, input: s.y, weight: packed(pk?.qkv, blk.qkvW, outDim: 3 * d, inDim: d),
+            try Profile.measure(.gemmQKV) {
+                Gemm.linear(out: qkv, input: s.y, weight: try packed(pk?.qkv, blk.qkvW, outDim: 3 * d, inDim: d),
                             bias: p[blk.qkvB], rows: rows)
             }
             if c.rope != nil {
@@ -391,8 +395,8 @@ extension ViTModel {
             // the residual and LayerScale are the GEMM's epilogue: proj stores
             // xIn + γ₁ ⊙ (attn·Wᵀ + b) into xMid (the same bits as `BranchResidual.forward`).
             let fusedResidual = (0..<batch).allSatisfy { sc1[$0] == 1 && sc2[$0] == 1 }
-            Profile.measure(.gemmProj) {
-                let w = packed(pk?.proj, blk.projW, outDim: d, inDim: d)
+            try Profile.measure(.gemmProj) {
+                let w = try packed(pk?.proj, blk.projW, outDim: d, inDim: d)
                 if fusedResidual {
                     Gemm.linear(out: xMid, input: s.d1, weight: w, bias: p[blk.projB], rows: rows,
                                 epilogue: .residual, residual: xIn, layerScale: ls1)
@@ -412,8 +416,8 @@ extension ViTModel {
             // Keeping no pre-activation, GELU is the GEMM's epilogue: fc1 stores gelu(x·Wᵀ + b)
             // directly (the same bits as GELU after it, which backward's recomputation runs).
             let fusedGELU = !keepFFN && c.ffn != .swiglu
-            Profile.measure(.gemmFC1) {
-                Gemm.linear(out: ffn, input: s.y, weight: packed(pk?.fc1, blk.fc1W, outDim: f, inDim: d), bias: p[blk.fc1B],
+            try Profile.measure(.gemmFC1) {
+                Gemm.linear(out: ffn, input: s.y, weight: try packed(pk?.fc1, blk.fc1W, outDim: f, inDim: d), bias: p[blk.fc1B],
                             rows: rows, epilogue: fusedGELU ? .gelu : .none)
             }
             let hidden: UnsafeMutablePointer<Float>
@@ -427,8 +431,8 @@ extension ViTModel {
                 Profile.measure(.activation) { GELU.forward(out: s.f, input: ffn, count: rows * f) }
                 hidden = s.f
             }
-            Profile.measure(.gemmFC2) {
-                let w = packed(pk?.fc2, blk.fc2W, outDim: d, inDim: c.mlpHidden)
+            try Profile.measure(.gemmFC2) {
+                let w = try packed(pk?.fc2, blk.fc2W, outDim: d, inDim: c.mlpHidden)
                 if fusedResidual {
                     Gemm.linear(out: xOut, input: hidden, weight: w, bias: p[blk.fc2B], rows: rows,
                                 epilogue: .residual, residual: xMid, layerScale: ls2)
@@ -554,7 +558,7 @@ extension ViTModel {
             // dAct (rows, H) = dZγ · W_fc2   [written once, over the recomputed activation]
             Profile.measure(.backwardLinear) {
                 BranchResidual.backwardInput(dInput: hidden, dZGamma: s.d3, weight: p[blk.fc2W], rows: rows, dim: d,
-                                             inDim: hw, overwrite: true, pack: pack)
+                                             inDim: hw, pack: pack)
             }
             // act = GELU(ffn) | SwiGLU(ffn):  dFFN (rows, F)
             let dFFN: UnsafeMutablePointer<Float>
@@ -581,8 +585,8 @@ extension ViTModel {
             }
             Profile.measure(.backwardLinear) {
                 Linear.inputGradient(s.d1, dOut: dFFN, weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f, pack: pack)
-                Linear.backward(dInput: nil, dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y,
-                                weight: p[blk.fc1W], rows: rows, inDim: d, outDim: f)
+                Linear.backward(dWeight: grads + blk.fc1W, dBias: nil, dOut: dFFN, input: s.y, rows: rows, inDim: d,
+                                outDim: f)
             }
             if c.ffn == .swiglu {
                 Profile.measure(.backwardElementwise) { BranchResidual.columnSum(into: grads + blk.fc1B, dFFN, rows: rows, cols: f) }
@@ -601,7 +605,7 @@ extension ViTModel {
             }
             Profile.measure(.backwardLinear) {
                 BranchResidual.backwardInput(dInput: s.d1, dZGamma: s.d3, weight: p[blk.projW], rows: rows, dim: d,
-                                             inDim: d, overwrite: true, pack: pack)
+                                             inDim: d, pack: pack)
             }
             // heads = attention(qkv): dQKV (f[D...4D], zeroed) += …, heads recomputed into f[0..<D]
             let headsBuf = s.f, dQKV = s.f + rows * d
@@ -630,8 +634,8 @@ extension ViTModel {
             let dLN = headsBuf
             Profile.measure(.backwardLinear) {
                 Linear.inputGradient(dLN, dOut: dQKV, weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d, pack: pack)
-                Linear.backward(dInput: nil, dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y,
-                                weight: p[blk.qkvW], rows: rows, inDim: d, outDim: 3 * d)
+                Linear.backward(dWeight: grads + blk.qkvW, dBias: nil, dOut: dQKV, input: s.y, rows: rows, inDim: d,
+                                outDim: 3 * d)
             }
             // qkv bias: the query and value thirds are column sums of dQKV. The key third's exact
             // gradient is 0 (a constant added to every key shifts each softmax row by a constant,

@@ -36,8 +36,9 @@ final class LayerGradTests: XCTestCase {
             return GradCheck.project(out.p, g)
         }
         let dx = Buf(zeros: x.count), dw = Buf(zeros: w.count), db = Buf(zeros: outDim)
-        Linear.backward(dInput: dx.p, dWeight: dw.p, dBias: db.p, dOut: gb.p, input: x.p, weight: w.p, rows: rows,
-                        inDim: inDim, outDim: outDim)
+        let pack = Buf(zeros: Gemm.packedCount(outDim: inDim, inDim: outDim)!)
+        Linear.inputGradient(dx.p, dOut: gb.p, weight: w.p, rows: rows, inDim: inDim, outDim: outDim, pack: pack.p)
+        Linear.backward(dWeight: dw.p, dBias: db.p, dOut: gb.p, input: x.p, rows: rows, inDim: inDim, outDim: outDim)
         GradCheck.check("linear.input", x: x.p, count: x.count, analytic: dx.array, loss: loss)
         GradCheck.check("linear.weight", x: w.p, count: w.count, analytic: dw.array, loss: loss)
         GradCheck.check("linear.bias", x: b.p, count: outDim, analytic: db.array, loss: loss)
@@ -145,7 +146,8 @@ final class LayerGradTests: XCTestCase {
             let dW = Buf(zeros: d * k), dB = Buf(zeros: d), dGamma = Buf(zeros: d), gs = Buf(zeros: d * k)
             BranchResidual.backwardScale(dZ: dZ.p, dZGamma: dZG.p, dOut: gb.p, gamma: gp, sampleScale: scales.p, batch: batch,
                                          tokens: t, dim: d)
-            BranchResidual.backwardInput(dInput: dH.p, dZGamma: dZG.p, weight: w.p, rows: rows, dim: d, inDim: k, overwrite: false)
+            let pack = Buf(zeros: Gemm.packedCount(outDim: k, inDim: d)!)
+            BranchResidual.backwardInput(dInput: dH.p, dZGamma: dZG.p, weight: w.p, rows: rows, dim: d, inDim: k, pack: pack.p)
             BranchResidual.backwardParams(dWeight: dW.p, dBias: dB.p, dGamma: withGamma ? dGamma.p : nil, dZ: dZ.p, input: h.p,
                                           weight: w.p, bias: b.p, gamma: gp, gScratch: gs.p, batch: batch, tokens: t,
                                           dim: d, inDim: k)

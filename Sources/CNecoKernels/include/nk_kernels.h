@@ -141,6 +141,7 @@ void nk_attention_head(float *out, long ldo, const float *q, const float *k, con
                        float scale, float *probs, long ldp, float *scratch);
 /* Scratch floats nk_attention_head needs for t tokens of e channels (O(t · e)); -1 when too large. */
 long nk_attention_scratch_floats(long t, long e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,8 @@
 /// Fully connected layer with PyTorch's weight layout: y = x · Wᵀ + b.
 ///
 /// Shapes: input (rows, inDim); weight (outDim, inDim); bias (outDim); out (rows, outDim).
-/// Backward accumulates (`+=`): dInput += dOut · W; dWeight += dOutᵀ · x; dBias += Σ_rows dOut.
+/// Backward: dInput = dOut · W (written once, `inputGradient`); dWeight += dOutᵀ · x and
+/// dBias += Σ_rows dOut (accumulated, `backward`).
 public enum Linear {
     /// The bias is filled into `out` by the GEMM's own workers, block by block, and the product
     /// accumulates onto it (`Gemm.gemm(bias:)`).
@@ -21,15 +22,13 @@ public enum Linear {
         Gemm.linear(out: dInput, input: dOut, weight: wt, bias: nil, rows: rows)
     }
 
+    /// The parameter gradients, accumulated (`+=`): dWeight (outDim, inDim) += dOutᵀ · x on
+    /// libneco's weight-gradient kernel, dBias (outDim) += Σ_rows dOut. The input gradient is
+    /// `inputGradient`.
     @inlinable
-    public static func backward(dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
-                                dBias: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
-                                input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    public static func backward(dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
+                                dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
                                 rows: Int, inDim: Int, outDim: Int) {
-        if let dInput {
-            // dInput (rows, inDim) += dOut (rows, outDim) · W (outDim, inDim)
-            Gemm.gemm(out: dInput, a: dOut, b: weight, m: rows, n: inDim, k: outDim, beta: 1)
-        }
         if let dWeight {
             // dWeight (outDim, inDim) += dOutᵀ (outDim, rows) · x (rows, inDim)
             Gemm.weightGradient(out: dWeight, a: dOut, b: input, m: outDim, n: inDim, k: rows, accumulate: true)

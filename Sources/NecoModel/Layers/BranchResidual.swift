@@ -19,12 +19,12 @@ import NecoCore
 /// Backward is split in three, because the MLP branch overwrites its recomputed h with dH, and
 /// the attention branch only recomputes h (its heads) after it needs dH:
 ///     `backwardScale`:  dZ = s_b · dOut;  dZγ = γ ⊙ dZ
-///     `backwardInput`:  dH (+)= dZγ · W
+///     `backwardInput`:  dH = dZγ · W
 ///     `backwardParams`: G = dZᵀ · h (D, K);  c = Σ_rows dZ (D)
 ///                       dW += γ ⊙_rows G;  db += γ ⊙ c;  dγ += rowdot(W, G) + b ⊙ c
 /// The residual path itself (dX += dOut) costs nothing: the caller's dX buffer *is* dOut.
-/// Gradient convention: parameter gradients accumulate (`+=`); `dH` accumulates unless
-/// `overwrite` is set, where it is written exactly once (and may then alias `h`).
+/// Gradient convention: parameter gradients accumulate (`+=`); `dH` is written exactly once (and
+/// may alias `h`).
 public enum BranchResidual {
     /// out (B, T, D) = x (B, T, D) + s_b · (γ ⊙ z); `out` may alias `x`. `sampleScale` (B) or nil
     /// for all ones; `gamma` (D) or nil without LayerScale. With s_b = 1 this is bit-identical to
@@ -67,18 +67,14 @@ public enum BranchResidual {
         }
     }
 
-    /// dH (rows, K) += dZγ (rows, D) · W (D, K); with `overwrite` it is written exactly once
-    /// instead (then `dH` may be the buffer that held h, once `backwardParams` has used it), on
-    /// the packed kernel when `pack` (`Linear.inputGradient`'s buffer) is given.
+    /// dH (rows, K) = dZγ (rows, D) · W (D, K), written exactly once (so `dH` may be the buffer
+    /// that held h, once `backwardParams` has used it), on the packed kernel
+    /// (`Linear.inputGradient`; `pack` holds `Gemm.packedCount(outDim: K, inDim: D)` floats).
     @inlinable
     public static func backwardInput(dInput dH: UnsafeMutablePointer<Float>, dZGamma: UnsafePointer<Float>,
-                                     weight: UnsafePointer<Float>, rows: Int, dim: Int, inDim: Int, overwrite: Bool,
-                                     pack: UnsafeMutablePointer<Float>? = nil) {
-        if overwrite, let pack {
-            Linear.inputGradient(dH, dOut: dZGamma, weight: weight, rows: rows, inDim: inDim, outDim: dim, pack: pack)
-        } else {
-            Gemm.gemm(out: dH, a: dZGamma, b: weight, m: rows, n: inDim, k: dim, beta: overwrite ? 0 : 1)
-        }
+                                     weight: UnsafePointer<Float>, rows: Int, dim: Int, inDim: Int,
+                                     pack: UnsafeMutablePointer<Float>) {
+        Linear.inputGradient(dH, dOut: dZGamma, weight: weight, rows: rows, inDim: inDim, outDim: dim, pack: pack)
     }
 
     /// Parameter gradients from dZ (kept from `backwardScale`) and the branch input h (B, T, K).
