@@ -129,3 +129,23 @@ int nk_pool_run(long workers, nk_pool_task task, void *ctx) {
     pthread_mutex_unlock(&region_lock);
     return 0;
 }
+
+long nk_pool_claim(long *next, long n, long workers, long grain, long *end) {
+    if (grain < 1) grain = 1;
+    if (workers < 1) workers = 1;
+    long start = __atomic_load_n(next, __ATOMIC_RELAXED);
+    for (;;) {
+        if (start >= n) {
+            *end = n;
+            return n;
+        }
+        long chunk = (n - start + 2 * workers - 1) / (2 * workers);
+        chunk = (chunk + grain - 1) / grain * grain;
+        const long stop = n - start <= chunk ? n : start + chunk;
+        /* On failure `start` receives the cursor another worker moved. */
+        if (__atomic_compare_exchange_n(next, &start, stop, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            *end = stop;
+            return start;
+        }
+    }
+}

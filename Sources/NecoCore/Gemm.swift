@@ -229,11 +229,13 @@ extension Gemm {
     ///
     /// Each output element is one chain of fused multiply-adds in k order from its bias, so the
     /// result is the same for any thread count (the split only decides who computes which
-    /// element). Each worker takes the same number of whole row tiles, and the rows left over (at
-    /// most a tile per worker plus a partial one) are split into 16-column panels among all of
-    /// them: equal work, and each worker reads and writes the rows the row-parallel kernels
-    /// around it (LayerNorm, residual) give the same worker, so little data moves between cores
-    /// (at batch 1, 261 rows: 9 AVX-512 tiles each, and the last 9 rows by columns).
+    /// element). With at least two packed row blocks (12 tiles) per worker, chunks of rows go to
+    /// whichever worker is free (`Threads.parallelDynamic`). With fewer (batch 1), each worker
+    /// takes the same number of whole row tiles, and the rows left over (at most a tile per worker
+    /// plus a partial one) are split into 16-column panels among all of them: equal work, each
+    /// worker streaming the weight once, and reading and writing the rows the row-parallel kernels
+    /// around it (LayerNorm, residual) give the same worker (at batch 1, 261 rows: 9 AVX-512
+    /// tiles each, and the last 9 rows by columns).
     /// - Parameters:
     ///   - bias: (outDim) or nil.
     ///   - residual: for `.residual`, (rows, outDim) with row stride `ldOut`; it must not overlap
@@ -254,9 +256,20 @@ extension Gemm {
             run(out, ldc, input, k, weight, bias, rows, 0, n, epi)
             return
         }
-        // Whole row tiles per worker (`own` rows each); the rows left over (fewer than `workers` + 1
-        // tiles) are split into column panels among all workers.
         let mr = nk_gemm_rows_per_tile()
+        if rows >= 2 * workers * mr * Int(NK_GEMM_MC_TILES) {
+            // At least two packed row blocks per worker (training, batched inference): chunks of
+            // whole tile pairs go to whichever worker is free, so one that the OS slows down does
+            // not leave the other waiting at the end (the rows' values do not depend on who
+            // computes them).
+            Threads.parallelDynamic(rows, grain: 2 * mr) { _, s, e in
+                run(out + s * ldc, ldc, input + s * k, k, weight, bias, e - s, 0, n, epi.rows(from: s, stride: ldc))
+            }
+            return
+        }
+        // Fewer rows (batch 1): whole row tiles per worker (`own` rows each), each streaming the
+        // weight once; the rows left over (fewer than `workers` + 1 tiles) are split into column
+        // panels among all workers.
         let own = rows / mr / workers * mr, rest = rows - own * workers
         let panels = (n + 15) / 16, colBlock = (panels + workers - 1) / workers * 16
         Threads.parallelChunks(workers) { w, _, _ in

@@ -63,6 +63,33 @@ public enum Threads {
         }
     }
 
+    /// Runs `body(worker, start, end)` over chunks of `0..<n` that go to whichever worker asks
+    /// first (`nk_pool_claim`: guided self-scheduling, each chunk a multiple of `grain` but the
+    /// last, shrinking as the range empties), so a worker the OS slows down does not hold the
+    /// others up at the end of the loop. Only for loops whose result does not depend on which
+    /// worker computes which index; `worker` (0 ..< `count`) names a scratch slot.
+    @inlinable
+    public static func parallelDynamic(_ n: Int, grain: Int = 1,
+                                       _ body: (_ worker: Int, _ start: Int, _ end: Int) -> Void) {
+        let grain = max(1, grain)
+        let workers = min(count, (n + grain - 1) / grain)
+        if workers <= 1 {
+            if n > 0 { body(0, 0, n) }
+            return
+        }
+        var cursor = 0
+        withUnsafeMutablePointer(to: &cursor) { next in
+            region(workers) { w in
+                var end = 0
+                while true {
+                    let start = nk_pool_claim(next, n, workers, grain, &end)
+                    if start >= n { break }
+                    body(w, start, end)
+                }
+            }
+        }
+    }
+
     /// Runs `body(w)` for w in 0 ..< workers (≥ 2) in parallel, w = 0 on the calling thread: on
     /// libneco's pool (CNecoKernels' nk_pool: pool threads spin briefly between regions, so the
     /// back-to-back regions of a forward pass start without a kernel wake-up), or, when the pool

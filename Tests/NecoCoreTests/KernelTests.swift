@@ -203,6 +203,55 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Dynamically scheduled loops: every index exactly once, each chunk a multiple of the grain
+    /// but the last, each worker index within the thread count, chunks no larger than the
+    /// guided share of what was left (so they shrink towards the end); and nested inside a region
+    /// (libdispatch's fallback) the same. One worker stalls for a while in some rounds, so the
+    /// others take its share.
+    func testParallelDynamicCoversEveryIndexOnce() {
+        let saved = Threads.count
+        defer { Threads.setCount(saved) }
+        for width in [1, 2, 3, 4] {
+            Threads.setCount(width)
+            for (n, grain) in [(0, 1), (1, 1), (2, 1), (7, 3), (17, 1), (100, 28), (261, 28), (1000, 7), (4176, 28)] {
+                var hits = [Int](repeating: 0, count: n)
+                var chunks = [Int](repeating: 0, count: 3 * (n + 1))  // (start, end, worker) per chunk, by start
+                hits.withUnsafeMutableBufferPointer { h in
+                    chunks.withUnsafeMutableBufferPointer { c in
+                        let p = h.baseAddress, q = c.baseAddress
+                        Threads.parallelDynamic(n, grain: grain) { w, s, e in
+                            if s == 0 && n > 50 && width > 1 { usleep(2000) }
+                            q![3 * s] = s; q![3 * s + 1] = e; q![3 * s + 2] = w + 1
+                            for i in s..<e { p![i] += 1 }
+                        }
+                    }
+                }
+                XCTAssertEqual(hits, [Int](repeating: 1, count: n), "width \(width) n \(n)")
+                var start = 0
+                while start < n {
+                    let end = chunks[3 * start + 1], worker = chunks[3 * start + 2] - 1
+                    XCTAssertGreaterThan(end, start)
+                    XCTAssertTrue(end == n || (end - start) % grain == 0, "chunk \(start)..<\(end), grain \(grain)")
+                    XCTAssertTrue((0..<width).contains(worker))
+                    // One worker (or one grain of work) runs the whole range as one chunk.
+                    let workers = min(width, (n + grain - 1) / grain)
+                    let share = (n - start + 2 * workers - 1) / (2 * workers)
+                    XCTAssertLessThanOrEqual(end - start, workers <= 1 ? n : max(grain, (share + grain - 1) / grain * grain))
+                    start = end
+                }
+            }
+        }
+        Threads.setCount(3)
+        var nested = [Int](repeating: 0, count: 9 * 40)
+        nested.withUnsafeMutableBufferPointer { h in
+            let p = h.baseAddress
+            Threads.parallelFor(9) { s, e in
+                for i in s..<e { Threads.parallelDynamic(40, grain: 3) { _, s2, e2 in for j in s2..<e2 { p![i * 40 + j] += 1 } } }
+            }
+        }
+        XCTAssertEqual(nested, [Int](repeating: 1, count: 9 * 40))
+    }
+
     /// The pool under stress: many regions of varying widths (threads that sit out a region still
     /// acknowledge it), regions nested inside regions (they fall back to libdispatch), and
     /// regions started from several host threads at once (only one holds the pool; the others

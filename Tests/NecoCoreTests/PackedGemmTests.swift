@@ -137,10 +137,12 @@ final class PackedGemmTests: XCTestCase {
 
     /// Row tiles and column panels go to different workers, but each output is computed the same
     /// way: identical bits for 1, 2, 3 and 4 threads, for shapes that split by rows, by columns
-    /// (fewer whole tiles than workers) and both (whole tiles, then the rest by columns).
+    /// (fewer whole tiles than workers), both (whole tiles, then the rest by columns), and into
+    /// dynamically claimed row chunks (two or more packed row blocks per worker; K past one block).
     func testSameBitsForAnyThreadCount() throws {
         // 103 rows: 7 whole AVX-512 tiles, so 4 workers take one each and split 47 rows by columns.
-        try forEachCase(seed: 13, [(261, 1152, 384), (2088, 64, 96), (37, 512, 200), (103, 80, 300)]) { c in
+        try forEachCase(seed: 13, [(261, 1152, 384), (2088, 64, 96), (37, 512, 200), (103, 80, 300),
+                                   (1501, 40, 500)]) { c in
             var first: [Float] = []
             for t in [1, 2, 3, 4] {
                 Threads.setCount(t)

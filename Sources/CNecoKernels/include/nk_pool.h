@@ -23,6 +23,14 @@ typedef void (*nk_pool_task)(void *ctx, long worker);
  * is nested, `workers` is outside 2...256, or a pool thread could not be started. */
 int nk_pool_run(long workers, nk_pool_task task, void *ctx);
 
+/* Claims the next chunk of [0, n) for a loop whose chunks go to whichever worker asks first
+ * (guided self-scheduling), from the shared cursor *next (0 at the start, touched only through
+ * this call). A chunk is a 1/(2 · workers) share of what is left, rounded up to a multiple of
+ * `grain` (≥ 1) and never smaller than it, so chunks shrink as the range empties and the workers
+ * finish close together even when one of them is slowed. Returns the chunk's start, with its end
+ * in *end; n (and *end = n) when nothing is left. */
+long nk_pool_claim(long *next, long n, long workers, long grain, long *end);
+
 #ifdef __cplusplus
 }
 #endif

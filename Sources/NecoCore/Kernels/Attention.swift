@@ -52,7 +52,7 @@ public enum Attention {
         let t = tokens
         let per = headScratchCount(tokens: t, headDim: headDim)
         let start = Profile.enabled ? monotonicSeconds() : 0
-        Threads.parallelChunks(batch * heads) { slot, s, e in
+        Threads.parallelDynamic(batch * heads) { slot, s, e in
             for pair in s..<e {
                 head(out: out, probs: probs.map { $0 + pair * t * t }, qkv: qkv, pair: pair, tokens: t, heads: heads,
                      headDim: headDim, scale: scale, scratch: scratch + slot * per)
@@ -74,7 +74,7 @@ public enum Attention {
         let t = tokens
         let pairs = batch * heads
         do {
-            Threads.parallelChunks(pairs) { slot, s, e in
+            Threads.parallelDynamic(pairs) { slot, s, e in
                 let ds = scratch + slot * t * t
                 for pair in s..<e {
                     let b = pair / heads, h = pair % heads

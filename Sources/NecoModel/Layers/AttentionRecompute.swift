@@ -36,7 +36,7 @@ public enum AttentionRecompute {
         let t = tokens
         let pairs = batch * heads
         let per = 2 * t * t + Attention.headScratchCount(tokens: t, headDim: headDim)
-        Threads.parallelChunks(pairs) { slot, s, e in
+        Threads.parallelDynamic(pairs) { slot, s, e in
             let p = scratch + slot * per             // (T, T) probabilities
             let ds = p + t * t                       // (T, T) score gradient
             let kernelScratch = ds + t * t           // the attention kernel's own
