@@ -74,7 +74,7 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
             NK(pack_transposed)(qp + c0, NK_GEMM_NR, q + (i0 + c0) * ldx, ldx, n - c0 < 0 ? 0 : n - c0, e, NK_W);
         /* 1. sᵀ[j, c] = k[j, :] · q[i0 + c, :] (padding keys and queries give 0, never read below). */
         for (long j0 = 0; j0 < t; j0 += NK_GEMM_MR)
-            NK(gemm_tile)(e, ks + j0 * e, qp, sT + j0 * NK_GEMM_NR, NK_GEMM_NR, zero, NK_GEMM_NONE, 0, 0, 0);
+            NK(gemm_tile)(e, ks + j0 * e, 1, NK_GEMM_MR, qp, sT + j0 * NK_GEMM_NR, NK_GEMM_NR, zero, NK_GEMM_NONE, 0, 0, 0);
         /* 2. Per query lane: e^(scale·s − scale·max) over the t keys, and 1 / their sum. */
         for (int u = 0; u < NK_GEMM_NV; u++) {
             float *col = sT + u * NK_W;

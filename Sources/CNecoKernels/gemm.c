@@ -55,7 +55,7 @@ long nk_attention_scratch_floats(long t, long e) {
     return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
-/* Per thread: the row-block scratch (NK_GEMM_SCRATCH_A), then nk_gemm_tn's packed block of b,
+/* Per thread: the packed row block of a (NK_GEMM_SCRATCH_A), then nk_gemm_tn's packed block of b,
  * (KC, NC), which only nk_gemm_tn touches (untouched pages cost no memory). */
 #define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_A + NK_GEMM_KC * NK_GEMM_NC)
 
@@ -76,12 +76,9 @@ static float *thread_scratch(void) {
     return scratch;
 }
 
-int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
-                   long k, int epilogue, const float *residual, long ldr, const float *gamma) {
-    float *s = thread_scratch();
-    if (!s) return -1;
-    nk_gemm_packed_active(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, s);
-    return 0;
+void nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
+                    long k, int epilogue, const float *residual, long ldr, const float *gamma) {
+    nk_gemm_packed_active(out, ldc, a, lda, wp, bias, m, n, k, epilogue, residual, ldr, gamma, thread_scratch());
 }
 
 int nk_gemm_tn(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n, long k,

@@ -6,16 +6,21 @@
  * with W packed once (nk_gemm_pack_weights, path-independent) into panels of NK_GEMM_NR = 16 output
  * features: panel j holds W[16j ..< 16j+16, :] transposed, (k, 16) row-major, zero rows past n.
  *
- * Blocking (Goto/BLIS): K in blocks of NK_GEMM_KC; rows in blocks of MC = 12 micro-tiles, whose A
- * block is packed once (MR-row slivers, (kc, MR) each, zero rows past m) into a per-thread buffer;
- * for every weight panel the micro-kernel computes an MR × 16 tile over the K block, the 16-wide
- * panel (kc × 64 bytes, ≤ 24 KiB) staying in L1 across the row block. The tile's accumulators are
- * NK_W-lane registers: MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4), with
- * one broadcast of a[i, p] per row and one load of the panel's row p per vector.
+ * Blocking (Goto/BLIS): K in blocks of NK_GEMM_KC; rows in blocks of MC = 12 micro-tiles, whose
+ * (MC, kc) block of a stays in L2 while every weight panel passes over it; for each panel the
+ * micro-kernel computes an MR × 16 tile over the K block, the 16-wide panel (kc × 64 bytes,
+ * ≤ 24 KiB) staying in L1 across the row block. The tile's accumulators are NK_W-lane registers:
+ * MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4), with one broadcast of
+ * a[i, p] per row and one load of the panel's row p per vector. For a wide product (n ≥
+ * NK_GEMM_PACK_MIN_N) the row block is first packed into MR-row slivers ((kc, MR) each, one
+ * sequential stream per tile) in the calling thread's scratch; for a narrower one the tiles read
+ * a's rows in place (MR streams), as the packing pass would cost more than the many panels'
+ * slivers save (measured: the 384-wide products 2–6 % faster in place, the 1152- and 1536-wide
+ * ones 1.5–2 % slower).
  *
  * Every output element is the same chain of fused multiply-adds, in k order from the bias (or
  * zero), wherever its row and column fall (a row block's last h < MR rows run a register tile of h
- * rows; a partial panel runs the full tile on zero-padded columns and stores the part that exists).
+ * rows; a partial panel runs the tile on zero-padded columns and stores the part that exists).
  * So the result does not depend on how callers split the
  * rows among threads. Epilogues, applied when the last K block's tile is stored:
  *   NK_GEMM_GELU      the exact GELU;
@@ -48,10 +53,12 @@ static inline __attribute__((always_inline)) float NK(residual_one)(float x, flo
 }
 
 /* c (rows, 16) tile, rows ≤ MR a constant at each call, row stride ldc: c = (init ? init : c) +
- * Σ_p ap[p, :rows]ᵀ bp[p, :] over kc (ap a (kc, MR) sliver), then the epilogue `epi`
- * (NK_GEMM_RESIDUAL reads res (rows, 16), row stride ldr, and gamma (16) or NULL). Each output is the
- * same chain for any `rows`. */
+ * Σ_p a[:rows, p] bp[p, :] over kc, a's element (r, p) at ap[r · ars + p · acs] (a packed sliver
+ * (kc, MR): ars = 1, acs = MR; rows of a read in place: ars = their stride, acs = 1), then the
+ * epilogue `epi` (NK_GEMM_RESIDUAL reads res (rows, 16), row stride ldr, and gamma (16) or NULL).
+ * Each output is the same chain for any `rows` and either layout of a. */
 static inline __attribute__((always_inline)) void NK(gemm_tile_rows)(const int rows, long kc, const float *ap,
+                                                                     long ars, long acs,
                                                                      const float *bp, float *c, long ldc,
                                                                      const float *init, int epi, const float *res,
                                                                      long ldr, const float *gamma) {
@@ -69,7 +76,7 @@ static inline __attribute__((always_inline)) void NK(gemm_tile_rows)(const int r
         vf b[NK_GEMM_NV];
         for (int v = 0; v < NK_GEMM_NV; v++) b[v] = ld(bp + p * NK_GEMM_NR + v * NK_W);
         for (int r = 0; r < rows; r++) {
-            const vf a = splat(ap[p * NK_GEMM_MR + r]);
+            const vf a = splat(ap[r * ars + p * acs]);
             for (int v = 0; v < NK_GEMM_NV; v++) acc[r][v] = a * b[v] + acc[r][v];
         }
     }
@@ -85,18 +92,19 @@ static inline __attribute__((always_inline)) void NK(gemm_tile_rows)(const int r
 }
 
 /* The whole MR × 16 tile. */
-static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, const float *bp, float *c,
-                                                                long ldc, const float *init, int epi,
-                                                                const float *res, long ldr, const float *gamma) {
-    NK(gemm_tile_rows)(NK_GEMM_MR, kc, ap, bp, c, ldc, init, epi, res, ldr, gamma);
+static inline __attribute__((always_inline)) void NK(gemm_tile)(long kc, const float *ap, long ars, long acs,
+                                                                const float *bp, float *c, long ldc,
+                                                                const float *init, int epi, const float *res, long ldr,
+                                                                const float *gamma) {
+    NK(gemm_tile_rows)(NK_GEMM_MR, kc, ap, ars, acs, bp, c, ldc, init, epi, res, ldr, gamma);
 }
 
 /* A tile of the last h < MR rows (a row block's end): only those rows are computed and stored, with
  * a register tile of h rows (the compiler gets one copy per h). */
-static void NK(gemm_tile_part)(long h, long kc, const float *ap, const float *bp, float *c, long ldc,
-                               const float *init, int epi, const float *res, long ldr, const float *gamma) {
+static void NK(gemm_tile_part)(long h, long kc, const float *ap, long ars, long acs, const float *bp, float *c,
+                               long ldc, const float *init, int epi, const float *res, long ldr, const float *gamma) {
     switch (h) {
-#define NK_PART(H) case H: if (H < NK_GEMM_MR) NK(gemm_tile_rows)(H < NK_GEMM_MR ? H : 1, kc, ap, bp, c, ldc, init, epi, res, ldr, gamma); break;
+#define NK_PART(H) case H: if (H < NK_GEMM_MR) NK(gemm_tile_rows)(H < NK_GEMM_MR ? H : 1, kc, ap, ars, acs, bp, c, ldc, init, epi, res, ldr, gamma); break;
         NK_PART(1) NK_PART(2) NK_PART(3) NK_PART(4) NK_PART(5) NK_PART(6) NK_PART(7)
         NK_PART(8) NK_PART(9) NK_PART(10) NK_PART(11) NK_PART(12) NK_PART(13)
 #undef NK_PART
@@ -105,18 +113,18 @@ static void NK(gemm_tile_part)(long h, long kc, const float *ap, const float *bp
 }
 _Static_assert(NK_GEMM_MR <= 14, "gemm_tile_part has cases for up to 13 rows");
 
-/* Any tile of h ≤ MR rows and nw ≤ 16 columns, as both drivers store them: a whole panel runs the
- * whole register tile or one of h rows, in place; a partial panel (nw < 16) runs the whole tile into
- * a buffer on zero-padded columns and copies out the part that exists, adding the residual there
- * (reading only that part). init: the 16 starting values (of a partial panel only the first nw are
- * read), or NULL to start from c. */
+/* Any tile of h ≤ MR rows and nw ≤ 16 columns (a as in gemm_tile_rows), as both drivers store
+ * them: a whole panel runs the whole register tile or one of h rows, in place; a partial panel
+ * (nw < 16) runs the tile of h rows into a buffer on zero-padded columns and copies out the part
+ * that exists, adding the residual there (reading only that part). init: the 16 starting values (of
+ * a partial panel only the first nw are read), or NULL to start from c. */
 static inline __attribute__((always_inline)) void NK(gemm_tile_any)(long h, long nw, long kc, const float *ap,
-                                                                    const float *bp, float *c, long ldc,
-                                                                    const float *init, int epi, const float *res,
-                                                                    long ldr, const float *gamma) {
+                                                                    long ars, long acs, const float *bp, float *c,
+                                                                    long ldc, const float *init, int epi,
+                                                                    const float *res, long ldr, const float *gamma) {
     if (nw == NK_GEMM_NR) {
-        if (h == NK_GEMM_MR) NK(gemm_tile)(kc, ap, bp, c, ldc, init, epi, res, ldr, gamma);
-        else NK(gemm_tile_part)(h, kc, ap, bp, c, ldc, init, epi, res, ldr, gamma);
+        if (h == NK_GEMM_MR) NK(gemm_tile)(kc, ap, ars, acs, bp, c, ldc, init, epi, res, ldr, gamma);
+        else NK(gemm_tile_part)(h, kc, ap, ars, acs, bp, c, ldc, init, epi, res, ldr, gamma);
         return;
     }
     float tile[NK_GEMM_MR * NK_GEMM_NR] __attribute__((aligned(64)));
@@ -126,7 +134,9 @@ static inline __attribute__((always_inline)) void NK(gemm_tile_any)(long h, long
     else
         for (long r = 0; r < NK_GEMM_MR; r++)
             for (long j = 0; j < NK_GEMM_NR; j++) tile[r * NK_GEMM_NR + j] = r < h && j < nw ? c[r * ldc + j] : 0;
-    NK(gemm_tile)(kc, ap, bp, tile, NK_GEMM_NR, init ? edge_init : 0, epi == NK_GEMM_GELU ? epi : NK_GEMM_NONE, 0, 0, 0);
+    const int tepi = epi == NK_GEMM_GELU ? epi : NK_GEMM_NONE;
+    if (h == NK_GEMM_MR) NK(gemm_tile)(kc, ap, ars, acs, bp, tile, NK_GEMM_NR, init ? edge_init : 0, tepi, 0, 0, 0);
+    else NK(gemm_tile_part)(h, kc, ap, ars, acs, bp, tile, NK_GEMM_NR, init ? edge_init : 0, tepi, 0, 0, 0);
     for (long r = 0; r < h; r++)
         for (long j = 0; j < nw; j++)
             c[r * ldc + j] = res ? NK(residual_one)(res[r * ldr + j], tile[r * NK_GEMM_NR + j], gamma ? gamma + j : 0)
@@ -188,13 +198,14 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                         float *scratch) {
     const float zero[NK_GEMM_NR] = {0};
     if (m <= 0 || n <= 0) return;
+    const int pack = scratch && n >= NK_GEMM_PACK_MIN_N;
     for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
         const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
         const int last = p0 + kc >= k;
         const int epi = last ? epilogue : NK_GEMM_NONE;
         for (long i0 = 0; i0 < m; i0 += NK_GEMM_MC) {
             const long mc = m - i0 < NK_GEMM_MC ? m - i0 : NK_GEMM_MC;
-            NK(gemm_pack_a)(scratch, a + i0 * lda, lda, mc, p0, kc);
+            if (pack) NK(gemm_pack_a)(scratch, a + i0 * lda, lda, mc, p0, kc);
             for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
                 const float *bp = wp + j0 * k + p0 * NK_GEMM_NR;
                 const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
@@ -203,8 +214,11 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                     const long h = mc - i < NK_GEMM_MR ? mc - i : NK_GEMM_MR;
                     const float *res = epi == NK_GEMM_RESIDUAL ? residual + (i0 + i) * ldr + j0 : 0;
                     const float *g = epi == NK_GEMM_RESIDUAL && gamma ? gamma + j0 : 0;
-                    NK(gemm_tile_any)(h, nw, kc, scratch + i * kc, bp, out + (i0 + i) * ldc + j0, ldc, init, epi, res,
-                                      ldr, g);
+                    float *c = out + (i0 + i) * ldc + j0;
+                    if (pack)
+                        NK(gemm_tile_any)(h, nw, kc, scratch + i * kc, 1, NK_GEMM_MR, bp, c, ldc, init, epi, res, ldr, g);
+                    else
+                        NK(gemm_tile_any)(h, nw, kc, a + (i0 + i) * lda + p0, lda, 1, bp, c, ldc, init, epi, res, ldr, g);
                 }
             }
         }
@@ -285,7 +299,7 @@ void NK(nk_gemm_tn)(float *out, long ldc, const float *a, long lda, const float 
                          * the caches for a weight's gradient). */
                         for (long r = NK_GEMM_MR; r < 2 * NK_GEMM_MR && i + r < mc; r++)
                             __builtin_prefetch(c + r * ldc, 1, 3);
-                        NK(gemm_tile_any)(h, nw, kc, ap, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
+                        NK(gemm_tile_any)(h, nw, kc, ap, 1, NK_GEMM_MR, bp, c, ldc, init, NK_GEMM_NONE, 0, 0, 0);
                     }
                 }
             }

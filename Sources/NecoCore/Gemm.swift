@@ -173,6 +173,14 @@ public struct PackedPanels {
     public let base: UnsafePointer<Float>
     public let outDim: Int
     public let inDim: Int
+
+    /// `base` holds (outDim + 15) / 16 panels of (inDim, 16) floats; the first panels of a wider
+    /// weight's copy are a packed weight of their own.
+    public init(base: UnsafePointer<Float>, outDim: Int, inDim: Int) {
+        self.base = base
+        self.outDim = outDim
+        self.inDim = inDim
+    }
 }
 
 extension Gemm {
@@ -329,26 +337,12 @@ extension Gemm {
         }
     }
 
-    /// Columns [j0, j0 + cols) of rows `rows` on the calling thread (j0 a multiple of 16). When the
-    /// kernel's scratch cannot be allocated, a plain loop over the packed weight computes the same
-    /// block instead (slowly; the unpacked weight may have been released), never a crash.
+    /// Columns [j0, j0 + cols) of rows `rows` on the calling thread (j0 a multiple of 16).
     static func run(_ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ a: UnsafePointer<Float>, _ lda: Int,
                     _ w: PackedPanels, _ bias: UnsafePointer<Float>?, _ rows: Int, _ j0: Int, _ cols: Int,
                     _ epi: Fused) {
         let k = w.inDim
-        if nk_gemm_linear(out + j0, ldc, a, lda, w.base + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
-                          epi.kind.rawValue, epi.residual.map { $0 + j0 }, ldc, epi.gamma.map { $0 + j0 }) == 0 { return }
-        for i in 0..<rows {
-            let o = out + i * ldc, x = a + i * lda
-            for j in j0..<(j0 + cols) {
-                // Panel j / 16 holds column j at lane j % 16 of each of its k rows.
-                let panel = w.base + (j / 16) * 16 * k + j % 16
-                var acc = bias?[j] ?? 0
-                for p in 0..<k { acc += x[p] * panel[p * 16] }
-                if let r = epi.residual { acc = epi.gamma.map { r[i * ldc + j] + $0[j] * acc } ?? r[i * ldc + j] + acc }
-                o[j] = acc
-            }
-            if epi.kind == .gelu { nk_gelu(o + j0, o + j0, cols) }
-        }
+        nk_gemm_linear(out + j0, ldc, a, lda, w.base + j0 * k, bias.map { $0 + j0 }, rows, cols, k,
+                       epi.kind.rawValue, epi.residual.map { $0 + j0 }, ldc, epi.gamma.map { $0 + j0 })
     }
 }

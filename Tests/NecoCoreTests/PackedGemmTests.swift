@@ -155,6 +155,36 @@ final class PackedGemmTests: XCTestCase {
         }
     }
 
+    /// Wide products pack each row block of the input before the tiles read it, narrow ones
+    /// (fewer than NK_GEMM_PACK_MIN_N columns) read its rows in place: the same bits. The first
+    /// panels of a wide weight's packed copy are a narrow packed weight of their own, so the narrow
+    /// product must equal the wide one's first columns exactly (whole and partial row tiles, K past
+    /// one block, every epilogue, every path).
+    func testRowsInPlaceEqualPackedRows() throws {
+        let wide = Int(NK_GEMM_PACK_MIN_N) + 16, narrow = 200
+        try forEachCase(seed: 31, [(61, wide, 100), (29, wide, 777)]) { c in
+            let res = [Float](repeating: 0.5, count: c.m * wide), gamma = [Float](repeating: 0.25, count: wide)
+            for epi in [Gemm.Epilogue.none, .gelu, .residual] {
+                var full = [Float](repeating: .nan, count: c.m * wide)
+                var part = [Float](repeating: .nan, count: c.m * wide)
+                res.withUnsafeBufferPointer { r in
+                    gamma.withUnsafeBufferPointer { g in
+                        let rp = epi == .residual ? r.baseAddress : nil, gp = epi == .residual ? g.baseAddress : nil
+                        Gemm.linear(out: &full, input: c.a, weight: c.packed.panels, bias: c.bias, rows: c.m, epilogue: epi,
+                                    residual: rp, layerScale: gp)
+                        let first = PackedPanels(base: c.packed.panels.base, outDim: narrow, inDim: c.k)
+                        Gemm.linear(out: &part, input: c.a, weight: first, bias: c.bias, rows: c.m, epilogue: epi,
+                                    residual: rp, layerScale: gp, ldOut: wide)
+                    }
+                }
+                for i in 0..<c.m {
+                    XCTAssertEqual(Array(part[(i * wide)..<(i * wide + narrow)]), Array(full[(i * wide)..<(i * wide + narrow)]),
+                                   "\(c.name) \(epi) row \(i)")
+                }
+            }
+        }
+    }
+
     /// Packing per call (`Gemm.pack`, what training and unpacked models run): the panels equal a
     /// `PackedWeight`'s for any thread count, and transposed packing of Wᵀ gives W's panels.
     func testPackPerCallEqualsPackedOnce() throws {

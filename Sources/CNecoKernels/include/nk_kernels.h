@@ -86,7 +86,7 @@ double nk_fma_probe(int path, long iterations);
 enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
 /* Internal to gemm_body.h / gemm.c: micro-tiles per row block, and the most rows per micro-tile of
  * any path (AVX-512's 14), which sizes the per-thread scratch. */
-enum { NK_GEMM_MC_TILES = 12, NK_GEMM_MR_MAX = 14 };
+enum { NK_GEMM_MC_TILES = 12, NK_GEMM_MR_MAX = 14, NK_GEMM_PACK_MIN_N = 768 };
 /* Epilogues, applied to each output when it is stored. NK_GEMM_RESIDUAL: out = residual + gamma ⊙ z
  * (z = a · Wᵀ + bias; residual + z when gamma is NULL), the product and the sum each rounded (no fused
  * multiply-add), residual (m, n) with row stride ldr, gamma (n); out must not overlap residual. */
@@ -104,15 +104,16 @@ void nk_gemm_unpack_weights(float *w, const float *src, long n, long k);
 /* Rows per micro-tile of the active path (14 AVX-512, 6 AVX2, 3 portable): callers splitting rows
  * among threads use multiples of it so that no thread computes padding rows needlessly. */
 long nk_gemm_rows_per_tile(void);
-/* out = epilogue(a · Wᵀ + bias), on the calling thread with its own scratch (allocated on the
- * thread's first call, freed when it exits). bias may be NULL; residual, ldr and gamma are read only
- * by NK_GEMM_RESIDUAL (else NULL, 0, NULL). Returns 0, or -1 when the scratch cannot be allocated
- * (nothing is written then). */
-int nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
-                   long k, int epilogue, const float *residual, long ldr, const float *gamma);
+/* out = epilogue(a · Wᵀ + bias), on the calling thread. bias may be NULL; residual, ldr and gamma
+ * are read only by NK_GEMM_RESIDUAL (else NULL, 0, NULL). Products of at least NK_GEMM_PACK_MIN_N
+ * columns pack a's row blocks into the thread's scratch (allocated on its first call, freed when
+ * it exits); narrower ones, or any when the scratch cannot be allocated, read a's rows in place
+ * (the same bits either way). */
+void nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
+                    long k, int epilogue, const float *residual, long ldr, const float *gamma);
 /* Columns per packed block of b in nk_gemm_tn: (KC, NC) floats, at most 3 MiB per thread. The
  * row-block scratch both drivers use: MC slivers of the widest tile, one K block deep, a vector
- * apart (nk_gemm_tn's packing), and room for the last vector store. */
+ * apart (nk_gemm_tn's layout), and room for the last vector store. */
 enum { NK_GEMM_NC = 2048,
        NK_GEMM_SCRATCH_A = (NK_GEMM_MR_MAX * NK_GEMM_KC + NK_GEMM_NR) * NK_GEMM_MC_TILES + NK_GEMM_NR };
 /* The weight-gradient product (gemm_body.h), on the calling thread with its own scratch:
@@ -122,12 +123,12 @@ enum { NK_GEMM_NC = 2048,
  * Returns 0, or -1 when the scratch cannot be allocated (nothing is written then). */
 int nk_gemm_tn(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n, long k,
                int accumulate);
-/* The active path's kernels with caller-provided scratch (internal to gemm.c). */
-void nk_gemm_tn_active(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n,
-                       long k, int accumulate, float *scratch_a, float *scratch_b);
+/* The active path's drivers with caller-provided scratch (internal to gemm.c). */
 void nk_gemm_packed_active(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m,
                            long n, long k, int epilogue, const float *residual, long ldr, const float *gamma,
                            float *scratch);
+void nk_gemm_tn_active(float *out, long ldc, const float *a, long lda, const float *b, long ldb, long m, long n,
+                       long k, int accumulate, float *scratch_a, float *scratch_b);
 
 /* One (batch, head) of softmax attention with no (t, t) score matrix (attention_body.h):
  *     out[i, :] = Σ_j P[i, j] v[j, :],   P[i, :] = softmax(scale · q[i, :] · kᵀ),   i, j < t,
