@@ -6,17 +6,17 @@
  * with W packed once (nk_gemm_pack_weights, path-independent) into panels of NK_GEMM_NR = 16 output
  * features: panel j holds W[16j ..< 16j+16, :] transposed, (k, 16) row-major, zero rows past n.
  *
- * Blocking (Goto/BLIS): K in blocks of NK_GEMM_KC; rows in blocks of MC = 12 micro-tiles, whose
- * (MC, kc) block of a stays in L2 while every weight panel passes over it; for each panel the
- * micro-kernel computes an MR × 16 tile over the K block, the 16-wide panel (kc × 64 bytes,
- * ≤ 24 KiB) staying in L1 across the row block. The tile's accumulators are NK_W-lane registers:
- * MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4), with one broadcast of
- * a[i, p] per row and one load of the panel's row p per vector. For a wide product (n ≥
- * NK_GEMM_PACK_MIN_N) the row block is first packed into MR-row slivers ((kc, MR) each, one
- * sequential stream per tile) in the calling thread's scratch; for a narrower one the tiles read
- * a's rows in place (MR streams), as the packing pass would cost more than the many panels'
- * slivers save (measured: the 384-wide products 2–6 % faster in place, the 1152- and 1536-wide
- * ones 1.5–2 % slower).
+ * Blocking (Goto/BLIS): K in blocks of NK_GEMM_KC; rows in blocks of MC = 168 (whole micro-tiles
+ * on every path), whose (MC, kc) block of a stays in L2 while every weight panel passes over it;
+ * for each panel the micro-kernel computes an MR × 16 tile over the K block, the 16-wide panel
+ * (kc × 64 bytes, ≤ 24 KiB) staying in L1 across the row block. The tile's accumulators are
+ * NK_W-lane registers: MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4), with
+ * one broadcast of a[i, p] per row and one load of the panel's row p per vector. For a wide
+ * product (n ≥ NK_GEMM_PACK_MIN_N) the row block is first packed into MR-row slivers ((kc, MR)
+ * each, one sequential stream per tile) in the calling thread's scratch; for a narrower one the
+ * tiles read a's rows in place (MR streams), as the packing pass would cost more than the few
+ * panels' slivers save (measured: the 384-wide products 2–6 % faster in place, the 1152- and
+ * 1536-wide ones 1.5–2 % slower).
  *
  * Every output element is the same chain of fused multiply-adds, in k order from the bias (or
  * zero), wherever its row and column fall (a row block's last h < MR rows run a register tile of h
@@ -38,8 +38,11 @@
 #define NK_GEMM_MR 3
 #endif
 #define NK_GEMM_NV (NK_GEMM_NR / NK_W)
-#define NK_GEMM_MC (NK_GEMM_MR * NK_GEMM_MC_TILES)
+#define NK_GEMM_MC NK_GEMM_MC_ROWS
 _Static_assert(NK_GEMM_MR <= NK_GEMM_MR_MAX, "gemm.c sizes the scratch for NK_GEMM_MR_MAX rows per tile");
+_Static_assert(NK_GEMM_MC % NK_GEMM_MR == 0, "a row block is whole micro-tiles");
+_Static_assert(NK_GEMM_MC * NK_GEMM_KC + NK_GEMM_MC / NK_GEMM_MR * NK_W + NK_W <= NK_GEMM_SCRATCH_A,
+               "a packed row block with its gaps fits the scratch");
 
 /* x + g ⊙ z and x + z with two roundings: never contracted into a fused multiply-add, so that the
  * fused residual equals the separate residual kernel bit for bit. */

@@ -237,7 +237,7 @@ extension Gemm {
     ///
     /// Each output element is one chain of fused multiply-adds in k order from its bias, so the
     /// result is the same for any thread count (the split only decides who computes which
-    /// element). With at least two packed row blocks (12 tiles) per worker, chunks of rows go to
+    /// element). With at least two row blocks (168 rows each) per worker, chunks of rows go to
     /// whichever worker is free (`Threads.parallelDynamic`). With fewer (batch 1), each worker
     /// takes the same number of whole row tiles, and the rows left over (at most a tile per worker
     /// plus a partial one) are split into 16-column panels among all of them: equal work, each
@@ -265,7 +265,7 @@ extension Gemm {
             return
         }
         let mr = nk_gemm_rows_per_tile()
-        if rows >= 2 * workers * mr * Int(NK_GEMM_MC_TILES) {
+        if rows >= 2 * workers * Int(NK_GEMM_MC_ROWS) {
             // At least two packed row blocks per worker (training, batched inference): chunks of
             // whole tile pairs go to whichever worker is free, so one that the OS slows down does
             // not leave the other waiting at the end (the rows' values do not depend on who

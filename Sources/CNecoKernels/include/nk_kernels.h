@@ -84,9 +84,11 @@ double nk_fma_probe(int path, long iterations);
  * k order starting from its bias (or 0), whatever the tile it falls in: results do not depend on
  * how the rows are split among calls or threads. */
 enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
-/* Internal to gemm_body.h / gemm.c: micro-tiles per row block, and the most rows per micro-tile of
- * any path (AVX-512's 14), which sizes the per-thread scratch. */
-enum { NK_GEMM_MC_TILES = 12, NK_GEMM_MR_MAX = 14, NK_GEMM_PACK_MIN_N = 768 };
+/* Internal to gemm_body.h / gemm.c: rows per row block on every path (whole micro-tiles of 14, 6
+ * and 3 rows; its (MC, KC) block of activations, 252 KiB, stays in L2 while the weight's panels
+ * pass over it; the same rows for every path, so a narrow tile does not make a worker stream the
+ * weights once more per extra block), and the most rows per micro-tile of any path (AVX-512's 14). */
+enum { NK_GEMM_MC_ROWS = 168, NK_GEMM_MR_MAX = 14, NK_GEMM_PACK_MIN_N = 768 };
 /* Epilogues, applied to each output when it is stored. NK_GEMM_RESIDUAL: out = residual + gamma ⊙ z
  * (z = a · Wᵀ + bias; residual + z when gamma is NULL), the product and the sum each rounded (no fused
  * multiply-add), residual (m, n) with row stride ldr, gamma (n); out must not overlap residual. */
@@ -112,10 +114,10 @@ long nk_gemm_rows_per_tile(void);
 void nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
                     long k, int epilogue, const float *residual, long ldr, const float *gamma);
 /* Columns per packed block of b in nk_gemm_tn: (KC, NC) floats, at most 3 MiB per thread. The
- * row-block scratch both drivers use: MC slivers of the widest tile, one K block deep, a vector
- * apart (nk_gemm_tn's layout), and room for the last vector store. */
-enum { NK_GEMM_NC = 2048,
-       NK_GEMM_SCRATCH_A = (NK_GEMM_MR_MAX * NK_GEMM_KC + NK_GEMM_NR) * NK_GEMM_MC_TILES + NK_GEMM_NR };
+ * row-block scratch both drivers use: a row block one K block deep, its slivers up to a vector
+ * apart (nk_gemm_tn's layout: MC / MR gaps of at most NK_GEMM_NR floats, 56 on the 3-row path),
+ * and room for the last vector store. */
+enum { NK_GEMM_NC = 2048, NK_GEMM_SCRATCH_A = NK_GEMM_MC_ROWS * NK_GEMM_KC + 64 * NK_GEMM_NR };
 /* The weight-gradient product (gemm_body.h), on the calling thread with its own scratch:
  *     out (m, n) = (accumulate ? out : 0) + aᵀ · b,   a (k, m), b (k, n) row-major (strides lda, ldb),
  * out row-major with stride ldc, not overlapping a or b. Each output element is one chain of fused
