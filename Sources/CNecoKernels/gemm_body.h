@@ -218,6 +218,8 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                     const float *res = epi == NK_GEMM_RESIDUAL ? residual + (i0 + i) * ldr + j0 : 0;
                     const float *g = epi == NK_GEMM_RESIDUAL && gamma ? gamma + j0 : 0;
                     float *c = out + (i0 + i) * ldc + j0;
+                    /* Two calls, so that each inlined tile sees its layout's column stride as a
+                     * constant (MR or 1) and addresses a's elements by immediate offsets. */
                     if (pack)
                         NK(gemm_tile_any)(h, nw, kc, scratch + i * kc, 1, NK_GEMM_MR, bp, c, ldc, init, epi, res, ldr, g);
                     else

@@ -266,7 +266,7 @@ extension Gemm {
         }
         let mr = nk_gemm_rows_per_tile()
         if rows >= 2 * workers * Int(NK_GEMM_MC_ROWS) {
-            // At least two packed row blocks per worker (training, batched inference): chunks of
+            // At least two row blocks per worker (training, batched inference): chunks of
             // whole tile pairs go to whichever worker is free, so one that the OS slows down does
             // not leave the other waiting at the end (the rows' values do not depend on who
             // computes them).
