@@ -24,21 +24,23 @@
 #if NK_W == 16
 #define NK_ATT_PR 16 /* query rows per P·v tile: 16 accumulators (of 32 registers) */
 #elif NK_W == 8
-#define NK_ATT_PR 4  /* 4 × 2 accumulators (of 16 registers) */
+#define NK_ATT_PR 6  /* 6 × 2 accumulators (of 16 registers; a block's last 4 queries: 4 × 2) */
 #else
 #define NK_ATT_PR 2  /* 2 × 4 accumulators (of 16 registers) */
 #endif
-_Static_assert(NK_GEMM_NR % NK_ATT_PR == 0, "a query block is whole P·v tiles");
+/* Rows of a query block's last P·v tile when NK_ATT_PR does not divide the block's 16. */
+#define NK_ATT_LAST (NK_GEMM_NR % NK_ATT_PR ? NK_GEMM_NR % NK_ATT_PR : NK_ATT_PR)
 
-/* o (rows, cols) = inv[r] · Σ_j pt[j·16 + r] v[j, :] for rows ≤ NK_ATT_PR query rows and cols ≤ 16
- * channels, j < t: pt is sᵀ offset to the tile's first query, v offset to its first channel.
- * `full` (a constant at each call) is cols == 16; otherwise (a head narrower than 16 channels, or
- * its last partial panel) the lanes past cols read as 0. */
-static inline __attribute__((always_inline)) void NK(att_pv_tile)(float *o, long ldo, const float *pt, const float *v,
-                                                                  long ldx, long t, long cols, long rows,
-                                                                  const float *inv, const int full) {
+/* o (rows, cols) = inv[r] · Σ_j pt[j·16 + r] v[j, :] for rows ≤ R query rows and cols ≤ 16
+ * channels, j < t, with R (≤ NK_ATT_PR, a constant at each call) rows of accumulators: pt is sᵀ
+ * offset to the tile's first query, v offset to its first channel. `full` (a constant at each call)
+ * is cols == 16; otherwise (a head narrower than 16 channels, or its last partial panel) the lanes
+ * past cols read as 0. Each output is the same FMA chain whatever R. */
+static inline __attribute__((always_inline)) void NK(att_pv_tile)(const int R, float *o, long ldo, const float *pt,
+                                                                  const float *v, long ldx, long t, long cols,
+                                                                  long rows, const float *inv, const int full) {
     vf acc[NK_ATT_PR][NK_GEMM_NV];
-    for (int r = 0; r < NK_ATT_PR; r++)
+    for (int r = 0; r < R; r++)
         for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = splat(0);
     for (long j = 0; j < t; j++) {
         vf b[NK_GEMM_NV];
@@ -46,7 +48,7 @@ static inline __attribute__((always_inline)) void NK(att_pv_tile)(float *o, long
             const long n = full ? NK_W : cols - u * NK_W;
             b[u] = n >= NK_W ? ld(v + j * ldx + u * NK_W) : n > 0 ? ld_part(v + j * ldx + u * NK_W, n, 0) : splat(0);
         }
-        for (int r = 0; r < NK_ATT_PR; r++) {
+        for (int r = 0; r < R; r++) {
             const vf a = splat(pt[j * NK_GEMM_NR + r]);
             for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = a * b[u] + acc[r][u];
         }
@@ -92,10 +94,17 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
         /* 3. out[i0 + r, :] = inv[r] · Σ_j sᵀ[j, r] v[j, :], in tiles of NK_ATT_PR queries × 16 channels. */
         for (long r0 = 0; out && r0 < n; r0 += NK_ATT_PR) {
             const long rows = n - r0 < NK_ATT_PR ? n - r0 : NK_ATT_PR;
+            const int whole = NK_GEMM_NR - r0 >= NK_ATT_PR; /* else the block's last NK_ATT_LAST queries */
             for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
                 float *o = out + (i0 + r0) * ldo + c0;
-                if (e - c0 >= NK_GEMM_NR) NK(att_pv_tile)(o, ldo, sT + r0, v + c0, ldx, t, NK_GEMM_NR, rows, inv + r0, 1);
-                else NK(att_pv_tile)(o, ldo, sT + r0, v + c0, ldx, t, e - c0, rows, inv + r0, 0);
+                const float *pt = sT + r0, *vc = v + c0;
+                if (e - c0 >= NK_GEMM_NR) {
+                    if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, vc, ldx, t, NK_GEMM_NR, rows, inv + r0, 1);
+                    else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, vc, ldx, t, NK_GEMM_NR, rows, inv + r0, 1);
+                } else {
+                    if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, vc, ldx, t, e - c0, rows, inv + r0, 0);
+                    else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, vc, ldx, t, e - c0, rows, inv + r0, 0);
+                }
             }
         }
         /* 4. probs[i0 + c, j] = sᵀ[j, c] · inv[c], transposed back a W-key block at a time. */
@@ -111,4 +120,70 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
     }
 }
 
+/* c (m, n) = (accumulate ? c : 0) + a · b on the micro-kernel, for the backward's products: a's
+ * element (r, p) at a[r·lda + p] (rows read in place), or with `a_transposed` at a[p·lda + r] (a is
+ * the transpose of a stored (kdim, m) matrix: each p gives a tile MR contiguous floats); b packed as
+ * 16-wide panels (kdim, 16), panel j0 / 16 at bp + j0 · kdim (zero columns past n). Each element is
+ * one FMA chain in p order from 0 over the whole K (no K blocks), added to c once at the end (the
+ * residual epilogue reading c in place; a chain continuing from c would round each of the kdim
+ * terms at c's magnitude). A row tile runs every panel while its part of a stays in cache.
+ * A transposed a is read in place (one cache line per p), except by tiles narrower than 8 rows over
+ * a long K: those pack their columns into one (kdim, MR) sliver (`sliver`: kdim · MR + NK_W floats)
+ * first, as their kdim lines, a quarter used, no longer stay in L1 across the panels (single
+ * thread, best of 60: AVX2 at T = 1029 89 against 77 GFLOP/s packed; in place as fast or faster up
+ * to T = 581 on AVX2 and at every T on AVX-512). */
+static void NK(att_product)(float *c, long ldc, const float *a, long lda, const int a_transposed, float *sliver,
+                            const float *bp, long m, long n, long kdim, int accumulate) {
+    const float zero[NK_GEMM_NR] = {0};
+    const int epi = accumulate ? NK_GEMM_RESIDUAL : NK_GEMM_NONE;
+    const int pack = a_transposed && NK_GEMM_MR < 8 && kdim > 2 * NK_GEMM_KC;
+    for (long i = 0; i < m; i += NK_GEMM_MR) {
+        const long h = m - i < NK_GEMM_MR ? m - i : NK_GEMM_MR;
+        if (pack) NK(gemm_pack_a_kmajor)(sliver, 0, a + i, lda, m - i, h, kdim);
+        for (long j0 = 0; j0 < n; j0 += NK_GEMM_NR) {
+            const long nw = n - j0 < NK_GEMM_NR ? n - j0 : NK_GEMM_NR;
+            float *o = c + i * ldc + j0;
+            const float *res = accumulate ? o : 0;
+            /* Separate calls, so that each inlined tile sees its layout's constant stride. */
+            if (pack)
+                NK(gemm_tile_any)(h, nw, kdim, sliver, 1, NK_GEMM_MR, bp + j0 * kdim, o, ldc, zero, epi, res, ldc, 0);
+            else if (a_transposed)
+                NK(gemm_tile_any)(h, nw, kdim, a + i, 1, lda, bp + j0 * kdim, o, ldc, zero, epi, res, ldc, 0);
+            else
+                NK(gemm_tile_any)(h, nw, kdim, a + i * lda, lda, 1, bp + j0 * kdim, o, ldc, zero, epi, res, ldc, 0);
+        }
+    }
+}
+
+void NK(nk_attention_head_backward)(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                    const float *q, const float *k, const float *v, long ldx, const float *probs,
+                                    long t, long e, float scale, float *scratch) {
+    if (t <= 0 || e <= 0) return;
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    const long t16 = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    float *ds = scratch;          /* (t, t) dP, then dS in place */
+    float *dop = ds + t * t;      /* dO (t, e) as panels (t, 16) */
+    float *kp = dop + t * e16;    /* k (t, e) as panels (t, 16) */
+    float *qp = kp + t * e16;     /* q (t, e) as panels (t, 16) */
+    float *vt = qp + t * e16;     /* vᵀ (e, t) as panels (e, 16) of 16 keys */
+    float *sliver = vt + t16 * e; /* one row tile of Pᵀ or dSᵀ, (t, MR) (+ NK_W floats of overrun) */
+    NK(gemm_pack_b_kmajor)(dop, dout, ldo, e, t);
+    NK(gemm_pack_b_kmajor)(kp, k, ldx, e, t);
+    NK(gemm_pack_b_kmajor)(qp, q, ldx, e, t);
+    for (long j0 = 0; j0 < t16; j0 += NK_GEMM_NR)
+        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W) {
+            const long rows = t - j0 - c0 < 0 ? 0 : t - j0 - c0;
+            NK(pack_transposed)(vt + j0 * e + c0, NK_GEMM_NR, v + (j0 + c0) * ldx, ldx, rows, e, NK_W);
+        }
+    /* dV (t, e) += Pᵀ · dO */
+    NK(att_product)(dv, ldd, probs, t, 1, sliver, dop, t, e, t, 1);
+    /* dP (t, t) = dO · vᵀ;  dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)) */
+    NK(att_product)(ds, t, dout, ldo, 0, sliver, vt, t, t, e, 0);
+    NK(nk_softmax_backward_rows)(ds, ds, probs, t, t, scale, 0);
+    /* dQ (t, e) += dS · k;  dK (t, e) += dSᵀ · q */
+    NK(att_product)(dq, ldd, ds, t, 0, sliver, kp, t, e, t, 1);
+    NK(att_product)(dk, ldd, ds, t, 1, sliver, qp, t, e, t, 1);
+}
+
 #undef NK_ATT_PR
+#undef NK_ATT_LAST

@@ -31,13 +31,17 @@
     void nk_attention_head_##sfx(float *, long, const float *, const float *, const float *, long, long, long,  \
                                  float, float *, long, float *);                                                 \
     void nk_gemm_tn_##sfx(float *, long, const float *, long, const float *, long, long, long, long, int, float *, \
-                          float *);
+                          float *);                                                                            \
+    void nk_attention_head_backward_##sfx(float *, float *, float *, long, const float *, long, const float *,  \
+                                          const float *, const float *, long, const float *, long, long, float,  \
+                                          float *);
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
      nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
-     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx, nk_attention_head_##sfx, nk_gemm_tn_##sfx}
+     nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx, nk_attention_head_##sfx, nk_gemm_tn_##sfx,   \
+     nk_attention_head_backward_##sfx}
 
 typedef struct {
     void (*exp)(float *, const float *, long);
@@ -58,6 +62,8 @@ typedef struct {
     void (*attention_head)(float *, long, const float *, const float *, const float *, long, long, long, float,
                            float *, long, float *);
     void (*gemm_tn)(float *, long, const float *, long, const float *, long, long, long, long, int, float *, float *);
+    void (*attention_head_backward)(float *, float *, float *, long, const float *, long, const float *, const float *,
+                                    const float *, long, const float *, long, long, float, float *);
 } nk_table;
 
 NK_DECLARE(portable)
@@ -200,6 +206,11 @@ void nk_gemm_tn_active(float *out, long ldc, const float *a, long lda, const flo
 void nk_attention_head(float *out, long ldo, const float *q, const float *k, const float *v, long ld, long t, long e,
                        float scale, float *probs, long ldp, float *scratch) {
     T()->attention_head(out, ldo, q, k, v, ld, t, e, scale, probs, ldp, scratch);
+}
+void nk_attention_head_backward(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                const float *q, const float *k, const float *v, long ldx, const float *probs, long t,
+                                long e, float scale, float *scratch) {
+    T()->attention_head_backward(dq, dk, dv, ldd, dout, ldo, q, k, v, ldx, probs, t, e, scale, scratch);
 }
 double nk_fma_probe(int path, long iterations) {
     if (!nk_cpu_supported(path)) return 0;

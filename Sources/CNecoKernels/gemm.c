@@ -55,6 +55,13 @@ long nk_attention_scratch_floats(long t, long e) {
     return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
+long nk_attention_backward_scratch_floats(long t, long e) {
+    if (t < 0 || e < 0 || t > (1L << 20) || e > (1L << 20)) return -1;
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    const long t16 = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    return t * t + 3 * t * e16 + t16 * e + t * NK_GEMM_MR_MAX + NK_GEMM_NR;
+}
+
 /* Per thread: the packed row block of a (NK_GEMM_SCRATCH_A), then nk_gemm_tn's packed block of b,
  * (KC, NC), which only nk_gemm_tn touches (untouched pages cost no memory). */
 #define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_A + NK_GEMM_KC * NK_GEMM_NC)

@@ -75,10 +75,12 @@ final class LayerGradTests: XCTestCase {
         let dx = Buf(zeros: x.count)
         Softmax.backward(dInput: dx.p, dOut: gb.p, probs: y.p, rows: rows, cols: cols, scale: scale)
         GradCheck.check("softmax", x: x.p, count: x.count, analytic: dx.array, samples: 27, loss: loss)
-        // The attention backward's in-place, 8-lane variant (y recomputed at the unperturbed x).
+        // In place (dInput == dOut), as the attention backward kernel runs it (y recomputed at the
+        // unperturbed x).
         _ = loss()
         let inPlace = Buf(g)
-        AttentionRecompute.softmaxBackwardInPlace(inPlace.p, probs: y.p, rows: rows, cols: cols, scale: scale)
+        Softmax.backward(dInput: inPlace.p, dOut: inPlace.p, probs: y.p, rows: rows, cols: cols, scale: scale,
+                         accumulate: false)
         assertClose(inPlace.array, dx.array, rtol: 1e-5, atol: 1e-6, "in-place softmax backward")
     }
 
@@ -90,7 +92,8 @@ final class LayerGradTests: XCTestCase {
         let scale = 1 / Float(e).squareRoot()
         let qkv = Buf(r.floats(batch * t * 3 * d, scale: 1.5)), g = r.floats(batch * t * d), gb = Buf(g)
         let out = Buf(zeros: batch * t * d), probs = Buf(zeros: batch * heads * t * t)
-        let scratch = Buf(zeros: max(AttentionRecompute.scratchCount(tokens: t, headDim: e), Attention.scratchCount(tokens: t, headDim: e)))
+        let scratch = Buf(zeros: max(AttentionRecompute.scratchCount(tokens: t, headDim: e), Attention.scratchCount(tokens: t, headDim: e),
+                                     Attention.backwardScratchCount(tokens: t, headDim: e)))
         func loss() -> Double {
             Attention.forward(out: out.p, probs: nil, scratch: scratch.p, qkv: qkv.p, batch: batch, tokens: t, heads: heads,
                               headDim: e, scale: scale)

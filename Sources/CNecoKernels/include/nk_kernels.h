@@ -144,6 +144,20 @@ void nk_attention_head(float *out, long ldo, const float *q, const float *k, con
                        float scale, float *probs, long ldp, float *scratch);
 /* Scratch floats nk_attention_head needs for t tokens of e channels (O(t · e)); -1 when too large. */
 long nk_attention_scratch_floats(long t, long e);
+/* Backward of one (batch, head) given its probabilities P (t, t) (contiguous, as nk_attention_head
+ * writes them with ldp = t) and dO = dL/dout (t, e) with row stride ldo:
+ *     dv += Pᵀ · dO;   dP = dO · vᵀ;   dS = scale · P ⊙ (dP − rowsum(dP ⊙ P));
+ *     dq += dS · k;    dk += dSᵀ · q,
+ * q, k, v (t, e) with row stride ldx, dq, dk, dv (t, e) with row stride ldd (parts of one fused
+ * gradient row), all four products on the packed GEMM's micro-kernel (each element one FMA chain
+ * from its previous value, in order), nothing depending on the thread. The gradients must not
+ * overlap the inputs or the scratch: nk_attention_backward_scratch_floats(t, e) floats, any path. */
+void nk_attention_head_backward(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                const float *q, const float *k, const float *v, long ldx, const float *probs, long t,
+                                long e, float scale, float *scratch);
+/* Scratch floats nk_attention_head_backward needs: the (t, t) score gradient and the operands packed
+ * as panels, O(t² + t · e); -1 when too large. */
+long nk_attention_backward_scratch_floats(long t, long e);
 
 #ifdef __cplusplus
 }

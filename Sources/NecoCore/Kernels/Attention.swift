@@ -61,41 +61,50 @@ public enum Attention {
         if Profile.enabled { Profile.add(.attention, monotonicSeconds() - start) }
     }
 
-    /// Backward given dOut (B, T, D) and the saved probabilities (B, H, T, T).
-    /// dQKV (B, T, 3D) += gradients for q, k and v. `scratch` holds one (T, T) matrix per worker.
-    ///   dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
-    ///   dQ += dS · k;   dK += dSᵀ · q
+    /// Scratch floats of one `headBackward` call: O(T² + T·E).
+    public static func headBackwardScratchCount(tokens: Int, headDim: Int) -> Int {
+        let n = nk_attention_backward_scratch_floats(tokens, headDim)
+        return n < 0 ? 1 << 48 : n   // as in headScratchCount
+    }
+
+    /// Scratch floats `backward` needs: one `headBackward` scratch per worker.
+    public static func backwardScratchCount(tokens: Int, headDim: Int) -> Int {
+        Threads.count * headBackwardScratchCount(tokens: tokens, headDim: headDim)
+    }
+
+    /// Backward of one (b, head) pair on the calling thread, given its probabilities P (T, T)
+    /// (contiguous, as `head` writes them):
+    ///     dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
+    ///     dQ += dS · k;   dK += dSᵀ · q
+    /// on the C kernel `nk_attention_head_backward` (the packed GEMM's micro-kernel; each gradient
+    /// element one FMA chain continuing from its previous value). dQKV (B, T, 3D) and dOut (B, T, D)
+    /// are the whole tensors; the pair's columns are picked here.
+    /// - Parameter scratch: `headBackwardScratchCount(tokens:headDim:)` floats.
+    @inlinable
+    public static func headBackward(dQKV: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                                    qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, pair: Int, tokens t: Int,
+                                    heads: Int, headDim: Int, scale: Float, scratch: UnsafeMutablePointer<Float>) {
+        let d = heads * headDim
+        let b = pair / heads, h = pair % heads
+        let q = qkv + b * t * 3 * d + h * headDim, dq = dQKV + b * t * 3 * d + h * headDim
+        nk_attention_head_backward(dq, dq + d, dq + 2 * d, 3 * d, dOut + b * t * d + h * headDim, d, q, q + d, q + 2 * d,
+                                   3 * d, probs, t, headDim, scale, scratch)
+    }
+
+    /// Backward given dOut (B, T, D) and the saved probabilities (B, H, T, T): dQKV (B, T, 3D) +=
+    /// the gradients for q, k and v (`headBackward` per pair, the pairs in parallel).
+    /// - Parameter scratch: `backwardScratchCount(tokens:headDim:)` floats.
     @inlinable
     public static func backward(dQKV: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                                 scratch: UnsafeMutablePointer<Float>,
                                 batch: Int, tokens: Int, heads: Int, headDim: Int, scale: Float) {
-        let d = heads * headDim
         let t = tokens
-        let pairs = batch * heads
-        do {
-            Threads.parallelDynamic(pairs) { slot, s, e in
-                let ds = scratch + slot * t * t
-                for pair in s..<e {
-                    let b = pair / heads, h = pair % heads
-                    let base = qkv + b * t * 3 * d
-                    let dbase = dQKV + b * t * 3 * d
-                    let q = base + h * headDim, k = base + d + h * headDim, v = base + 2 * d + h * headDim
-                    let dq = dbase + h * headDim, dk = dbase + d + h * headDim, dv = dbase + 2 * d + h * headDim
-                    let p = probs + pair * t * t
-                    let dO = dOut + b * t * d + h * headDim
-                    // dV (T, E) += Pᵀ (T, T) · dO (T, E)
-                    Gemm.gemm(out: dv, a: p, b: dO, m: t, n: headDim, k: t, transA: true, beta: 1,
-                              ldb: d, ldc: 3 * d, parallel: false)
-                    // dP (T, T) = dO (T, E) · vᵀ
-                    Gemm.gemm(out: ds, a: dO, b: v, m: t, n: t, k: headDim, transB: true, lda: d, ldb: 3 * d, parallel: false)
-                    Softmax.backward(dInput: ds, dOut: ds, probs: p, rows: t, cols: t, scale: scale,
-                                     accumulate: false)
-                    // dQ (T, E) += dS (T, T) · k (T, E);  dK (T, E) += dSᵀ · q
-                    Gemm.gemm(out: dq, a: ds, b: k, m: t, n: headDim, k: t, beta: 1, ldb: 3 * d, ldc: 3 * d, parallel: false)
-                    Gemm.gemm(out: dk, a: ds, b: q, m: t, n: headDim, k: t, transA: true, beta: 1,
-                              ldb: 3 * d, ldc: 3 * d, parallel: false)
-                }
+        let per = headBackwardScratchCount(tokens: t, headDim: headDim)
+        Threads.parallelDynamic(batch * heads) { slot, s, e in
+            for pair in s..<e {
+                headBackward(dQKV: dQKV, dOut: dOut, qkv: qkv, probs: probs + pair * t * t, pair: pair, tokens: t,
+                             heads: heads, headDim: headDim, scale: scale, scratch: scratch + slot * per)
             }
         }
     }
