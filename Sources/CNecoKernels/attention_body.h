@@ -18,7 +18,9 @@
  *      scaled by 1 / its sum when stored.
  * Memory per call: the packed keys and one (t, 16) block of scores: O(t · e), never O(t²).
  * Training's backward asks for the probabilities too (step 4: sᵀ · 1/sum, written out as (t, t)
- * rows); the heads are then the same bits as in a forward that wrote none.
+ * rows); the heads are then the same bits as in a forward that wrote none. nk_attention_head_backward
+ * (below) takes those probabilities and runs the head's four backward products and its softmax
+ * backward on the same micro-kernel.
  */
 
 #if NK_W == 16
