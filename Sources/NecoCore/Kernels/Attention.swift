@@ -77,8 +77,8 @@ public enum Attention {
     ///     dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
     ///     dQ += dS · k;   dK += dSᵀ · q
     /// on the C kernel `nk_attention_head_backward` (the packed GEMM's micro-kernel; each gradient
-    /// element one FMA chain continuing from its previous value). dQKV (B, T, 3D) and dOut (B, T, D)
-    /// are the whole tensors; the pair's columns are picked here.
+    /// element one FMA chain from 0, added to its previous value once). dQKV (B, T, 3D) and dOut
+    /// (B, T, D) are the whole tensors; the pair's columns are picked here.
     /// - Parameter scratch: `headBackwardScratchCount(tokens:headDim:)` floats.
     @inlinable
     public static func headBackward(dQKV: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
