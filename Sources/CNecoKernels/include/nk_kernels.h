@@ -150,7 +150,7 @@ long nk_attention_scratch_floats(long t, long e);
  *     dq += dS · k;    dk += dSᵀ · q,
  * q, k, v (t, e) with row stride ldx, dq, dk, dv (t, e) with row stride ldd (parts of one fused
  * gradient row), all four products on the packed GEMM's micro-kernel (each element one FMA chain
- * from its previous value, in order), nothing depending on the thread. The gradients must not
+ * from 0 in order, added to its previous value once), nothing depending on the thread. The gradients must not
  * overlap the inputs or the scratch: nk_attention_backward_scratch_floats(t, e) floats, any path. */
 void nk_attention_head_backward(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
                                 const float *q, const float *k, const float *v, long ldx, const float *probs, long t,
