@@ -111,6 +111,19 @@ final class AttentionBackwardTests: XCTestCase {
         }
     }
 
+    /// Hostile sizes: the scratch count refuses them (-1 from C, an unallocatable count in Swift, so
+    /// the allocation fails with an error) instead of overflowing into a small buffer.
+    func testScratchCountRefusesHostileSizes() {
+        XCTAssertEqual(Attention.headBackwardScratchCount(tokens: -1, headDim: 64), 1 << 48)
+        XCTAssertEqual(Attention.headBackwardScratchCount(tokens: 1 << 21, headDim: 64), 1 << 48)
+        XCTAssertEqual(Attention.headBackwardScratchCount(tokens: 261, headDim: 1 << 21), 1 << 48)
+        XCTAssertThrowsError(try Memory.allocate(Attention.backwardScratchCount(tokens: 1 << 21, headDim: 64),
+                                                 of: Float.self, "attention backward scratch"))
+        // ViT-S at 224: the (T, T) gradient, three (T, 64) and one (272, 64) panel sets, a 14-row sliver.
+        XCTAssertEqual(Attention.headBackwardScratchCount(tokens: 261, headDim: 64),
+                       261 * 261 + 3 * 261 * 64 + 272 * 64 + 261 * 14 + 16)
+    }
+
     /// Each (batch, head) runs whole on one worker: 1 and 2 threads give the same bits.
     func testSameBitsForAnyThreadCount() {
         var rng = TestRNG(seed: 43)
