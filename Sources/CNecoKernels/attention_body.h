@@ -83,7 +83,7 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
         for (int u = 0; u < NK_GEMM_NV; u++) {
             float *col = sT + u * NK_W;
             vf mx = splat(-__builtin_inff());
-            for (long j = 0; j < t; j++) mx = vmax(mx, ld(col + j * NK_GEMM_NR));
+            for (long j = 0; j < t; j++) mx = vmax_run(mx, ld(col + j * NK_GEMM_NR));
             const vf shift = mx * scale;
             vf sum = splat(0);
             for (long j = 0; j < t; j++) {

@@ -43,6 +43,11 @@ static inline __attribute__((always_inline)) float hmax(vf v) {
 }
 static inline __attribute__((always_inline)) vf vmax(vf a, vf b) { return __builtin_elementwise_max(a, b); }
 static inline __attribute__((always_inline)) vf vmin(vf a, vf b) { return __builtin_elementwise_min(a, b); }
+/* The running maximum m of a max pass updated with x: x where x > m, else m, so a NaN x is skipped
+ * as vmax skips it and a pass started at −∞ never holds NaN: the same maximum as vmax's (of two
+ * equal zeros either sign may stay with both, and every use subtracts it, where ±0 give the same
+ * results). A select compiles to one vmaxps; vmax is a max, an unordered compare and a blend. */
+static inline __attribute__((always_inline)) vf vmax_run(vf m, vf x) { return x > m ? x : m; }
 
 /* exp: x = n ln2 + r, |r| <= ln2/2; degree-7 Taylor polynomial for e^r, times 2^n: on AVX-512 by
  * vscalefps, elsewhere as 2^(n-1) built in the exponent bits, then 2 (2^n itself would overflow for
@@ -151,8 +156,8 @@ void NK(nk_softmax_rows)(float *x, long rows, long cols, float scale) {
     for (long r = 0; r < rows; r++) {
         float *row = x + r * cols;
         vf mx = splat(-__builtin_inff());
-        for (long j = 0; j < full; j += NK_W) mx = vmax(mx, ld(row + j));
-        if (m) mx = vmax(mx, ld_part(row + full, m, -__builtin_inff()));
+        for (long j = 0; j < full; j += NK_W) mx = vmax_run(mx, ld(row + j));
+        if (m) mx = vmax_run(mx, ld_part(row + full, m, -__builtin_inff()));
         const vf shift = splat(hmax(mx) * scale);
         vf sum = splat(0);
         for (long j = 0; j < full; j += NK_W) {
