@@ -30,6 +30,11 @@ say() { printf 'setup: %s\n' "$*"; }
 PKGS=(libopenblas-dev libonnx-dev libprotobuf-dev cmake pkg-config libjpeg62-turbo-dev libpng-dev python3-venv)
 # Open MPI for the data-parallel tests (mpirun -np 2); libneco itself loads it only under a launcher.
 ((WITH_TEST)) && PKGS+=(openmpi-bin)
+# scripts/check-kernels.sh also runs the kernels' NEON path, built for arm64, under qemu-aarch64.
+if ((WITH_TEST)) && [ "$(uname -m)" = x86_64 ]; then
+  gcc_major=$(gcc -dumpversion 2>/dev/null | cut -d. -f1)
+  PKGS+=(qemu-user libc6-dev-arm64-cross "libgcc-${gcc_major:-12}-dev-arm64-cross")
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

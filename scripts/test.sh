@@ -12,6 +12,8 @@ swift test -c release
 echo "== swift test, numeric parity on NECO_CPU=portable"
 NECO_CPU=portable swift test -c release --skip-build \
   --filter 'NecoCoreTests|ViTParityTests|LayerGradTests|PyTorchParityTests|OfficialStepTests|ViTTrainingTests|FeaturesTests|ONNXRuntimeParityTests|DINOv3'
+# The kernels alone in C on every path this CPU has, and their NEON path for arm64 under emulation.
+scripts/check-kernels.sh
 echo "== Swift consumer: libneco as a versioned (from: 0.1.0) dependency of another package"
 scripts/test-swift-consumer.sh
 if [ -f CMakeLists.txt ]; then
