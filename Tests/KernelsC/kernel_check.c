@@ -30,6 +30,9 @@ static const double att_out_atol = 2e-6, att_prob_atol = 1e-6;
 static const double att_grad_atol = 1e-6;
 
 static int failures, checks;
+/* The largest error of the current path as a fraction of its bound, and the check it came from. */
+static double worst_ratio;
+static char worst_case[160];
 
 /* SplitMix64 → uniform [-1, 1), as the Swift tests' TestRNG. */
 static uint64_t rng_state;
@@ -65,8 +68,12 @@ static void close_to(const char *what, const float *got, long ldg, const double 
     long wr = -1, wc = -1;
     for (long r = 0; r < rows; r++)
         for (long c = 0; c < cols; c++) {
-            const double g = got[r * ldg + c], w = want[r * ldw + c], d = fabs(g - w);
-            if (!(d <= atol + rtol * fabs(w))) {
+            const double g = got[r * ldg + c], w = want[r * ldw + c], d = fabs(g - w), bound = atol + rtol * fabs(w);
+            if (d / bound > worst_ratio) {
+                worst_ratio = d / bound;
+                snprintf(worst_case, sizeof worst_case, "%s, |d| %.2g", what, d);
+            }
+            if (!(d <= bound)) {
                 if (wr < 0 || d > worst || isnan(d)) { worst = d; wr = r; wc = c; }
             }
         }
@@ -404,11 +411,14 @@ int main(int argc, char **argv) {
         }
         const char *name = nk_cpu_path_name(path);
         const int before = failures, checks_before = checks;
+        worst_ratio = 0;
+        worst_case[0] = 0;
         check_elementwise(name);
         check_rows(name);
         check_gemm(name);
         check_attention(name);
-        printf("%s path: %d checks, %d failed\n", name, checks - checks_before, failures - before);
+        printf("%s path: %d checks, %d failed; largest error %.2f of its bound (%s)\n", name, checks - checks_before,
+               failures - before, worst_ratio, worst_case);
         ran++;
     }
     if (!ran) {
