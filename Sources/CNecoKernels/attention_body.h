@@ -13,10 +13,14 @@
  *   2. softmax down each column of sᵀ: a query's 16 lanes sit side by side, so the maximum, the
  *      exponentials and the sum are whole-vector work for any t (no row tails). The division by
  *      the sum is left to step 3;
- *   3. out_block (16, e) = sᵀᵀ · v: sᵀ is already the micro-kernel's row sliver of the 16 queries
- *      and v's rows are read in place as 16-channel panels, so nothing is packed; each row is
- *      scaled by 1 / its sum when stored.
- * Memory per call: the packed keys and one (t, 16) block of scores: O(t · e), never O(t²).
+ *   3. out_block (16, e) = sᵀᵀ · v: sᵀ is already the micro-kernel's row sliver of the 16 queries;
+ *      v is copied once per head into 16-channel panels ((t, 16) each, contiguous, zero past e),
+ *      which every query block then streams; each row is scaled by 1 / its sum when stored.
+ *      (Read in place, v's rows are ld floats apart: where that is a multiple of 4 KiB, as in
+ *      ViT-L's fused qkv rows of 3 · 1024 floats, every row's line falls into the same L1 set and
+ *      a panel could not stay cached: AVX2 ran a T = 261 head in 273 instead of 207 µs.)
+ * Memory per call: the packed keys and values and one (t, 16) block of scores: O(t · e), never
+ * O(t²).
  * Training's backward asks for the probabilities too (step 4: sᵀ · 1/sum, written out as (t, t)
  * rows); the heads are then the same bits as in a forward that wrote none. nk_attention_head_backward
  * (below) takes those probabilities and runs the head's four backward products and its softmax
@@ -33,23 +37,20 @@
 /* Rows of a query block's last P·v tile when NK_ATT_PR does not divide the block's 16. */
 #define NK_ATT_LAST (NK_GEMM_NR % NK_ATT_PR ? NK_GEMM_NR % NK_ATT_PR : NK_ATT_PR)
 
-/* o (rows, cols) = inv[r] · Σ_j pt[j·16 + r] v[j, :] for rows ≤ R query rows and cols ≤ 16
+/* o (rows, cols) = inv[r] · Σ_j pt[j·16 + r] vp[j, :] for rows ≤ R query rows and cols ≤ 16
  * channels, j < t, with R (≤ NK_ATT_PR, a constant at each call) rows of accumulators: pt is sᵀ
- * offset to the tile's first query, v offset to its first channel. `full` (a constant at each call)
- * is cols == 16; otherwise (a head narrower than 16 channels, or its last partial panel) the lanes
- * past cols read as 0. Each output is the same FMA chain whatever R. */
+ * offset to the tile's first query, vp a packed 16-channel panel of v ((t, 16), zero past the
+ * head's channels); only the first cols channels are stored. Each output is the same FMA chain
+ * whatever R. */
 static inline __attribute__((always_inline)) void NK(att_pv_tile)(const int R, float *o, long ldo, const float *pt,
-                                                                  const float *v, long ldx, long t, long cols,
-                                                                  long rows, const float *inv, const int full) {
+                                                                  const float *vp, long t, long cols, long rows,
+                                                                  const float *inv) {
     vf acc[NK_ATT_PR][NK_GEMM_NV];
     for (int r = 0; r < R; r++)
         for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = splat(0);
     for (long j = 0; j < t; j++) {
         vf b[NK_GEMM_NV];
-        for (int u = 0; u < NK_GEMM_NV; u++) {
-            const long n = full ? NK_W : cols - u * NK_W;
-            b[u] = n >= NK_W ? ld(v + j * ldx + u * NK_W) : n > 0 ? ld_part(v + j * ldx + u * NK_W, n, 0) : splat(0);
-        }
+        for (int u = 0; u < NK_GEMM_NV; u++) b[u] = ld(vp + j * NK_GEMM_NR + u * NK_W);
         for (int r = 0; r < R; r++) {
             const vf a = splat(pt[j * NK_GEMM_NR + r]);
             for (int u = 0; u < NK_GEMM_NV; u++) acc[r][u] = a * b[u] + acc[r][u];
@@ -66,12 +67,24 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
                            long e, float scale, float *probs, long ldp, float *scratch) {
     if (t <= 0 || e <= 0) return;
     const long kr = (t + NK_GEMM_MR - 1) / NK_GEMM_MR * NK_GEMM_MR; /* keys in whole slivers */
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
     float *ks = scratch;                 /* (kr / MR) key slivers, (e, MR) each (+ NK_W − MR floats of overrun) */
-    float *sT = ks + kr * e;             /* (kr, 16) scores of a query block, transposed */
+    float *vp = ks + kr * e;             /* (e16 / 16) value panels, (t, 16) each, zero past e */
+    float *sT = vp + t * e16;            /* (kr, 16) scores of a query block, transposed */
     float *qp = sT + kr * NK_GEMM_NR;    /* (e, 16) the block's queries, transposed */
     float *inv = qp + e * NK_GEMM_NR;    /* (16) 1 / each query's sum */
     const float zero[NK_GEMM_NR] = {0};
     NK(gemm_pack_a)(ks, k, ldx, t, 0, e);
+    for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
+        const long w = e - c0 < NK_GEMM_NR ? e - c0 : NK_GEMM_NR;
+        float *panel = vp + c0 * t;
+        for (long j = 0; j < t; j++)
+            for (int u = 0; u < NK_GEMM_NV; u++) {
+                const long n = w - u * NK_W;
+                st(panel + j * NK_GEMM_NR + u * NK_W, n >= NK_W ? ld(v + j * ldx + c0 + u * NK_W)
+                                                        : n > 0 ? ld_part(v + j * ldx + c0 + u * NK_W, n, 0) : splat(0));
+            }
+    }
     for (long i0 = 0; i0 < t; i0 += NK_GEMM_NR) {
         const long n = t - i0 < NK_GEMM_NR ? t - i0 : NK_GEMM_NR;
         for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W)
@@ -99,14 +112,10 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
             const int whole = NK_GEMM_NR - r0 >= NK_ATT_PR; /* else the block's last NK_ATT_LAST queries */
             for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
                 float *o = out + (i0 + r0) * ldo + c0;
-                const float *pt = sT + r0, *vc = v + c0;
-                if (e - c0 >= NK_GEMM_NR) {
-                    if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, vc, ldx, t, NK_GEMM_NR, rows, inv + r0, 1);
-                    else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, vc, ldx, t, NK_GEMM_NR, rows, inv + r0, 1);
-                } else {
-                    if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, vc, ldx, t, e - c0, rows, inv + r0, 0);
-                    else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, vc, ldx, t, e - c0, rows, inv + r0, 0);
-                }
+                const float *pt = sT + r0, *panel = vp + c0 * t;
+                const long cols = e - c0 < NK_GEMM_NR ? e - c0 : NK_GEMM_NR;
+                if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, panel, t, cols, rows, inv + r0);
+                else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, panel, t, cols, rows, inv + r0);
             }
         }
         /* 4. probs[i0 + c, j] = sᵀ[j, c] · inv[c], transposed back a W-key block at a time. */

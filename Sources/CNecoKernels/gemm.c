@@ -50,9 +50,11 @@ void nk_gemm_unpack_weights(float *w, const float *src, long n, long k) {
 
 long nk_attention_scratch_floats(long t, long e) {
     if (t < 0 || e < 0 || t > (1L << 30) || e > (1L << 20)) return -1;
-    /* Keys rounded up to whole slivers of the widest path's tile (attention_body.h's layout). */
+    /* Keys rounded up to whole slivers of the widest path's tile, values in whole 16-channel
+     * panels (attention_body.h's layout). */
     const long kr = t + NK_GEMM_MR_MAX - 1;
-    return kr * e + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    return kr * e + t * e16 + kr * NK_GEMM_NR + e * NK_GEMM_NR + NK_GEMM_NR;
 }
 
 long nk_attention_backward_scratch_floats(long t, long e) {

@@ -16,7 +16,7 @@
  * each, one sequential stream per tile) in the calling thread's scratch; for a narrower one the
  * tiles read a's rows in place (MR streams), as the packing pass would cost more than the few
  * panels' slivers save (measured: the 384-wide products 2–6 % faster in place, the 1152- and
- * 1536-wide ones 1.5–2 % slower).
+ * 1536-wide ones 1.5–2 % slower), except where a's rows are a multiple of 4 KiB apart (below).
  *
  * Every output element is the same chain of fused multiply-adds, in k order from the bias (or
  * zero), wherever its row and column fall (a row block's last h < MR rows run a register tile of h
@@ -201,7 +201,10 @@ void NK(nk_gemm_packed)(float *out, long ldc, const float *a, long lda, const fl
                         float *scratch) {
     const float zero[NK_GEMM_NR] = {0};
     if (m <= 0 || n <= 0) return;
-    const int pack = scratch && n >= NK_GEMM_PACK_MIN_N;
+    /* Narrow products read a in place, unless its rows are a multiple of 4 KiB apart: then the MR
+     * rows' lines all fall into one L1 set and evict each other (n = 256, k = 1024 or 2048: 60
+     * against 108 GFLOP/s at k = 512, single thread); packed, they are one stream. */
+    const int pack = scratch && (n >= NK_GEMM_PACK_MIN_N || lda % 1024 == 0);
     for (long p0 = 0; p0 < k || p0 == 0; p0 += NK_GEMM_KC) {
         const long kc = k - p0 < NK_GEMM_KC ? k - p0 : NK_GEMM_KC;
         const int last = p0 + kc >= k;

@@ -229,9 +229,11 @@ static void check_rows(const char *path) {
 
 /* ---- the packed GEMM and the weight-gradient GEMM (PackedGemmTests) ---------------------------- */
 
-static const long gemm_shapes[][3] = {
+/* m, n, k, and a's row stride when not k */
+static const long gemm_shapes[][4] = {
     {1, 1, 1}, {1, 16, 1}, {2, 17, 3}, {3, 5, 7}, {13, 31, 2}, {14, 16, 384}, {15, 33, 385},
     {29, 47, 97}, {97, 131, 769}, {261, 48, 384}, {6, 1, 13}, {43, 15, 768}, {170, 800, 40},
+    {40, 20, 97, 1024}, {30, 256, 384, 2048}, /* narrow, a's rows 4 KiB apart: a is packed */
 };
 enum { NGEMM = sizeof gemm_shapes / sizeof gemm_shapes[0] };
 
@@ -240,7 +242,8 @@ static void check_gemm(const char *path) {
     rng_state = 13;
     for (int s = 0; s < NGEMM; s++) {
         const long m = gemm_shapes[s][0], n = gemm_shapes[s][1], k = gemm_shapes[s][2], ldc = n + 3;
-        float *a = floats(m * k, 1), *w = floats(n * k, 1), *bias = floats(n, 1), *res = floats(m * ldc, 1);
+        const long lda = gemm_shapes[s][3] ? gemm_shapes[s][3] : k;
+        float *a = floats(m * lda, 1), *w = floats(n * k, 1), *bias = floats(n, 1), *res = floats(m * ldc, 1);
         float *gamma = floats(n, 1), *out = floats(m * ldc, 0);
         const long packed = nk_gemm_packed_floats(n, k);
         float *wp = floats(packed, 0);
@@ -249,14 +252,14 @@ static void check_gemm(const char *path) {
         for (long i = 0; i < m; i++)
             for (long j = 0; j < n; j++) {
                 double acc = 0;
-                for (long p = 0; p < k; p++) acc += (double)a[i * k + p] * w[j * k + p];
+                for (long p = 0; p < k; p++) acc += (double)a[i * lda + p] * w[j * k + p];
                 z[i * n + j] = acc;
             }
         for (int epi = 0; epi < 5; epi++) {
             /* 0 no bias, 1 bias, 2 bias + GELU, 3 bias + residual with gamma, 4 bias + residual */
             const int e = epi == 2 ? NK_GEMM_GELU : epi >= 3 ? NK_GEMM_RESIDUAL : NK_GEMM_NONE;
             for (long i = 0; i < m * ldc; i++) out[i] = 7;
-            nk_gemm_linear(out, ldc, a, k, wp, epi ? bias : NULL, m, n, k, e, e == NK_GEMM_RESIDUAL ? res : NULL, ldc,
+            nk_gemm_linear(out, ldc, a, lda, wp, epi ? bias : NULL, m, n, k, e, e == NK_GEMM_RESIDUAL ? res : NULL, ldc,
                            epi == 3 ? gamma : NULL);
             for (long i = 0; i < m; i++)
                 for (long j = 0; j < n; j++) {
