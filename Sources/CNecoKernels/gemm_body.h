@@ -10,7 +10,8 @@
  * on every path), whose (MC, kc) block of a stays in L2 while every weight panel passes over it;
  * for each panel the micro-kernel computes an MR × 16 tile over the K block, the 16-wide panel
  * (kc × 64 bytes, ≤ 24 KiB) staying in L1 across the row block. The tile's accumulators are
- * NK_W-lane registers: MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4), with
+ * NK_W-lane registers: MR × (16 / NK_W) of them (AVX-512 14 × 1, AVX2 6 × 2, 4-lane 3 × 4 on
+ * NEON and 2 × 4 on SSE2), with
  * one broadcast of a[i, p] per row and one load of the panel's row p per vector. For a wide
  * product (n ≥ NK_GEMM_PACK_MIN_N) the row block is first packed into MR-row slivers ((kc, MR)
  * each, one sequential stream per tile) in the calling thread's scratch; for a narrower one the
@@ -34,8 +35,14 @@
 #define NK_GEMM_MR 14
 #elif NK_W == 8
 #define NK_GEMM_MR 6
+#elif defined(__x86_64__)
+/* SSE2 has 16 registers, no fused multiply-add and two-operand instructions (a product needs a
+ * copy): a 3 × 4 tile's 12 accumulators left too few for the panel's 4 vectors and the
+ * temporaries, and the compiler spilled an accumulator to the stack every K step (15.7 GFLOP/s on
+ * fc1's shape, single thread); 2 × 4 runs at 35–43. The same chains, so the same bits. */
+#define NK_GEMM_MR 2
 #else
-#define NK_GEMM_MR 3
+#define NK_GEMM_MR 3 /* NEON: 32 registers and fmla; not measured on an arm64 machine */
 #endif
 #define NK_GEMM_NV (NK_GEMM_NR / NK_W)
 #define NK_GEMM_MC NK_GEMM_MC_ROWS

@@ -5,7 +5,7 @@ import _NecoTestSupport
 
 /// libneco's own packed-weight GEMM (`Gemm.linear`, CNecoKernels `nk_gemm_linear`) on every CPU path
 /// this machine supports, against the naive Double reference and against OpenBLAS, on edge shapes
-/// (1, primes, sizes that are not multiples of the 14/6/3-row tiles, the 16-column panels or the
+/// (1, primes, sizes that are not multiples of the 14/6/3/2-row tiles, the 16-column panels or the
 /// 384-deep K blocks), with and without bias, strided output, and the GELU and residual epilogues.
 final class PackedGemmTests: XCTestCase {
     /// Products of values in [-1, 1] summed over K ≤ 769 terms in float: the observed error against

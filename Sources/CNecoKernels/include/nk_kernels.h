@@ -84,8 +84,8 @@ double nk_fma_probe(int path, long iterations);
  * k order starting from its bias (or 0), whatever the tile it falls in: results do not depend on
  * how the rows are split among calls or threads. */
 enum { NK_GEMM_NR = 16, NK_GEMM_KC = 384 };
-/* Internal to gemm_body.h / gemm.c: rows per row block on every path (whole micro-tiles of 14, 6
- * and 3 rows; its (MC, KC) block of activations, 252 KiB, stays in L2 while the weight's panels
+/* Internal to gemm_body.h / gemm.c: rows per row block on every path (whole micro-tiles of 14, 6,
+ * 3 and 2 rows; its (MC, KC) block of activations, 252 KiB, stays in L2 while the weight's panels
  * pass over it; the same rows for every path, so a narrow tile does not make a worker stream the
  * weights once more per extra block), and the most rows per micro-tile of any path (AVX-512's 14). */
 enum { NK_GEMM_MC_ROWS = 168, NK_GEMM_MR_MAX = 14, NK_GEMM_PACK_MIN_N = 768 };
@@ -103,7 +103,7 @@ void nk_gemm_pack_weights(float *dst, const float *w, long n, long k);
 void nk_gemm_pack_panels(float *dst, const float *w, long n, long k, long first, long end, int transposed);
 /* The inverse: w (n, k) = the weights packed in src. */
 void nk_gemm_unpack_weights(float *w, const float *src, long n, long k);
-/* Rows per micro-tile of the active path (14 AVX-512, 6 AVX2, 3 portable): callers splitting rows
+/* Rows per micro-tile of the active path (14 AVX-512, 6 AVX2, 3 NEON, 2 SSE2): callers splitting rows
  * among threads use multiples of it so that no thread computes padding rows needlessly. */
 long nk_gemm_rows_per_tile(void);
 /* out = epilogue(a · Wᵀ + bias), on the calling thread. bias may be NULL; residual, ldr and gamma
@@ -115,7 +115,8 @@ void nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float 
                     long k, int epilogue, const float *residual, long ldr, const float *gamma);
 /* Columns per packed block of b in nk_gemm_tn: (KC, NC) floats, at most 3 MiB per thread. The
  * row-block scratch both drivers use: a row block one K block deep, its slivers up to a vector
- * apart (nk_gemm_tn's layout: MC / MR gaps of at most NK_GEMM_NR floats, 56 on the 3-row path),
+ * apart (nk_gemm_tn's layout: MC / MR gaps of one NK_W-lane vector: 84 of 4 floats on SSE2's
+ * 2-row path, 12 of 16 on AVX-512's; gemm_body.h asserts that they fit),
  * and room for the last vector store. */
 enum { NK_GEMM_NC = 2048, NK_GEMM_SCRATCH_A = NK_GEMM_MC_ROWS * NK_GEMM_KC + 64 * NK_GEMM_NR };
 /* The weight-gradient product (gemm_body.h), on the calling thread with its own scratch:
