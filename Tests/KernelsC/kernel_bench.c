@@ -10,8 +10,9 @@
  *   and with the probabilities (training's recompute), and the backward from them (the four
  *   products and the softmax backward). GFLOP/s count 4·T²·E per forward and 8·T²·E per backward.
  * gemm: out = a · Wᵀ + bias on weights packed beforehand (ViT-S's batch-1 products, with fc1's GELU
- *   epilogue and fc2's residual, a NeCo head's 2048-wide layers at 1024 rows, and narrow products
- *   whose rows are 4 KiB apart), against cblas_sgemm on the same operands.
+ *   epilogue and fc2's residual, a NeCo head's 2048-wide layers at 1024 rows, narrow products
+ *   whose rows are 4 KiB apart, and the patch embedding's 588 → 384 at one and sixteen images'
+ *   patches), against cblas_sgemm on the same operands.
  */
 #include "nk_kernels.h"
 
@@ -90,6 +91,8 @@ static void bench_gemm(int reps) {
         {"NeCo head 2048 -> 2048", 1024, 2048, 2048, NK_GEMM_NONE},
         {"NeCo head 2048 -> 256", 1024, 256, 2048, NK_GEMM_NONE},
         {"narrow, rows 4 KiB apart", 1024, 384, 1024, NK_GEMM_NONE},
+        {"patch embedding, 1 image", 256, 384, 588, NK_GEMM_NONE},
+        {"patch embedding, 16 images", 4096, 384, 588, NK_GEMM_NONE},
     };
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     openblas_set_num_threads(1);
