@@ -75,16 +75,7 @@ void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k,
     float *inv = qp + e * NK_GEMM_NR;    /* (16) 1 / each query's sum */
     const float zero[NK_GEMM_NR] = {0};
     NK(gemm_pack_a)(ks, k, ldx, t, 0, e);
-    for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
-        const long w = e - c0 < NK_GEMM_NR ? e - c0 : NK_GEMM_NR;
-        float *panel = vp + c0 * t;
-        for (long j = 0; j < t; j++)
-            for (int u = 0; u < NK_GEMM_NV; u++) {
-                const long n = w - u * NK_W;
-                st(panel + j * NK_GEMM_NR + u * NK_W, n >= NK_W ? ld(v + j * ldx + c0 + u * NK_W)
-                                                        : n > 0 ? ld_part(v + j * ldx + c0 + u * NK_W, n, 0) : splat(0));
-            }
-    }
+    NK(gemm_pack_b_kmajor)(vp, v, ldx, e, t); /* v (t, e) as the weight gradient packs its b */
     for (long i0 = 0; i0 < t; i0 += NK_GEMM_NR) {
         const long n = t - i0 < NK_GEMM_NR ? t - i0 : NK_GEMM_NR;
         for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W)

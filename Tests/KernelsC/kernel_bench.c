@@ -1,7 +1,8 @@
 /* kernel_bench.c: single-thread timings of CNecoKernels' attention and Linear kernels on every
  * kernel path this CPU has, the Linear products next to OpenBLAS (single-threaded), built and run
- * by scripts/bench-kernels.sh. Contenders take turns within each repetition and each keeps its best
- * time, so a slow spell of the machine hits all of them alike. Figures, not pass/fail.
+ * by `scripts/check-kernels.sh --bench`. Contenders take turns within each repetition and each
+ * keeps its best time, so a slow spell of the machine hits all of them alike. Figures, not
+ * pass/fail.
  *
  *     kernel_bench [attention|gemm] [repetitions]
  *
