@@ -4,9 +4,11 @@
  * scripts/check-kernels.sh builds it twice from the library's own kernel sources: natively (on
  * x86-64 it runs the portable, AVX2 and AVX-512 paths the CPU has) and for arm64, run under
  * qemu-aarch64, so that the NEON path, which no machine here runs natively and the Swift suites
- * cannot reach, is checked by the same numbers. The shapes and tolerances are the Swift tests'
- * (CPUPathTests, PackedGemmTests, AttentionKernelTests, AttentionBackwardTests), with the same
- * names; their comments there give the reasons. A failure prints the case and exits 1.
+ * cannot reach, is checked by the same numbers. The tolerances are the Swift tests' (CPUPathTests,
+ * PackedGemmTests, AttentionKernelTests, AttentionBackwardTests), with the same names, and their
+ * comments there give the reasons; the shapes are those tests' edge shapes or of the same kind
+ * (sizes of 1, primes, not multiples of a tile or a vector, ViT-S's). A failure prints the case
+ * and exits 1.
  *
  *     kernel_check            every path this CPU supports
  *     kernel_check PATH       one path (portable, neon, avx2 or avx512)
