@@ -108,9 +108,10 @@ void nk_gemm_unpack_weights(float *w, const float *src, long n, long k);
 long nk_gemm_rows_per_tile(void);
 /* out = epilogue(a · Wᵀ + bias), on the calling thread. bias may be NULL; residual, ldr and gamma
  * are read only by NK_GEMM_RESIDUAL (else NULL, 0, NULL). Products of at least NK_GEMM_PACK_MIN_N
- * columns pack a's row blocks into the thread's scratch (allocated on its first call, freed when
- * it exits); narrower ones, or any when the scratch cannot be allocated, read a's rows in place
- * (the same bits either way). */
+ * columns, and narrower ones whose rows of a are a multiple of 4 KiB apart (lda % 1024 == 0, which
+ * would put every row's line into one L1 set), pack a's row blocks into the thread's scratch
+ * (allocated on its first call, freed when it exits); the rest, or any when the scratch cannot be
+ * allocated, read a's rows in place (the same bits either way). */
 void nk_gemm_linear(float *out, long ldc, const float *a, long lda, const float *wp, const float *bias, long m, long n,
                     long k, int epilogue, const float *residual, long ldr, const float *gamma);
 /* Columns per packed block of b in nk_gemm_tn: (KC, NC) floats, at most 3 MiB per thread. The
