@@ -101,6 +101,24 @@ print(f"  PyTorch                         {tv:>7.2f} {statistics.median(r['step_
 ratio["torch_train"] = nv / tv
 print(f"  libneco / PyTorch {nv / tv:.2f}; GFLOP/s (4x forward per view) libneco {nv * train_gflop_view:.1f} "
       f"({100 * nv * train_gflop_view / peak:.1f} % of peak), PyTorch {tv * train_gflop_view:.1f}")
+# Per phase: the two forwards (teacher without grad, student with) are 2 forwards' FLOPs, the
+# backward 2 more (input and weight gradients); medians over the rounds.
+views = statistics.median(r["views"] for r in nt)
+print(f"\ntraining phases (medians)          libneco s  GFLOP/s  % peak   PyTorch s  GFLOP/s  % peak   libneco/PyTorch")
+for label, keys, fwds in (("teacher + student forward", ("teacher_fwd_s", "student_fwd_s"), 2),
+                          ("backward", ("backward_s",), 2), ("clip + EMA + AdamW", ("optimizer_s",), 0)):
+    ns = statistics.median(sum(r[k] for k in keys) for r in nt)
+    ts = statistics.median(sum(r[k] for k in keys) for r in tt)
+    g = fwds * views * gflop_img
+    cols = (f"{ns:>9.3f}{g / ns:>9.1f}{100 * g / ns / peak:>8.1f}{ts:>11.3f}{g / ts:>9.1f}{100 * g / ts / peak:>8.1f}"
+            if g else f"{ns:>9.3f}{'':17}{ts:>11.3f}{'':17}")
+    print(f"  {label:<32}{cols}{ts / ns:>11.2f}")
+# What the training target asks of this CPU: 1.5x PyTorch's step rate on the same FLOPs, as a share
+# of the FMA peak measured here (per round, against the PyTorch step measured in that round).
+need = [100 * 1.5 * r["views_per_s"] * train_gflop_view / peak for r in tt]
+print(f"  1.5x PyTorch's step would need " + " ".join(f"{x:.0f}" for x in need) +
+      f" % of the FMA peak for the whole step (per round; median {statistics.median(need):.0f} %); "
+      f"libneco runs at {100 * nv * train_gflop_view / peak:.0f} %, PyTorch at {100 * tv * train_gflop_view / peak:.0f} %")
 # Paired: in each round, libneco over the other engine measured next to it (same spell of the
 # machine); the median of those per-round ratios. RATIO reports these.
 def per_round(rs, b=None, key="img_per_s"):
