@@ -17,6 +17,9 @@
 # maximum. The training step is `neco train-bench` (8 images x 2 views at 224, MSE between student
 # and EMA-teacher patch tokens, AdamW) against scripts/bench_train_torch.py, also interleaved, and
 # once more with `--memory-limit $NECO_TRAIN_LIMIT` (default 980 MiB of state: RSS within 1 GiB).
+# The step is also split into phases (the two forwards, backward, optimizer) with each engine's
+# GFLOP/s and % of peak, and each round's PyTorch step is turned into the share of the FMA peak that
+# 1.5x its rate would need at the same FLOPs.
 # Needs the PyTorch venv (NECO_REF_VENV, default ~/.cache/neco-ref) and the tools venv with
 # onnxruntime (~/.cache/neco/venv; scripts/setup.sh makes it).
 # The last line is: RATIO ort_b1=... ort_b8=... torch_b1=... torch_b8=... torch_train=... (medians of
