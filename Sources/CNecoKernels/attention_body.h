@@ -65,62 +65,88 @@ static inline __attribute__((always_inline)) void NK(att_pv_tile)(const int R, f
         }
 }
 
+/* The forward's scratch (nk_attention_scratch_floats): the keys as row slivers, the values as
+ * 16-channel panels, and one query block's scores, queries and 1 / sums. */
+typedef struct {
+    float *ks; /* (kr / MR) key slivers, (e, MR) each (+ NK_W − MR floats of overrun) */
+    float *vp; /* (e16 / 16) value panels, (t, 16) each, zero past e */
+    float *sT; /* (kr, 16) scores of a query block, transposed */
+    float *qp; /* (e, 16) the block's queries, transposed */
+    float *inv; /* (16) 1 / each query's sum */
+} NK(att_work);
+
+/* Lays the forward's scratch out and packs the head's keys and values into it. */
+static NK(att_work) NK(att_prepare)(const float *k, const float *v, long ldx, long t, long e, float *scratch) {
+    const long kr = (t + NK_GEMM_MR - 1) / NK_GEMM_MR * NK_GEMM_MR; /* keys in whole slivers */
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    NK(att_work) w;
+    w.ks = scratch;
+    w.vp = w.ks + kr * e;
+    w.sT = w.vp + t * e16;
+    w.qp = w.sT + kr * NK_GEMM_NR;
+    w.inv = w.qp + e * NK_GEMM_NR;
+    NK(gemm_pack_a)(w.ks, k, ldx, t, 0, e);
+    NK(gemm_pack_b_kmajor)(w.vp, v, ldx, e, t); /* v (t, e) as the weight gradient packs its b */
+    return w;
+}
+
+/* Steps 1–4 for the n ≤ 16 queries from i0: out rows i0 .. i0 + n (when out is not NULL) and, when
+ * probs is not NULL, their probabilities at probs (row r of the block at probs + r · ldp). */
+static void NK(att_query_block)(float *out, long ldo, const float *q, long ldx, long i0, long n, long t, long e,
+                                float scale, float *probs, long ldp, const NK(att_work) *w) {
+    const float zero[NK_GEMM_NR] = {0};
+    float *sT = w->sT, *qp = w->qp, *inv = w->inv;
+    const float *ks = w->ks, *vp = w->vp;
+    for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W)
+        NK(pack_transposed)(qp + c0, NK_GEMM_NR, q + (i0 + c0) * ldx, ldx, n - c0 < 0 ? 0 : n - c0, e, NK_W);
+    /* 1. sᵀ[j, c] = k[j, :] · q[i0 + c, :] (padding keys and queries give 0, never read below). */
+    for (long j0 = 0; j0 < t; j0 += NK_GEMM_MR)
+        NK(gemm_tile)(e, ks + j0 * e, 1, NK_GEMM_MR, qp, sT + j0 * NK_GEMM_NR, NK_GEMM_NR, zero, NK_GEMM_NONE, 0, 0, 0);
+    /* 2. Per query lane: e^(scale·s − scale·max) over the t keys, and 1 / their sum. */
+    for (int u = 0; u < NK_GEMM_NV; u++) {
+        float *col = sT + u * NK_W;
+        vf mx = splat(-__builtin_inff());
+        for (long j = 0; j < t; j++) mx = vmax_run(mx, ld(col + j * NK_GEMM_NR));
+        const vf shift = mx * scale;
+        vf sum = splat(0);
+        for (long j = 0; j < t; j++) {
+            const vf x = vexp(ld(col + j * NK_GEMM_NR) * scale - shift);
+            st(col + j * NK_GEMM_NR, x);
+            sum += x;
+        }
+        st(inv + u * NK_W, 1.0f / sum);
+    }
+    /* 3. out[i0 + r, :] = inv[r] · Σ_j sᵀ[j, r] v[j, :], in tiles of NK_ATT_PR queries × 16 channels. */
+    for (long r0 = 0; out && r0 < n; r0 += NK_ATT_PR) {
+        const long rows = n - r0 < NK_ATT_PR ? n - r0 : NK_ATT_PR;
+        const int whole = NK_GEMM_NR - r0 >= NK_ATT_PR; /* else the block's last NK_ATT_LAST queries */
+        for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
+            float *o = out + (i0 + r0) * ldo + c0;
+            const float *pt = sT + r0, *panel = vp + c0 * t;
+            const long cols = e - c0 < NK_GEMM_NR ? e - c0 : NK_GEMM_NR;
+            if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, panel, t, cols, rows, inv + r0);
+            else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, panel, t, cols, rows, inv + r0);
+        }
+    }
+    /* 4. probs[c, j] = sᵀ[j, c] · inv[c], transposed back a W-key block at a time. */
+    if (probs) {
+        for (long j = 0; j < t; j++)
+            for (int u = 0; u < NK_GEMM_NV; u++)
+                st(sT + j * NK_GEMM_NR + u * NK_W, ld(sT + j * NK_GEMM_NR + u * NK_W) * ld(inv + u * NK_W));
+        for (long j0 = 0; j0 < t; j0 += NK_W) {
+            const long wd = t - j0 < NK_W ? t - j0 : NK_W;
+            NK(pack_transposed)(probs + j0, ldp, sT + j0 * NK_GEMM_NR, NK_GEMM_NR, wd, n, wd);
+        }
+    }
+}
+
 void NK(nk_attention_head)(float *out, long ldo, const float *q, const float *k, const float *v, long ldx, long t,
                            long e, float scale, float *probs, long ldp, float *scratch) {
     if (t <= 0 || e <= 0) return;
-    const long kr = (t + NK_GEMM_MR - 1) / NK_GEMM_MR * NK_GEMM_MR; /* keys in whole slivers */
-    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
-    float *ks = scratch;                 /* (kr / MR) key slivers, (e, MR) each (+ NK_W − MR floats of overrun) */
-    float *vp = ks + kr * e;             /* (e16 / 16) value panels, (t, 16) each, zero past e */
-    float *sT = vp + t * e16;            /* (kr, 16) scores of a query block, transposed */
-    float *qp = sT + kr * NK_GEMM_NR;    /* (e, 16) the block's queries, transposed */
-    float *inv = qp + e * NK_GEMM_NR;    /* (16) 1 / each query's sum */
-    const float zero[NK_GEMM_NR] = {0};
-    NK(gemm_pack_a)(ks, k, ldx, t, 0, e);
-    NK(gemm_pack_b_kmajor)(vp, v, ldx, e, t); /* v (t, e) as the weight gradient packs its b */
+    const NK(att_work) w = NK(att_prepare)(k, v, ldx, t, e, scratch);
     for (long i0 = 0; i0 < t; i0 += NK_GEMM_NR) {
         const long n = t - i0 < NK_GEMM_NR ? t - i0 : NK_GEMM_NR;
-        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W)
-            NK(pack_transposed)(qp + c0, NK_GEMM_NR, q + (i0 + c0) * ldx, ldx, n - c0 < 0 ? 0 : n - c0, e, NK_W);
-        /* 1. sᵀ[j, c] = k[j, :] · q[i0 + c, :] (padding keys and queries give 0, never read below). */
-        for (long j0 = 0; j0 < t; j0 += NK_GEMM_MR)
-            NK(gemm_tile)(e, ks + j0 * e, 1, NK_GEMM_MR, qp, sT + j0 * NK_GEMM_NR, NK_GEMM_NR, zero, NK_GEMM_NONE, 0, 0, 0);
-        /* 2. Per query lane: e^(scale·s − scale·max) over the t keys, and 1 / their sum. */
-        for (int u = 0; u < NK_GEMM_NV; u++) {
-            float *col = sT + u * NK_W;
-            vf mx = splat(-__builtin_inff());
-            for (long j = 0; j < t; j++) mx = vmax_run(mx, ld(col + j * NK_GEMM_NR));
-            const vf shift = mx * scale;
-            vf sum = splat(0);
-            for (long j = 0; j < t; j++) {
-                const vf x = vexp(ld(col + j * NK_GEMM_NR) * scale - shift);
-                st(col + j * NK_GEMM_NR, x);
-                sum += x;
-            }
-            st(inv + u * NK_W, 1.0f / sum);
-        }
-        /* 3. out[i0 + r, :] = inv[r] · Σ_j sᵀ[j, r] v[j, :], in tiles of NK_ATT_PR queries × 16 channels. */
-        for (long r0 = 0; out && r0 < n; r0 += NK_ATT_PR) {
-            const long rows = n - r0 < NK_ATT_PR ? n - r0 : NK_ATT_PR;
-            const int whole = NK_GEMM_NR - r0 >= NK_ATT_PR; /* else the block's last NK_ATT_LAST queries */
-            for (long c0 = 0; c0 < e; c0 += NK_GEMM_NR) {
-                float *o = out + (i0 + r0) * ldo + c0;
-                const float *pt = sT + r0, *panel = vp + c0 * t;
-                const long cols = e - c0 < NK_GEMM_NR ? e - c0 : NK_GEMM_NR;
-                if (whole) NK(att_pv_tile)(NK_ATT_PR, o, ldo, pt, panel, t, cols, rows, inv + r0);
-                else NK(att_pv_tile)(NK_ATT_LAST, o, ldo, pt, panel, t, cols, rows, inv + r0);
-            }
-        }
-        /* 4. probs[i0 + c, j] = sᵀ[j, c] · inv[c], transposed back a W-key block at a time. */
-        if (probs) {
-            for (long j = 0; j < t; j++)
-                for (int u = 0; u < NK_GEMM_NV; u++)
-                    st(sT + j * NK_GEMM_NR + u * NK_W, ld(sT + j * NK_GEMM_NR + u * NK_W) * ld(inv + u * NK_W));
-            for (long j0 = 0; j0 < t; j0 += NK_W) {
-                const long w = t - j0 < NK_W ? t - j0 : NK_W;
-                NK(pack_transposed)(probs + i0 * ldp + j0, ldp, sT + j0 * NK_GEMM_NR, NK_GEMM_NR, w, n, w);
-            }
-        }
+        NK(att_query_block)(out, ldo, q, ldx, i0, n, t, e, scale, probs ? probs + i0 * ldp : 0, ldp, &w);
     }
 }
 
@@ -187,6 +213,54 @@ void NK(nk_attention_head_backward)(float *dq, float *dk, float *dv, long ldd, c
     /* dQ (t, e) += dS · k;  dK (t, e) += dSᵀ · q */
     NK(att_product)(dq, ldd, ds, t, 0, sliver, kp, t, e, t, 1);
     NK(att_product)(dk, ldd, ds, t, 1, sliver, qp, t, e, t, 1);
+}
+
+/* The backward with the probabilities recomputed, a strip of NK_ATTENTION_STRIP queries at a time
+ * (nk_kernels.h): per strip the forward's query blocks rebuild its rows of P (and of the head's
+ * output, when `heads` is not NULL, the forward's bits), then
+ *     dv += P_sᵀ · dO_s;   dP_s = dO_s · vᵀ;   dS_s = scale · P_s ⊙ (dP_s − rowsum(dP_s ⊙ P_s));
+ *     dq_s += dS_s · k;    dk += dS_sᵀ · q_s.
+ * The strip's P and dS rows (2 · strip · t floats) stay in L2 where whole (t, t) matrices, two
+ * per worker, would not. dq's rows and every P and dS element are the bits of the whole-matrix
+ * kernel above; dv and dk add one sum per strip (each one FMA chain over the strip's queries). */
+void NK(nk_attention_head_backward_recompute)(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                              const float *q, const float *k, const float *v, long ldx, float *heads,
+                                              long ldh, long t, long e, float scale, float *scratch) {
+    if (t <= 0 || e <= 0) return;
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    const long t16 = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    const long strip = NK_ATTENTION_STRIP;
+    const NK(att_work) w = NK(att_prepare)(k, v, ldx, t, e, scratch);
+    float *kp = scratch + nk_attention_scratch_floats(t, e); /* k (t, e) as panels (t, 16) */
+    float *vt = kp + t * e16;        /* vᵀ (e, t) as panels (e, 16) of 16 keys */
+    float *ps = vt + t16 * e;        /* (strip, t) the strip's P */
+    float *ds = ps + strip * t;      /* (strip, t) its dP, then dS in place */
+    float *dop = ds + strip * t;     /* the strip's dO (strip, e) as panels (strip, 16) */
+    float *qp = dop + strip * e16;   /* the strip's q (strip, e) as panels (strip, 16) */
+    float *sliver = qp + strip * e16; /* att_product's (never used here: K ≤ strip) */
+    NK(gemm_pack_b_kmajor)(kp, k, ldx, e, t);
+    for (long j0 = 0; j0 < t16; j0 += NK_GEMM_NR)
+        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W) {
+            const long rows = t - j0 - c0 < 0 ? 0 : t - j0 - c0;
+            NK(pack_transposed)(vt + j0 * e + c0, NK_GEMM_NR, v + (j0 + c0) * ldx, ldx, rows, e, NK_W);
+        }
+    for (long s0 = 0; s0 < t; s0 += strip) {
+        const long m = t - s0 < strip ? t - s0 : strip;
+        for (long i0 = s0; i0 < s0 + m; i0 += NK_GEMM_NR) {
+            const long n = s0 + m - i0 < NK_GEMM_NR ? s0 + m - i0 : NK_GEMM_NR;
+            NK(att_query_block)(heads, ldh, q, ldx, i0, n, t, e, scale, ps + (i0 - s0) * t, t, &w);
+        }
+        NK(gemm_pack_b_kmajor)(dop, dout + s0 * ldo, ldo, e, m);
+        NK(gemm_pack_b_kmajor)(qp, q + s0 * ldx, ldx, e, m);
+        /* dV (t, e) += P_sᵀ · dO_s */
+        NK(att_product)(dv, ldd, ps, t, 1, sliver, dop, t, e, m, 1);
+        /* dP_s (m, t) = dO_s · vᵀ;  dS_s = scale · P_s ⊙ (dP_s − rowsum(dP_s ⊙ P_s)) */
+        NK(att_product)(ds, t, dout + s0 * ldo, ldo, 0, sliver, vt, m, t, e, 0);
+        NK(nk_softmax_backward_rows)(ds, ds, ps, m, t, scale, 0);
+        /* dQ_s (m, e) += dS_s · k;  dK (t, e) += dS_sᵀ · q_s */
+        NK(att_product)(dq + s0 * ldd, ldd, ds, t, 0, sliver, kp, m, e, t, 1);
+        NK(att_product)(dk, ldd, ds, t, 1, sliver, qp, t, e, m, 1);
+    }
 }
 
 #undef NK_ATT_PR

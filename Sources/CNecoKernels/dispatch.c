@@ -34,14 +34,17 @@
                           float *);                                                                            \
     void nk_attention_head_backward_##sfx(float *, float *, float *, long, const float *, long, const float *,  \
                                           const float *, const float *, long, const float *, long, long, float,  \
-                                          float *);
+                                          float *);                                                            \
+    void nk_attention_head_backward_recompute_##sfx(float *, float *, float *, long, const float *, long,        \
+                                                    const float *, const float *, const float *, long, float *,  \
+                                                    long, long, long, float, float *);
 
 #define NK_TABLE(sfx)                                                                                            \
     {nk_exp_##sfx, nk_gelu_##sfx, nk_gelu_backward_##sfx, nk_gelu_grad_rows_##sfx, nk_softmax_rows_##sfx,      \
      nk_softmax_backward_rows_##sfx, nk_layernorm_rows_##sfx,    \
      nk_layernorm_backward_rows_##sfx, nk_swiglu_rows_##sfx, nk_swiglu_backward_rows_##sfx, nk_fma_probe_##sfx,    \
      nk_gemm_rows_per_tile_##sfx, nk_gemm_packed_##sfx, nk_attention_head_##sfx, nk_gemm_tn_##sfx,   \
-     nk_attention_head_backward_##sfx}
+     nk_attention_head_backward_##sfx, nk_attention_head_backward_recompute_##sfx}
 
 typedef struct {
     void (*exp)(float *, const float *, long);
@@ -64,6 +67,9 @@ typedef struct {
     void (*gemm_tn)(float *, long, const float *, long, const float *, long, long, long, long, int, float *, float *);
     void (*attention_head_backward)(float *, float *, float *, long, const float *, long, const float *, const float *,
                                     const float *, long, const float *, long, long, float, float *);
+    void (*attention_head_backward_recompute)(float *, float *, float *, long, const float *, long, const float *,
+                                              const float *, const float *, long, float *, long, long, long, float,
+                                              float *);
 } nk_table;
 
 NK_DECLARE(portable)
@@ -211,6 +217,11 @@ void nk_attention_head_backward(float *dq, float *dk, float *dv, long ldd, const
                                 const float *q, const float *k, const float *v, long ldx, const float *probs, long t,
                                 long e, float scale, float *scratch) {
     T()->attention_head_backward(dq, dk, dv, ldd, dout, ldo, q, k, v, ldx, probs, t, e, scale, scratch);
+}
+void nk_attention_head_backward_recompute(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                          const float *q, const float *k, const float *v, long ldx, float *heads,
+                                          long ldh, long t, long e, float scale, float *scratch) {
+    T()->attention_head_backward_recompute(dq, dk, dv, ldd, dout, ldo, q, k, v, ldx, heads, ldh, t, e, scale, scratch);
 }
 double nk_fma_probe(int path, long iterations) {
     if (!nk_cpu_supported(path)) return 0;

@@ -64,6 +64,16 @@ long nk_attention_backward_scratch_floats(long t, long e) {
     return t * t + 3 * t * e16 + t16 * e + t * NK_GEMM_MR_MAX + NK_GEMM_NR;
 }
 
+long nk_attention_recompute_backward_scratch_floats(long t, long e) {
+    const long forward = nk_attention_scratch_floats(t, e);
+    if (forward < 0 || t > (1L << 24)) return -1;
+    const long e16 = (e + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    const long t16 = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    /* the forward's, k's panels, vᵀ's panels, a strip's P and dS, its dO and q panels, a sliver */
+    return forward + t * e16 + t16 * e + 2 * NK_ATTENTION_STRIP * t + 2 * NK_ATTENTION_STRIP * e16 +
+           NK_ATTENTION_STRIP * NK_GEMM_MR_MAX + NK_GEMM_NR;
+}
+
 /* Per thread: the packed row block of a (NK_GEMM_SCRATCH_A), then nk_gemm_tn's packed block of b,
  * (KC, NC), which only nk_gemm_tn touches (untouched pages cost no memory). */
 #define NK_GEMM_SCRATCH_TOTAL (NK_GEMM_SCRATCH_A + NK_GEMM_KC * NK_GEMM_NC)

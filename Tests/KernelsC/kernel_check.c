@@ -305,7 +305,8 @@ static void check_gemm(const char *path) {
 
 /* ---- attention, forward and backward (AttentionKernelTests, AttentionBackwardTests) ---------- */
 
-static const long att_shapes[][2] = {{1, 1}, {2, 1}, {5, 3}, {13, 7}, {16, 16}, {17, 64}, {31, 5}, {47, 64}, {261, 64}};
+static const long att_shapes[][2] = {{1, 1}, {2, 1}, {5, 3}, {13, 7}, {16, 16}, {17, 64}, {31, 5}, {47, 64}, {65, 5},
+                                     {129, 16}, {261, 64}};
 enum { NATT = sizeof att_shapes / sizeof att_shapes[0] };
 
 static void check_attention(const char *path) {
@@ -317,7 +318,9 @@ static void check_attention(const char *path) {
         float *qkv = floats(t * ld, 1), *dout = floats(t * ldo, 1), *grad0 = floats(t * ld, 1);
         const float *q = qkv, *k = qkv + e, *v = qkv + 2 * e;
         const long ns = nk_attention_scratch_floats(t, e), nb = nk_attention_backward_scratch_floats(t, e);
-        float *scratch = nans(ns > nb ? ns : nb), *out = nans(t * ldo), *again = nans(t * ldo), *probs = nans(t * t);
+        const long nr = nk_attention_recompute_backward_scratch_floats(t, e);
+        const long nmax = ns > nb ? (ns > nr ? ns : nr) : (nb > nr ? nb : nr);
+        float *scratch = nans(nmax), *out = nans(t * ldo), *again = nans(t * ldo), *probs = nans(t * t);
         double *p = doubles(t * t), *oref = doubles(t * e), *gref = doubles(t * ld), *dp = doubles(t);
 
         nk_attention_head(out, ldo, q, k, v, ld, t, e, scale, NULL, 0, scratch);
@@ -383,6 +386,28 @@ static void check_attention(const char *path) {
                 printf("FAIL %s: the padding column of dQKV row %ld was written\n", what, i);
                 break;
             }
+
+        /* The same backward with the probabilities rebuilt in 64-query strips, the heads with them:
+         * the heads and dq the bits of the forward and of the whole-matrix backward above, every
+         * gradient within the same bound of the reference, the padding column untouched. */
+        float *grad2 = floats(t * ld, 0), *heads = nans(t * ldo);
+        memcpy(grad2, grad0, (size_t)(t * ld) * sizeof(float));
+        for (long i = 0; i < nr; i++) scratch[i] = NAN;
+        nk_attention_head_backward_recompute(grad2, grad2 + e, grad2 + 2 * e, ld, dout, ldo, q, k, v, ld, heads, ldo, t, e,
+                                             scale, scratch);
+        snprintf(what, sizeof what, "%s attention backward in strips T=%ld E=%ld", path, t, e);
+        close_to(what, grad2, ld, gref, ld, t, 3 * e, 0, att_grad_atol);
+        checks++;
+        for (long i = 0; i < t; i++)
+            if (memcmp(heads + i * ldo, out + i * ldo, (size_t)e * sizeof(float)) != 0 ||
+                memcmp(grad2 + i * ld, grad + i * ld, (size_t)e * sizeof(float)) != 0 ||
+                grad2[i * ld + 3 * e] != grad0[i * ld + 3 * e]) {
+                failures++;
+                printf("FAIL %s: row %ld's heads or dq differ from the whole-matrix kernels', or its padding was "
+                       "written\n", what, i);
+                break;
+            }
+        free(grad2); free(heads);
         free(qkv); free(dout); free(grad0); free(scratch); free(out); free(again); free(probs); free(p); free(oref);
         free(gref); free(dp); free(grad);
     }

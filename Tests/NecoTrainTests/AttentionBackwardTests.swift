@@ -5,15 +5,18 @@ import XCTest
 import _NecoTestSupport
 
 /// Training's attention backward (`AttentionRecompute.backward`: P and the heads recomputed by the
-/// forward kernel, then the four products and the softmax backward) on every CPU path, against the
+/// forward's code 64 queries at a time, then the four products and the softmax backward on each
+/// strip) on every CPU path, against the
 /// textbook formulas in Double: edge shapes (T and E of 1, primes, around the 16-query blocks and
 /// the micro-tile rows), ViT-S's shape and T = 400, accumulation into what dQKV held, NaN-filled
 /// scratch, and 1–2 threads.
 final class AttentionBackwardTests: XCTestCase {
     /// dQ, dK, dV sum T products of values ≤ 1 in float, through P (exp's 2e-7 relative) and dS
     /// (dP, a sum of E products, less its P-weighted mean), each product's sum added to dQKV once.
-    /// Observed against Double: ≤ 2.4e-7 at T ≤ 47 (portable; 1.4e-7 AVX2 and AVX-512) and
-    /// ≤ 1.2e-7 at T = 261 and 400 (every path); the bounds leave 4× room or more and stay far below a
+    /// Observed against Double: ≤ 2.4e-7 at T ≤ 47 (portable; 1.4e-7 AVX2 and AVX-512) and, with
+    /// dK and dV summed per 64-query strip, ≤ 2.4e-7 at T = 65–400 on every path (one float step at
+    /// the magnitude of dQKV's start; the whole-matrix kernel read ≤ 1.2e-7 at T = 261 and 400);
+    /// the bounds leave 4× room or more and stay far below a
     /// wrong term (≥ 1e-3 for these inputs). (A chain continuing from dQKV's value, rounding each of
     /// the T terms at that magnitude, read 1.5e-6 at T = 261: the kernel must add each sum once.)
     static let atolSmall = 1e-6, atolLarge = 1e-6
@@ -98,6 +101,42 @@ final class AttentionBackwardTests: XCTestCase {
                     check(&rng, path: p, batch: t % 2 + 1, tokens: t, heads: e % 3 + 1, headDim: e, atol: Self.atolSmall)
                 }
             }
+            // Around the kernel's 64-query strips: one whole strip, one and one query, a partial
+            // last strip of a partial 16-query block.
+            for t in [63, 64, 65, 129] {
+                for e in [5, 16] {
+                    check(&rng, path: p, batch: 1, tokens: t, heads: 1 + e % 2, headDim: e, atol: Self.atolSmall)
+                }
+            }
+        }
+    }
+
+    /// The strip kernel against the whole-matrix one (`Attention.forward` keeping P, then
+    /// `Attention.backward`): dQ is the same bits (its sums run over every key in both), dK and dV
+    /// add one sum per strip instead of one in all, within the bound above.
+    func testStripsMatchStoredProbabilities() throws {
+        for p in CPUFeatures.available {
+            try CPUFeatures.setPath(p)
+            var rng = TestRNG(seed: 44)
+            let (batch, t, heads, e) = (2, 150, 2, 24)
+            let d = heads * e
+            let qkv = rng.floats(batch * t * 3 * d), dOut = rng.floats(batch * t * d), start = rng.floats(batch * t * 3 * d)
+            var probs = [Float](repeating: .nan, count: batch * heads * t * t)
+            var heads0 = [Float](repeating: .nan, count: batch * t * d)
+            var fscratch = [Float](repeating: .nan, count: Attention.scratchCount(tokens: t, headDim: e))
+            Attention.forward(out: &heads0, probs: &probs, scratch: &fscratch, qkv: qkv, batch: batch, tokens: t,
+                              heads: heads, headDim: e, scale: 0.3)
+            var stored = start
+            var bscratch = [Float](repeating: .nan, count: Attention.backwardScratchCount(tokens: t, headDim: e))
+            Attention.backward(dQKV: &stored, dOut: dOut, qkv: qkv, probs: probs, scratch: &bscratch, batch: batch,
+                               tokens: t, heads: heads, headDim: e, scale: 0.3)
+            let strips = kernel(qkv, dOut, start: start, batch: batch, tokens: t, heads: heads, headDim: e, scale: 0.3)
+            for row in 0..<(batch * t) {
+                let q = row * 3 * d
+                XCTAssertEqual(strips[q..<(q + d)].map(\.bitPattern), stored[q..<(q + d)].map(\.bitPattern),
+                               "\(p.name) dQ row \(row)")
+            }
+            assertClose(strips, stored, rtol: 0, atol: Self.atolLarge, "\(p.name) dK, dV")
         }
     }
 
@@ -122,6 +161,17 @@ final class AttentionBackwardTests: XCTestCase {
         // ViT-S at 224: the (T, T) gradient, three (T, 64) and one (272, 64) panel sets, a 14-row sliver.
         XCTAssertEqual(Attention.headBackwardScratchCount(tokens: 261, headDim: 64),
                        261 * 261 + 3 * 261 * 64 + 272 * 64 + 261 * 14 + 16)
+        XCTAssertEqual(Attention.headRecomputingBackwardScratchCount(tokens: -1, headDim: 64), 1 << 48)
+        XCTAssertEqual(Attention.headRecomputingBackwardScratchCount(tokens: 1 << 25, headDim: 64), 1 << 48)
+        XCTAssertEqual(Attention.headRecomputingBackwardScratchCount(tokens: 261, headDim: 1 << 21), 1 << 48)
+        XCTAssertThrowsError(try Memory.allocate(AttentionRecompute.scratchCount(tokens: 1 << 25, headDim: 64),
+                                                 of: Float.self, "attention backward scratch"))
+        // The strip kernel at 224: the forward's (keys in 274 rows, values, a block's scores,
+        // queries and sums), k's and vᵀ's panels, a 64-query strip of P and of dS, the strip's dO
+        // and q panels, a sliver: O(T · E), no (T, T) matrix.
+        let forward = 274 * 64 + 261 * 64 + 274 * 16 + 64 * 16 + 16
+        XCTAssertEqual(Attention.headRecomputingBackwardScratchCount(tokens: 261, headDim: 64),
+                       forward + 261 * 64 + 272 * 64 + 2 * 64 * 261 + 2 * 64 * 64 + 64 * 14 + 16)
     }
 
     /// Each (batch, head) runs whole on one worker: 1 and 2 threads give the same bits.

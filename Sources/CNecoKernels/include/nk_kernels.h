@@ -160,6 +160,23 @@ void nk_attention_head_backward(float *dq, float *dk, float *dv, long ldd, const
 /* Scratch floats nk_attention_head_backward needs: the (t, t) score gradient and the operands packed
  * as panels, O(t² + t · e); -1 when too large. */
 long nk_attention_backward_scratch_floats(long t, long e);
+/* Queries per strip of nk_attention_head_backward_recompute. */
+enum { NK_ATTENTION_STRIP = 64 };
+/* Backward of one (batch, head) without its probabilities: nk_attention_head's forward rebuilds
+ * them NK_ATTENTION_STRIP query rows at a time, each strip's rows then going through the
+ * products and softmax backward of nk_attention_head_backward (same formulas, same layouts), so
+ * no (t, t) matrix exists. heads, when not NULL, receives the head's output (t, e) with row
+ * stride ldh, the bits nk_attention_head writes. dq and every P and dS element are the bits of
+ * nk_attention_head followed by nk_attention_head_backward; dv and dk add one sum per strip to
+ * their previous value instead of one in all (float rounding apart, the same). The gradients and
+ * heads must not overlap the inputs or the scratch: nk_attention_recompute_backward_scratch_floats(t,
+ * e) floats, any path. */
+void nk_attention_head_backward_recompute(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                          const float *q, const float *k, const float *v, long ldx, float *heads,
+                                          long ldh, long t, long e, float scale, float *scratch);
+/* Scratch floats nk_attention_head_backward_recompute needs: the forward's, the operands packed as
+ * panels and a strip's P and dS, O(t · e + NK_ATTENTION_STRIP · t); -1 when too large. */
+long nk_attention_recompute_backward_scratch_floats(long t, long e);
 
 #ifdef __cplusplus
 }

@@ -91,6 +91,32 @@ public enum Attention {
                                    3 * d, probs, t, headDim, scale, scratch)
     }
 
+    /// Scratch floats of one `headBackwardRecomputing` call: O(T·E + 64·T), no (T, T) matrix.
+    public static func headRecomputingBackwardScratchCount(tokens: Int, headDim: Int) -> Int {
+        let n = nk_attention_recompute_backward_scratch_floats(tokens, headDim)
+        return n < 0 ? 1 << 48 : n   // as in headScratchCount
+    }
+
+    /// Backward of one (b, head) pair on the calling thread without its probabilities: the C
+    /// kernel `nk_attention_head_backward_recompute` rebuilds P with the forward's own code a
+    /// strip of 64 queries at a time and runs `headBackward`'s products and softmax backward on
+    /// each strip, so no (T, T) matrix exists. `headsOut` (B, T, D), when non-nil, receives the
+    /// pair's head columns, the bits `head` writes. dQ, P and dS are the bits of `head` followed
+    /// by `headBackward`; dK and dV add one sum per strip instead of one in all.
+    /// - Parameter scratch: `headRecomputingBackwardScratchCount(tokens:headDim:)` floats.
+    @inlinable
+    public static func headBackwardRecomputing(dQKV: UnsafeMutablePointer<Float>, headsOut: UnsafeMutablePointer<Float>?,
+                                               dOut: UnsafePointer<Float>, qkv: UnsafePointer<Float>, pair: Int,
+                                               tokens t: Int, heads: Int, headDim: Int, scale: Float,
+                                               scratch: UnsafeMutablePointer<Float>) {
+        let d = heads * headDim
+        let b = pair / heads, h = pair % heads
+        let q = qkv + b * t * 3 * d + h * headDim, dq = dQKV + b * t * 3 * d + h * headDim
+        nk_attention_head_backward_recompute(dq, dq + d, dq + 2 * d, 3 * d, dOut + b * t * d + h * headDim, d, q, q + d,
+                                             q + 2 * d, 3 * d, headsOut.map { $0 + b * t * d + h * headDim }, d, t,
+                                             headDim, scale, scratch)
+    }
+
     /// Backward given dOut (B, T, D) and the saved probabilities (B, H, T, T): dQKV (B, T, 3D) +=
     /// the gradients for q, k and v (`headBackward` per pair, the pairs in parallel).
     /// - Parameter scratch: `backwardScratchCount(tokens:headDim:)` floats.

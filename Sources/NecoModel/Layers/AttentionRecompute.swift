@@ -11,28 +11,27 @@ import NecoCore
 ///
 /// Storing P for training costs B·H·T² floats per block (26 MB per block for 16 views of ViT-S at
 /// 224), more than everything else the block keeps. Backward therefore recomputes P per (b, head)
-/// with the forward's own kernel (`Attention.head`, asked for P this time), which in the same call
-/// rebuilds the head outputs P·v bit for bit as the forward wrote them: the projection's weight
-/// gradient needs those, so they are not stored either.
+/// with the forward's own code, which in the same pass rebuilds the head outputs P·v bit for bit as
+/// the forward wrote them: the projection's weight gradient needs those, so they are not stored
+/// either. The C kernel (`Attention.headBackwardRecomputing`, `nk_attention_head_backward_recompute`)
+/// does this 64 queries at a time, so a worker holds a (64, T) strip of P and of dS, never a (T, T)
+/// matrix.
 ///
-/// Given dOut = dL/d(heads) (B, T, D):
-///     dV += Pᵀ · dO;  dP = dO · vᵀ;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
-///     dQ += dS · k;   dK += dSᵀ · q
-/// computed per pair by `Attention.headBackward` (the C kernel `nk_attention_head_backward`).
+/// Given dOut = dL/d(heads) (B, T, D), per strip s of queries:
+///     dV += P_sᵀ · dO_s;  dP_s = dO_s · vᵀ;  dS_s = P_s ⊙ (dP_s − rowsum(dP_s ⊙ P_s)) · scale
+///     dQ_s += dS_s · k;   dK += dS_sᵀ · q_s
 /// Gradient convention: `dQKV` accumulates (`+=`); `headsOut` is written exactly once.
 /// - Complexity: one extra q·kᵀ and softmax per (b, head) over a stored-P backward, and P·v when
-///   `headsOut` is asked for.
+///   `headsOut` is asked for; memory O(T·E + 64·T) per worker.
 public enum AttentionRecompute {
-    /// Scratch floats per worker: one (T, T) matrix for P, one `Attention.headBackward` scratch and
-    /// one `Attention.head` scratch.
+    /// Scratch floats: one `Attention.headBackwardRecomputing` scratch per worker.
     public static func scratchCount(tokens: Int, headDim: Int) -> Int {
         Threads.count * perWorker(tokens: tokens, headDim: headDim)
     }
 
     @usableFromInline
     static func perWorker(tokens t: Int, headDim: Int) -> Int {
-        t * t + Attention.headBackwardScratchCount(tokens: t, headDim: headDim)
-            + Attention.headScratchCount(tokens: t, headDim: headDim)
+        Attention.headRecomputingBackwardScratchCount(tokens: t, headDim: headDim)
     }
 
     @inlinable
@@ -43,16 +42,10 @@ public enum AttentionRecompute {
         let t = tokens
         let per = perWorker(tokens: t, headDim: headDim)
         Threads.parallelDynamic(batch * heads) { slot, s, e in
-            let p = scratch + slot * per                     // (T, T) probabilities
-            let backwardScratch = p + t * t                  // the backward kernel's own
-            let headScratch = backwardScratch + Attention.headBackwardScratchCount(tokens: t, headDim: headDim)
             for pair in s..<e {
-                // Recompute with the forward's kernel: P (T, T) = softmax(q · kᵀ · scale) and, when
-                // asked, out_h (T, E) = P · v, the bits the forward wrote.
-                Attention.head(out: headsOut, probs: p, qkv: qkv, pair: pair, tokens: t, heads: heads, headDim: headDim,
-                               scale: scale, scratch: headScratch)
-                Attention.headBackward(dQKV: dQKV, dOut: dOut, qkv: qkv, probs: p, pair: pair, tokens: t, heads: heads,
-                                       headDim: headDim, scale: scale, scratch: backwardScratch)
+                Attention.headBackwardRecomputing(dQKV: dQKV, headsOut: headsOut, dOut: dOut, qkv: qkv, pair: pair,
+                                                  tokens: t, heads: heads, headDim: headDim, scale: scale,
+                                                  scratch: scratch + slot * per)
             }
         }
     }
