@@ -185,6 +185,39 @@ static void NK(att_product)(float *c, long ldc, const float *a, long lda, const 
     }
 }
 
+/* The backward's whole-head operands: k as panels (t, 16) into kp, vᵀ as panels (e, 16) of 16 keys
+ * into vt. */
+static void NK(att_pack_backward)(float *kp, float *vt, const float *k, const float *v, long ldx, long t, long e) {
+    const long t16 = (t + NK_GEMM_NR - 1) / NK_GEMM_NR * NK_GEMM_NR;
+    NK(gemm_pack_b_kmajor)(kp, k, ldx, e, t);
+    for (long j0 = 0; j0 < t16; j0 += NK_GEMM_NR)
+        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W) {
+            const long rows = t - j0 - c0 < 0 ? 0 : t - j0 - c0;
+            NK(pack_transposed)(vt + j0 * e + c0, NK_GEMM_NR, v + (j0 + c0) * ldx, ldx, rows, e, NK_W);
+        }
+}
+
+/* The backward of m query rows (all t of them, or a strip) given their probabilities p (m, t),
+ * row stride t: dq, dout, q and p point at the rows' first; dk and dv are the whole head's.
+ *     dv += pᵀ · dO;  dP = dO · vᵀ;  dS = scale · p ⊙ (dP − rowsum(dP ⊙ p));  dq += dS · k;  dk += dSᵀ · q
+ * ds: (m, t) for dP, then dS in place; dop, qp: (m, e16) for the rows' dO and q packed as panels;
+ * kp, vt from att_pack_backward; sliver: one row tile of pᵀ or dSᵀ, (m, MR) (+ NK_W floats). */
+static void NK(att_backward_rows)(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
+                                  const float *q, long ldx, const float *p, float *ds, float *dop, float *qp,
+                                  const float *kp, const float *vt, float *sliver, long m, long t, long e,
+                                  float scale) {
+    NK(gemm_pack_b_kmajor)(dop, dout, ldo, e, m);
+    NK(gemm_pack_b_kmajor)(qp, q, ldx, e, m);
+    /* dV (t, e) += pᵀ · dO */
+    NK(att_product)(dv, ldd, p, t, 1, sliver, dop, t, e, m, 1);
+    /* dP (m, t) = dO · vᵀ;  dS = scale · p ⊙ (dP − rowsum(dP ⊙ p)) */
+    NK(att_product)(ds, t, dout, ldo, 0, sliver, vt, m, t, e, 0);
+    NK(nk_softmax_backward_rows)(ds, ds, p, m, t, scale, 0);
+    /* dQ (m, e) += dS · k;  dK (t, e) += dSᵀ · q */
+    NK(att_product)(dq, ldd, ds, t, 0, sliver, kp, m, e, t, 1);
+    NK(att_product)(dk, ldd, ds, t, 1, sliver, qp, t, e, m, 1);
+}
+
 void NK(nk_attention_head_backward)(float *dq, float *dk, float *dv, long ldd, const float *dout, long ldo,
                                     const float *q, const float *k, const float *v, long ldx, const float *probs,
                                     long t, long e, float scale, float *scratch) {
@@ -197,27 +230,13 @@ void NK(nk_attention_head_backward)(float *dq, float *dk, float *dv, long ldd, c
     float *qp = kp + t * e16;     /* q (t, e) as panels (t, 16) */
     float *vt = qp + t * e16;     /* vᵀ (e, t) as panels (e, 16) of 16 keys */
     float *sliver = vt + t16 * e; /* one row tile of Pᵀ or dSᵀ, (t, MR) (+ NK_W floats of overrun) */
-    NK(gemm_pack_b_kmajor)(dop, dout, ldo, e, t);
-    NK(gemm_pack_b_kmajor)(kp, k, ldx, e, t);
-    NK(gemm_pack_b_kmajor)(qp, q, ldx, e, t);
-    for (long j0 = 0; j0 < t16; j0 += NK_GEMM_NR)
-        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W) {
-            const long rows = t - j0 - c0 < 0 ? 0 : t - j0 - c0;
-            NK(pack_transposed)(vt + j0 * e + c0, NK_GEMM_NR, v + (j0 + c0) * ldx, ldx, rows, e, NK_W);
-        }
-    /* dV (t, e) += Pᵀ · dO */
-    NK(att_product)(dv, ldd, probs, t, 1, sliver, dop, t, e, t, 1);
-    /* dP (t, t) = dO · vᵀ;  dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)) */
-    NK(att_product)(ds, t, dout, ldo, 0, sliver, vt, t, t, e, 0);
-    NK(nk_softmax_backward_rows)(ds, ds, probs, t, t, scale, 0);
-    /* dQ (t, e) += dS · k;  dK (t, e) += dSᵀ · q */
-    NK(att_product)(dq, ldd, ds, t, 0, sliver, kp, t, e, t, 1);
-    NK(att_product)(dk, ldd, ds, t, 1, sliver, qp, t, e, t, 1);
+    NK(att_pack_backward)(kp, vt, k, v, ldx, t, e);
+    NK(att_backward_rows)(dq, dk, dv, ldd, dout, ldo, q, ldx, probs, ds, dop, qp, kp, vt, sliver, t, t, e, scale);
 }
 
 /* The backward with the probabilities recomputed, a strip of NK_ATTENTION_STRIP queries at a time
  * (nk_kernels.h): per strip the forward's query blocks rebuild its rows of P (and of the head's
- * output, when `heads` is not NULL, the forward's bits), then
+ * output, when `heads` is not NULL, the forward's bits), then att_backward_rows runs the strip:
  *     dv += P_sᵀ · dO_s;   dP_s = dO_s · vᵀ;   dS_s = scale · P_s ⊙ (dP_s − rowsum(dP_s ⊙ P_s));
  *     dq_s += dS_s · k;    dk += dS_sᵀ · q_s.
  * The strip's P and dS rows (2 · strip · t floats) stay in L2 where whole (t, t) matrices, two
@@ -238,28 +257,15 @@ void NK(nk_attention_head_backward_recompute)(float *dq, float *dk, float *dv, l
     float *dop = ds + strip * t;     /* the strip's dO (strip, e) as panels (strip, 16) */
     float *qp = dop + strip * e16;   /* the strip's q (strip, e) as panels (strip, 16) */
     float *sliver = qp + strip * e16; /* att_product's (never used here: K ≤ strip) */
-    NK(gemm_pack_b_kmajor)(kp, k, ldx, e, t);
-    for (long j0 = 0; j0 < t16; j0 += NK_GEMM_NR)
-        for (long c0 = 0; c0 < NK_GEMM_NR; c0 += NK_W) {
-            const long rows = t - j0 - c0 < 0 ? 0 : t - j0 - c0;
-            NK(pack_transposed)(vt + j0 * e + c0, NK_GEMM_NR, v + (j0 + c0) * ldx, ldx, rows, e, NK_W);
-        }
+    NK(att_pack_backward)(kp, vt, k, v, ldx, t, e);
     for (long s0 = 0; s0 < t; s0 += strip) {
         const long m = t - s0 < strip ? t - s0 : strip;
         for (long i0 = s0; i0 < s0 + m; i0 += NK_GEMM_NR) {
             const long n = s0 + m - i0 < NK_GEMM_NR ? s0 + m - i0 : NK_GEMM_NR;
             NK(att_query_block)(heads, ldh, q, ldx, i0, n, t, e, scale, ps + (i0 - s0) * t, t, &w);
         }
-        NK(gemm_pack_b_kmajor)(dop, dout + s0 * ldo, ldo, e, m);
-        NK(gemm_pack_b_kmajor)(qp, q + s0 * ldx, ldx, e, m);
-        /* dV (t, e) += P_sᵀ · dO_s */
-        NK(att_product)(dv, ldd, ps, t, 1, sliver, dop, t, e, m, 1);
-        /* dP_s (m, t) = dO_s · vᵀ;  dS_s = scale · P_s ⊙ (dP_s − rowsum(dP_s ⊙ P_s)) */
-        NK(att_product)(ds, t, dout + s0 * ldo, ldo, 0, sliver, vt, m, t, e, 0);
-        NK(nk_softmax_backward_rows)(ds, ds, ps, m, t, scale, 0);
-        /* dQ_s (m, e) += dS_s · k;  dK (t, e) += dS_sᵀ · q_s */
-        NK(att_product)(dq + s0 * ldd, ldd, ds, t, 0, sliver, kp, m, e, t, 1);
-        NK(att_product)(dk, ldd, ds, t, 1, sliver, qp, t, e, m, 1);
+        NK(att_backward_rows)(dq + s0 * ldd, dk, dv, ldd, dout + s0 * ldo, ldo, q + s0 * ldx, ldx, ps, ds, dop, qp, kp,
+                              vt, sliver, m, t, e, scale);
     }
 }
 
